@@ -1,0 +1,211 @@
+#!/usr/bin/env node
+/**
+ * The `bundle` command line (SPEC.md "Commands"). Each command parses its flags here and hands
+ * typed options to a stage; exit codes follow SPEC.md: 0 success, 1 the work failed, 2 the
+ * input is wrong.
+ */
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Command, CommanderError } from "commander";
+import { BundleError, DefinitionError, formatDiagnostic, WorkError } from "../util/errors.js";
+import { Output, type OutputOptions } from "./output.js";
+import { lint } from "../stages/lint.js";
+import { DEFAULT_DEFINITION } from "../config/load.js";
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** Flags that set template values, shared by every command that renders or checks templates. */
+function withValues(cmd: Command): Command {
+  return cmd
+    .option(
+      "--set <KEY=VALUE>",
+      "set a template value (repeatable; overrides --values and the definition)",
+      collect,
+    )
+    .option("--values <FILE>", "a YAML file of template values (repeatable; applied in order)", collect);
+}
+
+/** Flags for talking to a registry. */
+function withRegistryAccess(cmd: Command): Command {
+  return cmd
+    .option("--insecure", "accept a TLS certificate that does not verify")
+    .option("--ca-file <FILE>", "trust this CA certificate (PEM) in addition to the system's")
+    .option("--username <USER>", "registry user name (with --password-stdin)")
+    .option("--password-stdin", "read the registry password from standard input");
+}
+
+function example(cmd: Command, ...lines: string[]): Command {
+  return cmd.addHelpText("after", `\nExamples:\n${lines.map((l) => `  $ ${l}`).join("\n")}\n`);
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+function notBuilt(stage: string): never {
+  throw new WorkError(`bundle ${stage} is not built yet in this version`);
+}
+
+export function buildProgram(out: () => Output): Command {
+  const program = new Command("bundle")
+    .description(
+      "Air-gapped bundle builder: prepare images, git archives and files on a connected machine, " +
+        "carry one bundle across the gap, then upload and deploy it against local mirrors.",
+    )
+    .version(process.env.npm_package_version ?? "0.1.0")
+    .option("--json", "machine-readable result on stdout; progress and logs go to stderr")
+    .option("-q, --quiet", "print only errors and the result")
+    .option("-v, --verbose", "print more detail about each step")
+    .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
+    .exitOverride()
+    .showHelpAfterError("(run with --help for usage)");
+
+  const prepare = program
+    .command("prepare")
+    .description(
+      "online side: pull every image for every platform, archive pinned git commits, download files, write the bundle",
+    )
+    .option("-f, --file <FILE>", "the definition", DEFAULT_DEFINITION)
+    .option("-o, --output <DIR>", "where to write the bundle (default ./bundle-out/<name>)")
+    .option("--name <NAME>", "the bundle's name (default: the definition's name or folder)")
+    .option("--platform <LIST>", "comma-separated platforms", "linux/amd64,linux/arm64")
+    .option("--mirror <SRC=URL>", "pull images of registry SRC from URL first (repeatable)", collect)
+    .option("--archive <FILE>", "also write the bundle as one tar file")
+    .option("--continue-on-error", "keep going past a failed item and list every failure at the end");
+  withValues(withRegistryAccess(prepare));
+  example(
+    prepare,
+    "bundle prepare -f bundle.yml -o /media/usb/openwhisk",
+    "bundle prepare --mirror docker.io=http://127.0.0.1:5001",
+  );
+  prepare.action(() => notBuilt("prepare"));
+
+  const upload = program
+    .command("upload")
+    .description(
+      "offline side: push the bundle's images to the private registry and its files to the file server",
+    )
+    .argument("<DIR>", "a prepared bundle (folder or archive)")
+    .requiredOption("--registry <REG>", "the private registry: host[:port] or http(s)://host[:port]")
+    .requiredOption("--fileserver <URL>", "base URL of the file server, e.g. http://10.0.0.5:8003")
+    .option("--token-file <FILE>", "bearer token for the file server's uploads");
+  withValues(withRegistryAccess(upload));
+  example(
+    upload,
+    "bundle upload ./bundle-out/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --token-file token",
+  );
+  upload.action(() => notBuilt("upload"));
+
+  const deploy = program
+    .command("deploy")
+    .description(
+      "offline side: check the mirrors hold everything, then helm upgrade --install each release against them",
+    )
+    .argument("<DIR>", "a prepared bundle (folder or archive)")
+    .requiredOption("--registry <REG>", "the private registry: host[:port] or http(s)://host[:port]")
+    .requiredOption("--fileserver <URL>", "base URL of the file server")
+    .option("--dry-run", "print each helm command and write the final values files without running helm")
+    .option("--helm <PATH>", "the helm executable (default: helm on PATH)")
+    .option("--kube-context <NAME>", "passed to helm")
+    .option("--kubeconfig <FILE>", "passed to helm")
+    .option("--atomic", "passed to helm: roll back a failed release")
+    .option("--timeout <DURATION>", "passed to helm --timeout", "10m");
+  withValues(withRegistryAccess(deploy));
+  example(
+    deploy,
+    "bundle deploy ./bundle-out/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --dry-run",
+  );
+  deploy.action(() => notBuilt("deploy"));
+
+  const serve = program
+    .command("serve")
+    .description(
+      "the static file server for the main node: GET/HEAD with Range and ETag, authenticated PUT uploads",
+    )
+    .option("--root <DIR>", "folder to serve", ".")
+    .option("--port <PORT>", "port to listen on", "8003")
+    .option("--host <ADDR>", "address to listen on", "0.0.0.0")
+    .option("--token-file <FILE>", "bearer token that uploads must present");
+  example(serve, "bundle serve --root /srv/bundle --port 8003 --token-file /etc/bundle/token");
+  serve.action(() => notBuilt("serve"));
+
+  const verify = program
+    .command("verify")
+    .description("re-hash every blob and file of a bundle against its lock; name every mismatch")
+    .argument("<DIR>", "a prepared bundle (folder or archive)");
+  example(verify, "bundle verify /media/usb/openwhisk");
+  verify.action(() => notBuilt("verify"));
+
+  const inspect = program
+    .command("inspect")
+    .description("list a bundle's images, git archives, files, charts and the site values still to bind")
+    .argument("<DIR>", "a prepared bundle (folder or archive)");
+  example(inspect, "bundle inspect ./bundle-out/openwhisk --json");
+  inspect.action(() => notBuilt("inspect"));
+
+  const images = program
+    .command("images")
+    .description("list every image reference a Helm chart uses, with the values path that sets it")
+    .argument("<CHART_DIR>", "a chart folder");
+  example(images, "bundle images openwhisk-deploy-kube/helm/openwhisk --json");
+  images.action(() => notBuilt("images"));
+
+  const lintCmd = program
+    .command("lint")
+    .description("check a definition without touching the network: schema, references, files, values")
+    .option("-f, --file <FILE>", "the definition", DEFAULT_DEFINITION)
+    .option("--name <NAME>", "the bundle's name");
+  withValues(lintCmd);
+  example(lintCmd, "bundle lint -f bundle.yml", "bundle lint -f deployment.yml --set ingress_ip=10.0.0.5");
+  lintCmd.action(async (opts: { file: string; name?: string; set?: string[]; values?: string[] }) => {
+    const summary = await lint(opts.file, {
+      ...(opts.name ? { name: opts.name } : {}),
+      set: opts.set ?? [],
+      valuesFiles: opts.values ?? [],
+    });
+    out().result({ ok: true, ...summary }, () => [
+      `${opts.file}: ok — bundle "${summary.name}": ${summary.images.length} images, ${summary.git.length} git archives, ` +
+        `${summary.files.length} downloads, ${summary.templates.length} templates, ${plural(summary.releases.length, "release")}`,
+      ...(summary.siteValuesToBind.length > 0
+        ? [`site values bound at upload and deploy: ${summary.siteValuesToBind.join(", ")}`]
+        : []),
+    ]);
+  });
+
+  return program;
+}
+
+/** Runs the CLI and returns the exit code; never calls process.exit itself, so tests can call it. */
+export async function run(argv: string[]): Promise<number> {
+  let output: Output | undefined;
+  const program = buildProgram(() => (output ??= new Output(program.opts<OutputOptions>())));
+  try {
+    await program.parseAsync(argv, { from: "user" });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    output ??= new Output(program.opts<OutputOptions>());
+    return reportError(err, output);
+  }
+}
+
+function reportError(err: unknown, out: Output): number {
+  const code = err instanceof BundleError ? err.exitCode : 1;
+  const lines =
+    err instanceof DefinitionError
+      ? err.diagnostics.map(formatDiagnostic)
+      : [
+          err instanceof BundleError
+            ? err.message
+            : `unexpected error: ${(err as Error)?.stack ?? String(err)}`,
+        ];
+  if (out.mode === "json") out.result({ ok: false, exitCode: code, errors: lines }, () => []);
+  for (const line of lines) out.error(`error: ${line}`);
+  return code;
+}
+
+// Run when executed as a program (also through npm's bin symlink), not when imported by tests.
+const invoked = process.argv[1] ? realpathSync(process.argv[1]) : "";
+if (invoked === fileURLToPath(import.meta.url)) {
+  process.exitCode = await run(process.argv.slice(2));
+}

@@ -1,0 +1,94 @@
+/**
+ * Loading a definition: read the YAML, pick the format by its keys, validate, build the one
+ * model, then apply `--values`/`--set` and check that every value a template needs is given.
+ */
+import path from "node:path";
+import { DefinitionError, InputError, type Diagnostic } from "../util/errors.js";
+import { SITE_VALUES, destPath, type Definition } from "./model.js";
+import { TELEGO_KEYS } from "./schema.js";
+import { crossChecks, Problems } from "./build.js";
+import { loadNative } from "./native.js";
+import { loadTelego } from "./telego.js";
+import { YamlSource } from "./yamlSource.js";
+import { applyValueOptions, isSiteValue, lookup, type ValueOptions } from "./values.js";
+import { templateVariables } from "../templates/variables.js";
+
+export interface LoadOptions extends ValueOptions {
+  /** Overrides the bundle's name (`--name`). */
+  name?: string;
+}
+
+export const DEFAULT_DEFINITION = "bundle.yml";
+
+export async function loadDefinition(file: string, opts: LoadOptions = {}): Promise<Definition> {
+  const display = path.relative(process.cwd(), file) || file;
+  const src = await YamlSource.load(file, display);
+  const data = src.data();
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    throw new DefinitionError([src.diag([], "expected a map at the top of the definition")]);
+  }
+  const abs = path.resolve(file);
+  const isTelego = TELEGO_KEYS.some((k) => Object.hasOwn(data, k));
+  const { declaredName, ...rest } = isTelego
+    ? await loadTelego(src, abs, data)
+    : await loadNative(src, abs, data);
+  const def: Definition = { ...rest, name: opts.name ?? declaredName ?? path.basename(path.dirname(abs)) };
+
+  const problems = new Problems(src);
+  for (const key of Object.keys(def.values)) {
+    if (isSiteValue(key)) {
+      problems.add(
+        isTelego ? ["local_values", key] : ["values", key],
+        `${key} is a site value, bound from the command line at upload and deploy; remove it here`,
+      );
+    }
+  }
+  crossChecks(def, problems);
+  if (problems.list.length > 0) throw new DefinitionError(problems.list);
+
+  def.values = await applyValueOptions(def.values, opts);
+  return def;
+}
+
+/**
+ * Every value a template uses and nobody gives, named with the line that uses it. Site values
+ * count as given: at prepare they are bound later, at upload and deploy they are bound.
+ */
+export function missingValues(def: Definition): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  for (const t of def.templates) {
+    let uses;
+    try {
+      uses = templateVariables(t, def.values, def.valueOrigins);
+    } catch (err) {
+      if (!(err instanceof InputError)) throw err;
+      out.push({ pos: t.origin, path: "", message: err.message });
+      continue;
+    }
+    const reported = new Set<string>();
+    for (const use of uses) {
+      if (isSiteValue(use.name) || lookup(def.values, use.name) !== undefined || reported.has(use.name))
+        continue;
+      reported.add(use.name); // the first use names the value; the others add nothing
+      out.push({
+        pos: use.pos,
+        path: "",
+        message:
+          `missing value "${use.name}" (used by the template for ${destPath(t.dest)}); ` +
+          `give it in the definition's values, --values FILE or --set ${use.name}=VALUE`,
+      });
+    }
+  }
+  return out;
+}
+
+/** The site values the templates use, which prepare records as still to bind. */
+export function siteValuesUsed(def: Definition): string[] {
+  const used = new Set<string>();
+  for (const t of def.templates) {
+    for (const use of templateVariables(t, def.values, def.valueOrigins)) {
+      if (isSiteValue(use.name)) used.add(use.name);
+    }
+  }
+  return SITE_VALUES.filter((v) => used.has(v));
+}

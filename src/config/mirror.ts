@@ -1,0 +1,53 @@
+/** Mirror names on the private registry (SPEC.md "Mirror names"). */
+import { DOCKER_HUB, formatImageRef, lastSegment, type ImageRef } from "./imageRef.js";
+import type { ImageItem, MirrorConfig, MirrorName } from "./model.js";
+import type { Diagnostic } from "../util/errors.js";
+import { formatPos } from "../util/errors.js";
+
+export const DEFAULT_MIRROR: MirrorConfig = { prefix: "teleinfra", naming: "last-segment" };
+
+/**
+ * `docker.io/wurstmeister/kafka:2.12-2.3.1` → `teleinfra/kafka:2.12-2.3.1` (Telego's naming), or
+ * with `full-path`, `teleinfra/wurstmeister/kafka:…`; a registry other than Docker Hub then
+ * stays in the path (`teleinfra/quay.io/coreos/etcd`) so equal paths on two registries differ.
+ */
+export function mirrorName(ref: ImageRef, cfg: MirrorConfig): MirrorName {
+  const path =
+    cfg.naming === "last-segment"
+      ? lastSegment(ref)
+      : ref.registry === DOCKER_HUB
+        ? ref.repository
+        : `${ref.registry.toLowerCase().replace(/[:[\]]/g, "-")}/${ref.repository}`;
+  const repository = cfg.prefix ? `${cfg.prefix}/${path}` : path;
+  return { repository, ...(ref.tag ? { tag: ref.tag } : {}), ...(ref.digest ? { digest: ref.digest } : {}) };
+}
+
+export function formatMirror(m: MirrorName, registry?: string): string {
+  return `${registry ? `${registry}/` : ""}${m.repository}${m.tag ? `:${m.tag}` : ""}${m.digest ? `@${m.digest}` : ""}`;
+}
+
+/** Two images may not land on the same mirror name, nor may one image be listed twice. */
+export function checkMirrorCollisions(images: ImageItem[]): Diagnostic[] {
+  const byName = new Map<string, ImageItem>();
+  const out: Diagnostic[] = [];
+  for (const img of images) {
+    const key = formatMirror(img.mirror);
+    const first = byName.get(key);
+    if (!first) {
+      byName.set(key, img);
+      continue;
+    }
+    const a = formatImageRef(first.ref);
+    const b = formatImageRef(img.ref);
+    out.push({
+      pos: img.at,
+      path: "",
+      message:
+        a === b
+          ? `image ${b} is listed twice (first at ${formatPos(first.at)})`
+          : `images ${a} (${formatPos(first.at)}) and ${b} would both be mirrored as ${key}; ` +
+            `set mirror.naming: full-path or rename one`,
+    });
+  }
+  return out;
+}

@@ -1,0 +1,188 @@
+/** The native `bundle.yml` format → the model. */
+import path from "node:path";
+import {
+  DEFAULT_PLATFORMS,
+  type ChartItem,
+  type GitItem,
+  type ImageItem,
+  type ReleaseItem,
+  type TemplateItem,
+  type UrlItem,
+  type Values,
+} from "./model.js";
+import { NativeSchema, type NativeRaw } from "./schema.js";
+import { validate } from "./validate.js";
+import { DEFAULT_MIRROR, mirrorName } from "./mirror.js";
+import {
+  archiveName,
+  checkDirExists,
+  isInsidePath,
+  parseImage,
+  parseMode,
+  Problems,
+  readSourceFile,
+  type LoadedDefinition,
+} from "./build.js";
+import type { YamlSource } from "./yamlSource.js";
+import { DefinitionError } from "../util/errors.js";
+
+type Raw<K extends keyof NativeRaw> = NonNullable<NativeRaw[K]>;
+
+export async function loadNative(src: YamlSource, file: string, data: unknown): Promise<LoadedDefinition> {
+  const schemaProblems = validate(NativeSchema, src, data);
+  if (schemaProblems.length > 0) throw new DefinitionError(schemaProblems);
+  const raw = data as NativeRaw;
+  const dir = path.dirname(file);
+  const problems = new Problems(src);
+  const mirror = { ...DEFAULT_MIRROR, ...raw.mirror };
+  const platforms = raw.platforms ?? [...DEFAULT_PLATFORMS];
+
+  const images = (raw.images ?? []).flatMap((item, i): ImageItem[] => {
+    const spec = typeof item === "string" ? { ref: item } : item;
+    const at: (string | number)[] = typeof item === "string" ? ["images", i] : ["images", i, "ref"];
+    const parsed = problems.try(at, () => parseImage(spec.ref));
+    if (!parsed) return [];
+    const source = spec.from ?? parsed.source;
+    return [
+      {
+        ref: parsed.ref,
+        source,
+        platforms: spec.platforms ?? platforms,
+        allowMissingPlatforms: spec.allowMissingPlatforms ?? false,
+        mirror: mirrorName(parsed.ref, mirror),
+        at: src.pos(at),
+      },
+    ];
+  });
+
+  const git = (raw.git ?? []).flatMap((g, i) => gitItem(g, ["git", i], problems));
+  const files = (raw.files ?? []).flatMap((f, i) => urlItem(f, ["files", i], problems));
+  const charts = await nativeCharts(raw, dir, git, problems);
+  const templates = (
+    await Promise.all((raw.templates ?? []).map((t, i) => templateItem(t, ["templates", i], dir, problems)))
+  ).flat();
+  const releases = (raw.releases ?? []).map((r, i): ReleaseItem => ({
+    name: r.name,
+    chart: r.chart,
+    namespace: r.namespace ?? r.name,
+    valuesFiles: r.values ?? [],
+    at: src.pos(["releases", i]),
+  }));
+  if (problems.list.length > 0) throw new DefinitionError(problems.list);
+  return {
+    ...(raw.name ? { declaredName: raw.name } : {}),
+    file,
+    dir,
+    platforms,
+    values: (raw.values ?? {}) as Values,
+    valueOrigins: {},
+    mirror,
+    images,
+    git,
+    files,
+    charts,
+    templates,
+    releases,
+  };
+}
+
+function gitItem(g: Raw<"git">[number], at: (string | number)[], problems: Problems): GitItem[] {
+  if ((g.commit === undefined) === (g.ref === undefined)) {
+    problems.add(at, "give exactly one of commit (40 hex digits) or ref (a tag or branch)");
+    return [];
+  }
+  const archive = g.archive ?? problems.try([...at, "url"], () => archiveName(g.url));
+  if (!archive) return [];
+  return [
+    {
+      url: g.url,
+      revision: g.commit ? { kind: "commit", commit: g.commit } : { kind: "ref", ref: g.ref ?? "" },
+      archive,
+      submodules: g.submodules ?? false,
+      at: problems.src.pos(at),
+    },
+  ];
+}
+
+function urlItem(f: Raw<"files">[number], at: (string | number)[], problems: Problems): UrlItem[] {
+  const name = f.path ?? decodeURIComponent(new URL(f.url).pathname.split("/").pop() ?? "");
+  if (!name || !isInsidePath(name)) {
+    problems.add([...at, f.path ? "path" : "url"], `cannot use "${name}" as a path under files/`);
+    return [];
+  }
+  return [
+    {
+      url: f.url,
+      ...(f.sha256 ? { sha256: f.sha256 } : {}),
+      path: name,
+      extract: f.extract ?? false,
+      at: problems.src.pos(at),
+    },
+  ];
+}
+
+async function nativeCharts(
+  raw: NativeRaw,
+  dir: string,
+  git: GitItem[],
+  problems: Problems,
+): Promise<ChartItem[]> {
+  const charts: ChartItem[] = [];
+  (raw.git ?? []).forEach((g, i) => {
+    if (!g.chart) return;
+    const spec = typeof g.chart === "string" ? { path: g.chart } : g.chart;
+    const archive = git.find((x) => x.url === g.url)?.archive;
+    if (!archive) return;
+    const name = spec.name ?? path.posix.basename(spec.path);
+    charts.push({
+      name,
+      source: { kind: "git", archive, path: spec.path },
+      at: problems.src.pos(["git", i, "chart"]),
+    });
+  });
+  for (const [i, c] of (raw.charts ?? []).entries()) {
+    const chartDir = path.resolve(dir, c.path);
+    await checkDirExists(problems, chartDir, ["charts", i, "path"]);
+    charts.push({
+      name: c.name,
+      source: { kind: "local", dir: chartDir },
+      at: problems.src.pos(["charts", i]),
+    });
+  }
+  const seen = new Set<string>();
+  for (const c of charts) {
+    if (seen.has(c.name)) problems.addAt(c.at, `two charts are named "${c.name}"; give one a name:`);
+    seen.add(c.name);
+  }
+  return charts;
+}
+
+async function templateItem(
+  t: Raw<"templates">[number],
+  at: (string | number)[],
+  dir: string,
+  problems: Problems,
+): Promise<TemplateItem[]> {
+  const source = await readSourceFile(problems, dir, t.source, [...at, "source"]);
+  const mode = problems.try([...at, "mode"], () => parseMode(t.mode, 0o644));
+  if (!source || mode === undefined) return [];
+  const [top, second, ...rest] = t.dest.split("/");
+  const dest =
+    top === "files"
+      ? { kind: "file" as const, path: [second, ...rest].join("/") }
+      : { kind: "chart" as const, chart: second ?? "", path: rest.join("/") };
+  if (!isInsidePath(dest.path) || dest.path === "") {
+    problems.add([...at, "dest"], `"${t.dest}" must stay inside files/ or its chart folder`);
+    return [];
+  }
+  return [
+    {
+      syntax: "handlebars",
+      text: source.text,
+      origin: { file: path.relative(process.cwd(), source.file) || source.file, line: 1, col: 1 },
+      dest,
+      mode,
+      at: problems.src.pos(at),
+    },
+  ];
+}

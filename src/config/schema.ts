@@ -1,0 +1,191 @@
+/**
+ * JSON Schemas of both definition formats, written once with TypeBox: ajv validates with
+ * them, TypeScript derives the raw types from them, and `npm run schema` publishes the
+ * native one as schema/bundle.schema.json for editors.
+ */
+import { Type, type Static } from "@sinclair/typebox";
+
+const Platform = Type.String({
+  pattern: "^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$",
+  description: "os/arch or os/arch/variant, e.g. linux/arm64",
+});
+const Sha256 = Type.String({ pattern: "^[a-f0-9]{64}$", description: "64 lowercase hex digits" });
+const Commit = Type.String({ pattern: "^[a-f0-9]{40}$", description: "a full 40-hex git commit" });
+const Mode = Type.Union([Type.String({ pattern: "^0?[0-7]{3,4}$" }), Type.Integer({ minimum: 0 })], {
+  description: 'file mode in octal digits, e.g. "0644" or "755"',
+});
+const RelPath = Type.String({ minLength: 1, description: "a relative path" });
+
+const ValueSchema = Type.Recursive(
+  (Self) =>
+    Type.Union([
+      Type.String(),
+      Type.Number(),
+      Type.Boolean(),
+      Type.Null(),
+      Type.Array(Self),
+      Type.Record(Type.String(), Self),
+    ]),
+  { $id: "Value" },
+);
+
+const strict = { additionalProperties: false } as const;
+
+const NativeImage = Type.Union([
+  Type.String({ description: "an image reference, e.g. redis:4.0 or docker-daemon:myapp:1.0" }),
+  Type.Object(
+    {
+      ref: Type.String({ description: "the image reference" }),
+      platforms: Type.Optional(Type.Array(Platform, { minItems: 1 })),
+      allowMissingPlatforms: Type.Optional(
+        Type.Boolean({ description: "record platforms the source lacks instead of failing" }),
+      ),
+      from: Type.Optional(Type.Union([Type.Literal("registry"), Type.Literal("docker")])),
+    },
+    strict,
+  ),
+]);
+
+const NativeGit = Type.Object(
+  {
+    url: Type.String({ minLength: 1, description: "clone URL; the user's git configuration applies" }),
+    commit: Type.Optional(Commit),
+    ref: Type.Optional(
+      Type.String({ minLength: 1, description: "a tag or branch, resolved once at prepare" }),
+    ),
+    archive: Type.Optional(
+      Type.String({ pattern: "^[^/]+\\.tar\\.gz$", description: "file name under files/" }),
+    ),
+    submodules: Type.Optional(Type.Boolean()),
+    chart: Type.Optional(
+      Type.Union([
+        RelPath,
+        Type.Object({ path: RelPath, name: Type.Optional(Type.String({ minLength: 1 })) }, strict),
+      ]),
+    ),
+  },
+  strict,
+);
+
+const NativeFile = Type.Object(
+  {
+    url: Type.String({ pattern: "^https?://", description: "an http(s) URL" }),
+    sha256: Type.Optional(Sha256),
+    path: Type.Optional(RelPath),
+    extract: Type.Optional(Type.Boolean()),
+  },
+  strict,
+);
+
+const NativeTemplate = Type.Object(
+  {
+    source: RelPath,
+    dest: Type.String({
+      pattern: "^(files|charts/[^/]+)/.+",
+      description: "bundle path: files/<path> (served) or charts/<chart>/<path> (an overlay)",
+    }),
+    mode: Type.Optional(Mode),
+  },
+  strict,
+);
+
+const NativeRelease = Type.Object(
+  {
+    name: Type.String({ pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", maxLength: 53 }),
+    chart: Type.String({ minLength: 1 }),
+    namespace: Type.Optional(Type.String({ pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" })),
+    values: Type.Optional(Type.Array(Type.String({ pattern: "^(files|charts/[^/]+)/.+" }))),
+  },
+  strict,
+);
+
+export const NativeSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    name: Type.Optional(Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9._-]*$" })),
+    description: Type.Optional(Type.String()),
+    platforms: Type.Optional(Type.Array(Platform, { minItems: 1 })),
+    mirror: Type.Optional(
+      Type.Object(
+        {
+          prefix: Type.Optional(
+            Type.String({ pattern: "^([a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*)?$" }),
+          ),
+          naming: Type.Optional(Type.Union([Type.Literal("last-segment"), Type.Literal("full-path")])),
+        },
+        strict,
+      ),
+    ),
+    values: Type.Optional(Type.Record(Type.String(), ValueSchema)),
+    images: Type.Optional(Type.Array(NativeImage)),
+    git: Type.Optional(Type.Array(NativeGit)),
+    files: Type.Optional(Type.Array(NativeFile)),
+    charts: Type.Optional(
+      Type.Array(Type.Object({ name: Type.String({ minLength: 1 }), path: RelPath }, strict)),
+    ),
+    templates: Type.Optional(Type.Array(NativeTemplate)),
+    releases: Type.Optional(Type.Array(NativeRelease)),
+  },
+  { ...strict, title: "bundle definition", $id: "https://bundle.invalid/schema/bundle.schema.json" },
+);
+export type NativeRaw = Static<typeof NativeSchema>;
+
+/**
+ * One object with every key optional rather than a union of four shapes: ajv then reports an
+ * unknown key as just that (with a did-you-mean), and the loader checks that exactly one of
+ * image / git / url / filemap is there.
+ */
+const TelegoPrepareItem = Type.Object(
+  {
+    image: Type.Optional(Type.String({ minLength: 1 })),
+    git: Type.Optional(Type.String({ minLength: 1 })),
+    url: Type.Optional(Type.String({ pattern: "^https?://" })),
+    as: Type.Optional(RelPath),
+    filemap: Type.Optional(
+      Type.Object({ content: Type.String(), path: RelPath, mode: Type.Optional(Mode) }, strict),
+    ),
+  },
+  strict,
+);
+
+export const TelegoSchema = Type.Object(
+  {
+    comment: Type.Optional(Type.String()),
+    local_values: Type.Optional(
+      Type.Record(
+        Type.String(),
+        Type.Union([
+          Type.String(),
+          Type.Number(),
+          Type.Boolean(),
+          Type.Object({ read_from_file: RelPath }, strict),
+        ]),
+      ),
+    ),
+    prepare: Type.Optional(Type.Array(TelegoPrepareItem)),
+    helms: Type.Optional(
+      Type.Record(
+        Type.String({ pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" }),
+        Type.Object(
+          {
+            "helm-dir": RelPath,
+            "overwrite-config": Type.Optional(RelPath),
+            namespace: Type.Optional(Type.String()),
+          },
+          strict,
+        ),
+      ),
+    ),
+  },
+  strict,
+);
+export type TelegoRaw = Static<typeof TelegoSchema>;
+
+/** Top-level keys only the Telego dialect has: their presence selects it. */
+export const TELEGO_KEYS = ["comment", "local_values", "prepare", "helms"] as const;
+
+/** The native schema as editors read it (schema/bundle.schema.json). */
+export function publishedSchema(): string {
+  const doc = { $schema: "http://json-schema.org/draft-07/schema#", ...NativeSchema };
+  return `${JSON.stringify(doc, null, 2)}\n`;
+}

@@ -1,0 +1,54 @@
+/** The command line itself: every command documented with an example, and SPEC.md's exit codes. */
+import test from "ava";
+import { runCli } from "./helpers/cli.js";
+
+const COMMANDS = ["prepare", "upload", "deploy", "serve", "verify", "inspect", "images", "lint"];
+
+test("bundle --help lists every command of SPEC.md", async (t) => {
+  const r = await runCli(["--help"]);
+  t.is(r.code, 0);
+  for (const c of COMMANDS) t.regex(r.stdout, new RegExp(`^ {2}${c}\\b`, "m"));
+});
+
+for (const c of COMMANDS) {
+  test(`bundle ${c} --help says what it does and shows an example`, async (t) => {
+    const r = await runCli([c, "--help"]);
+    t.is(r.code, 0);
+    t.regex(r.stdout, new RegExp(`^Usage: bundle ${c}`, "m"));
+    t.regex(r.stdout, /^Examples:\n {2}\$ bundle /m);
+  });
+}
+
+test("a stage that is not built yet fails with exit 1 and says so", async (t) => {
+  const r = await runCli(["verify", "some-dir"]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /bundle verify is not built yet/);
+});
+
+test("usage errors exit 2: unknown command, unknown option, missing required option", async (t) => {
+  const unknown = await runCli(["bogus"]);
+  t.is(unknown.code, 2);
+  t.regex(unknown.stderr, /unknown command 'bogus'/);
+  const badOption = await runCli(["lint", "--nope"]);
+  t.is(badOption.code, 2);
+  t.regex(badOption.stderr, /unknown option '--nope'/);
+  const missing = await runCli(["upload", "dir", "--fileserver", "http://127.0.0.1:8003"]);
+  t.is(missing.code, 2);
+  t.regex(missing.stderr, /required option '--registry <REG>' not specified/);
+});
+
+test("--json and --quiet: the result alone on stdout", async (t) => {
+  const r = await runCli(["--json", "lint", "-f", "test/fixtures/native/bundle.yml"]);
+  t.is(r.code, 0, r.stderr);
+  const data = JSON.parse(r.stdout) as {
+    ok: boolean;
+    images: { mirror: string }[];
+    siteValuesToBind: string[];
+  };
+  t.true(data.ok);
+  t.is(data.images[0]?.mirror, "teleinfra/redis:4.0");
+  t.deepEqual(data.siteValuesToBind, ["IMG_REPO"]);
+  const quiet = await runCli(["-q", "lint", "-f", "test/fixtures/native/bundle.yml"]);
+  t.is(quiet.stderr, "");
+  t.regex(quiet.stdout, /ok — bundle "demo"/);
+});
