@@ -19,11 +19,14 @@ export async function skopeoInspectRaw(ref: string, opts: SkopeoOptions = {}): P
   return stdout;
 }
 
-/** Copies every platform of `ref` into an OCI layout; skopeo checks each blob's digest on the way. */
+/**
+ * Copies every platform of `ref` into an OCI layout under the ref name `opts.name` (default
+ * "copy"); skopeo checks each blob's digest on the way.
+ */
 export async function skopeoCopyToOciLayout(
   ref: string,
   layoutDir: string,
-  opts: SkopeoOptions = {},
+  opts: SkopeoOptions & { name?: string } = {},
 ): Promise<void> {
   const creds = opts.creds
     ? ["--src-creds", `${opts.creds.username}:${opts.creds.password}`]
@@ -34,7 +37,7 @@ export async function skopeoCopyToOciLayout(
     "--src-tls-verify=false",
     ...creds,
     `docker://${ref}`,
-    `oci:${layoutDir}:copy`,
+    `oci:${layoutDir}:${opts.name ?? "copy"}`,
   ]);
 }
 
@@ -54,4 +57,10 @@ async function runSkopeo(args: string[]): Promise<{ stdout: Buffer }> {
     const { stderr, code } = error as { stderr?: Buffer; code?: unknown };
     throw new Error(`skopeo ${args[0]} failed (exit ${String(code)}): ${stderr?.toString().trim() ?? ""}`);
   }
+}
+
+/** The raw manifest bytes of `name` in an OCI layout, as skopeo reads them. */
+export async function skopeoInspectLayout(layoutDir: string, name: string): Promise<Buffer> {
+  const { stdout } = await runSkopeo(["inspect", "--raw", `oci:${layoutDir}:${name}`]);
+  return stdout;
 }

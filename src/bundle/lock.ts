@@ -1,0 +1,97 @@
+/**
+ * `bundle.lock.json`: what a bundle holds, with every digest (SPEC.md "The prepared bundle").
+ * It is the bundle's manifest: upload, deploy and verify trust nothing that it does not list.
+ */
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { InputError } from "../util/errors.js";
+import { writeAtomic } from "../store/layout.js";
+
+export const LOCK_FILE = "bundle.lock.json";
+export const LOCK_VERSION = 1;
+
+export interface LockPlatform {
+  platform: string;
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+export interface LockBlob {
+  digest: string;
+  size: number;
+  mediaType: string;
+}
+
+export interface LockImage {
+  /** Fully qualified source reference, also the layout's `org.opencontainers.image.ref.name`. */
+  ref: string;
+  source: "registry" | "docker";
+  /** The top manifest or index exactly as the source served it. */
+  digest: string;
+  mediaType: string;
+  size: number;
+  platforms: LockPlatform[];
+  /** Requested platforms the source lacks (allowed for this image). */
+  missingPlatforms: string[];
+  /** Mirror name without the registry host: `teleinfra/redis:4.0`. */
+  mirror: string;
+  /** What the mirror's reference will name: `digest`, or the reduced index's when platforms stay behind. */
+  mirrorDigest: string;
+  /** Config and layer blobs, each once. */
+  blobs: LockBlob[];
+  /** Sum of the blobs' sizes: what the image costs on disk before sharing. */
+  bytes: number;
+}
+
+export interface LockGit {
+  url: string;
+  commit: string;
+  /** Path under files/. */
+  archive: string;
+  size: number;
+  sha256: string;
+}
+
+export interface LockFile {
+  path: string;
+  size: number;
+  sha256: string;
+  url?: string;
+}
+
+export interface Lock {
+  lockVersion: typeof LOCK_VERSION;
+  name: string;
+  tool: { name: "bundle"; version: string };
+  platforms: string[];
+  images: LockImage[];
+  git: LockGit[];
+  files: LockFile[];
+  charts: { name: string; path: string }[];
+  /** Site values the templates use, bound at upload and deploy. */
+  siteValues: string[];
+}
+
+export async function readLock(bundleDir: string): Promise<Lock> {
+  const file = path.join(bundleDir, LOCK_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch {
+    throw new InputError(
+      `${bundleDir} is not a prepared bundle: ${LOCK_FILE} is missing (run bundle prepare first)`,
+    );
+  }
+  const lock = JSON.parse(text) as Lock;
+  if (lock.lockVersion !== LOCK_VERSION) {
+    throw new InputError(
+      `${file}: lock version ${String(lock.lockVersion)} is not supported (expected ${LOCK_VERSION})`,
+    );
+  }
+  return lock;
+}
+
+export async function writeLock(bundleDir: string, lock: Lock): Promise<void> {
+  await writeAtomic(path.join(bundleDir, LOCK_FILE), `${JSON.stringify(lock, null, 2)}\n`);
+}

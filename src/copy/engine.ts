@@ -1,0 +1,288 @@
+/**
+ * The one copy engine. Prepare copies registry → OCI layout, upload copies OCI layout → registry,
+ * load copies OCI layout → Docker daemon: the same walk over an image in every case.
+ *
+ * Order is what makes a killed run safe to run again: blobs first, then each platform's
+ * manifest, then the image's top manifest. So a manifest present in a target means its blobs
+ * are there too, and a rerun skips whole platforms by asking one question.
+ */
+import type { LimitFunction } from "p-limit";
+import { InputError, WorkError } from "../util/errors.js";
+import { withRetry, type RetryOptions } from "../util/retry.js";
+import { isImageManifest, isIndex, isSchema1 } from "../oci/mediaTypes.js";
+import { formatPlatform, platformMatches, sha256Digest } from "../oci/types.js";
+import type { Descriptor, ImageIndex, ImageManifest, Platform, RawManifest } from "../oci/types.js";
+import type { ImageLocation, ImageSource, ImageTarget } from "../store/types.js";
+import { reducedIndex, selectPlatforms } from "./platforms.js";
+import { readAll } from "../util/streams.js";
+
+export interface CopyRequest {
+  source: ImageSource;
+  target: ImageTarget;
+  from: ImageLocation;
+  to: ImageLocation;
+  /** Wanted platforms, e.g. `linux/amd64`. */
+  platforms: string[];
+  allowMissingPlatforms: boolean;
+  /**
+   * The target read as a source (an OCI layout is both): manifests it already holds are read
+   * from it instead of being fetched again, so a rerun moves no bytes.
+   */
+  targetReader?: ImageSource;
+}
+
+export interface CopiedPlatform {
+  platform: string;
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+export interface CopiedImage {
+  /** The top manifest as the source holds it. */
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** What the target's reference names now: the source digest, or a reduced index's. */
+  targetDigest: string;
+  /** What a registry's tag names after upload: the source digest, or the reduced index's when platforms stay behind. */
+  mirrorDigest: string;
+  platforms: CopiedPlatform[];
+  missingPlatforms: string[];
+  /** Every config and layer blob the image carries, each once. */
+  blobs: Descriptor[];
+  /** Blob bytes that had to move; 0 on a rerun. */
+  bytesMoved: number;
+}
+
+export interface CopyEvents {
+  /** Blob bytes an image still has to move (sent as each platform is planned). */
+  onPlanned?(image: string, bytes: number): void;
+  onBytes?(image: string, n: number): void;
+  onRetry?(image: string, what: string, err: unknown, attempt: number): void;
+}
+
+export interface EngineOptions {
+  /** Shared by all images, so the number of blobs in flight is bounded overall. */
+  blobLimit: LimitFunction;
+  retry?: RetryOptions;
+  events?: CopyEvents;
+  /** Once aborted (an earlier image failed), no new blob starts. */
+  signal?: AbortSignal;
+}
+
+/** Manifests and configs are small; anything larger is not what it claims to be. */
+const MAX_SMALL_BLOB = 8 * 1024 * 1024;
+
+export class CopyEngine {
+  constructor(private readonly opts: EngineOptions) {}
+
+  async copy(req: CopyRequest): Promise<CopiedImage> {
+    const top = await this.topManifest(req);
+    const parsed = parseManifest(req.from.name, top);
+    const acc = { blobs: new Map<string, Descriptor>(), moved: 0 };
+    if ("manifests" in parsed) return this.copyIndex(req, top, parsed, acc);
+    return this.copySingle(req, top, parsed, acc);
+  }
+
+  private async copyIndex(
+    req: CopyRequest,
+    top: RawManifest,
+    index: ImageIndex,
+    acc: Acc,
+  ): Promise<CopiedImage> {
+    const { chosen, missing } = selectPlatforms(
+      req.from.name,
+      index,
+      req.platforms,
+      req.allowMissingPlatforms,
+    );
+    const platforms = await Promise.all(
+      chosen.map(async (child) => {
+        const raw = await this.copyManifest(req, child.digest, "child", acc);
+        return {
+          platform: formatPlatform(child.platform as Platform),
+          digest: child.digest,
+          mediaType: raw.mediaType,
+          size: raw.bytes.length,
+        };
+      }),
+    );
+    const forRegistry = reducedIndex(top, index, chosen);
+    const stored = req.target.acceptsPartialIndex ? top : forRegistry;
+    await this.putTop(req, stored);
+    return { ...result(top, stored, platforms, missing, acc), mirrorDigest: forRegistry.digest };
+  }
+
+  private async copySingle(
+    req: CopyRequest,
+    top: RawManifest,
+    manifest: ImageManifest,
+    acc: Acc,
+  ): Promise<CopiedImage> {
+    const platform = await this.configPlatform(req, manifest);
+    const missing = req.platforms.filter((w) => !platform || !platformMatches(w, platform));
+    const offered = platform ? formatPlatform(platform) : "unknown";
+    if (missing.length > 0 && !req.allowMissingPlatforms) {
+      throw new InputError(
+        `${req.from.name} has no ${missing.join(", ")} image; it is a single-platform image for ${offered}. ` +
+          `Request only that platform, or allow missing ones for this image (allowMissingPlatforms: true)`,
+      );
+    }
+    await this.copyManifest(req, top.digest, "image", acc, top);
+    return result(
+      top,
+      top,
+      [{ platform: offered, digest: top.digest, mediaType: top.mediaType, size: top.bytes.length }],
+      missing,
+      acc,
+    );
+  }
+
+  /** The top manifest: from the target when it already holds what the source's tag names. */
+  private async topManifest(req: CopyRequest): Promise<RawManifest> {
+    const head = await req.source.headManifest(req.from);
+    if (
+      head &&
+      req.targetReader &&
+      (await req.target.hasManifest({ ...req.to, reference: head.digest }, head.digest))
+    ) {
+      return req.targetReader.getManifest({ ...req.to, reference: head.digest });
+    }
+    return req.source.getManifest(req.from);
+  }
+
+  /**
+   * One image manifest and its blobs. A target that already holds the manifest holds its blobs
+   * (they are always stored first), so only the manifest is read, to list them.
+   */
+  private async copyManifest(
+    req: CopyRequest,
+    digest: string,
+    role: "child" | "image",
+    acc: Acc,
+    known?: RawManifest,
+  ) {
+    const at = { ...req.to, reference: role === "child" ? digest : req.to.reference };
+    const present = await req.target.hasManifest(at, digest);
+    const raw =
+      known ??
+      (present && req.targetReader
+        ? await req.targetReader.getManifest({ ...req.to, reference: digest })
+        : await req.source.getManifest({ ...req.from, reference: digest }));
+    if (raw.digest !== digest) {
+      throw new WorkError(`manifest of ${req.from.name}: expected ${digest}, got ${raw.digest}`);
+    }
+    const manifest = parseManifest(req.from.name, raw);
+    if ("manifests" in manifest)
+      throw new WorkError(`${req.from.name}: an index inside an index (${digest}) is not supported`);
+    const blobs = [manifest.config, ...manifest.layers];
+    for (const b of blobs) acc.blobs.set(b.digest, b);
+    if (!present) {
+      await this.copyBlobs(req, blobs, acc);
+      await req.target.putManifest(at, raw, role);
+    }
+    return raw;
+  }
+
+  private async putTop(req: CopyRequest, top: RawManifest): Promise<void> {
+    if (!(await req.target.hasManifest(req.to, top.digest)))
+      await req.target.putManifest(req.to, top, "image");
+  }
+
+  private async copyBlobs(req: CopyRequest, blobs: Descriptor[], acc: Acc): Promise<void> {
+    // Foreign layers (with `urls`) are not distributable: registries serve them from elsewhere.
+    const wanted = [...new Map(blobs.filter((b) => !b.urls?.length).map((b) => [b.digest, b])).values()];
+    const present = await Promise.all(wanted.map((b) => req.target.hasBlob(req.to, b)));
+    const missing = wanted.filter((_, i) => !present[i]);
+    this.opts.events?.onPlanned?.(
+      req.from.name,
+      missing.reduce((n, b) => n + b.size, 0),
+    );
+    await Promise.all(missing.map((b) => this.opts.blobLimit(() => this.copyBlob(req, b, acc))));
+  }
+
+  private async copyBlob(req: CopyRequest, blob: Descriptor, acc: Acc): Promise<void> {
+    if (this.opts.signal?.aborted) throw new WorkError(`${req.from.name}: stopped after an earlier failure`);
+    const name = req.from.name;
+    const onBytes = (n: number) => {
+      acc.moved += n;
+      this.opts.events?.onBytes?.(name, n);
+    };
+    await withRetry(
+      () =>
+        req.target.putBlob(req.to, blob, (offset) => req.source.openBlob(req.from, blob, offset), onBytes),
+      {
+        ...this.opts.retry,
+        onRetry: (err, attempt) => this.opts.events?.onRetry?.(name, `blob ${blob.digest}`, err, attempt),
+      },
+    );
+  }
+
+  /** A single-platform image's platform, read from its config blob. */
+  private async configPlatform(req: CopyRequest, manifest: ImageManifest): Promise<Platform | undefined> {
+    const cfg = manifest.config;
+    if (cfg.size > MAX_SMALL_BLOB)
+      throw new WorkError(`${req.from.name}: config blob ${cfg.digest} is ${cfg.size} bytes`);
+    const fromTarget = req.targetReader && (await req.target.hasBlob(req.to, cfg));
+    const reader = fromTarget && req.targetReader ? req.targetReader : req.source;
+    const loc = fromTarget ? req.to : req.from;
+    const bytes = await readAll(await reader.openBlob(loc, cfg), MAX_SMALL_BLOB);
+    if (sha256Digest(bytes) !== cfg.digest)
+      throw new WorkError(`${req.from.name}: config blob ${cfg.digest} is corrupt`);
+    const config = JSON.parse(bytes.toString("utf8")) as {
+      os?: string;
+      architecture?: string;
+      variant?: string;
+    };
+    if (!config.os || !config.architecture) return undefined;
+    return {
+      os: config.os,
+      architecture: config.architecture,
+      ...(config.variant ? { variant: config.variant } : {}),
+    };
+  }
+}
+
+interface Acc {
+  blobs: Map<string, Descriptor>;
+  moved: number;
+}
+
+function result(
+  top: RawManifest,
+  stored: RawManifest,
+  platforms: CopiedPlatform[],
+  missing: string[],
+  acc: Acc,
+): CopiedImage {
+  return {
+    mirrorDigest: stored.digest,
+    digest: top.digest,
+    mediaType: top.mediaType,
+    size: top.bytes.length,
+    targetDigest: stored.digest,
+    platforms,
+    missingPlatforms: missing,
+    blobs: [...acc.blobs.values()],
+    bytesMoved: acc.moved,
+  };
+}
+
+export function parseManifest(name: string, raw: RawManifest): ImageIndex | ImageManifest {
+  if (isSchema1(raw.mediaType)) {
+    throw new WorkError(
+      `${name}: schema 1 manifests are deprecated and not supported; push the image again with a current docker or buildx`,
+    );
+  }
+  let doc: { mediaType?: string; manifests?: unknown; config?: unknown; schemaVersion?: number };
+  try {
+    doc = JSON.parse(raw.bytes.toString("utf8")) as typeof doc;
+  } catch {
+    throw new WorkError(`${name}: manifest ${raw.digest} is not JSON`);
+  }
+  const type = raw.mediaType || doc.mediaType || "";
+  if (isIndex(type) || (!type && Array.isArray(doc.manifests))) return doc as ImageIndex;
+  if (isImageManifest(type) || (!type && doc.config)) return doc as ImageManifest;
+  throw new WorkError(`${name}: unsupported manifest type "${type}" (${raw.digest})`);
+}

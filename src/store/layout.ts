@@ -1,0 +1,255 @@
+/**
+ * The bundle's `images/` folder: a standard OCI image layout kept as a content-addressed store,
+ * the way npm's cacache keeps its cache. A blob is written to a partial file while it is hashed,
+ * checked against its digest and size, then renamed to `blobs/sha256/<hex>`: a reader never
+ * sees a partial blob, and a blob under its final name is whole. A killed run leaves only
+ * partial files, which the next run resumes. `index.json` is replaced atomically.
+ */
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { Transform, type Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createHash, type Hash } from "node:crypto";
+import { WorkError } from "../util/errors.js";
+import { digestHex, sha256Digest, type Descriptor, type RawManifest } from "../oci/types.js";
+import type {
+  BlobOpener,
+  ImageLocation,
+  ImageSource,
+  ImageTarget,
+  ManifestHead,
+  ManifestRole,
+} from "./types.js";
+
+export const REF_NAME = "org.opencontainers.image.ref.name";
+const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: "1.0.0" });
+
+interface IndexFile {
+  schemaVersion: 2;
+  mediaType?: string;
+  manifests: Descriptor[];
+}
+
+export class OciLayout implements ImageSource, ImageTarget {
+  readonly acceptsPartialIndex = true;
+  readonly description: string;
+  /** One writer per digest, even when several images share a blob. */
+  private readonly writing = new Map<string, Promise<void>>();
+  /** index.json updates run one after another. */
+  private indexQueue: Promise<unknown> = Promise.resolve();
+
+  private constructor(readonly dir: string) {
+    this.description = `OCI layout ${dir}`;
+  }
+
+  /** Opens a layout, creating the folder, `oci-layout` and an empty `index.json` when `create`. */
+  static async open(dir: string, opts: { create: boolean }): Promise<OciLayout> {
+    const layout = new OciLayout(dir);
+    if (opts.create) {
+      await mkdir(path.join(dir, "blobs", "sha256"), { recursive: true });
+      await writeFile(path.join(dir, "oci-layout"), LAYOUT_FILE);
+      if (!(await exists(path.join(dir, "index.json"))))
+        await layout.writeIndex({ schemaVersion: 2, manifests: [] });
+    } else if (!(await exists(path.join(dir, "oci-layout")))) {
+      throw new WorkError(`${dir} is not an OCI image layout (no oci-layout file)`);
+    }
+    return layout;
+  }
+
+  blobPath(digest: string): string {
+    return path.join(this.dir, "blobs", "sha256", digestHex(digest));
+  }
+
+  private partialPath(digest: string): string {
+    return path.join(this.dir, ".partial", digestHex(digest));
+  }
+
+  async hasBlob(_loc: ImageLocation, desc: Descriptor): Promise<boolean> {
+    const s = await stat(this.blobPath(desc.digest)).catch(() => undefined);
+    return s?.size === desc.size;
+  }
+
+  putBlob(
+    loc: ImageLocation,
+    desc: Descriptor,
+    open: BlobOpener,
+    onBytes?: (n: number) => void,
+  ): Promise<void> {
+    const running = this.writing.get(desc.digest);
+    if (running) return running;
+    const job = this.writeBlob(loc, desc, open, onBytes).finally(() => this.writing.delete(desc.digest));
+    this.writing.set(desc.digest, job);
+    return job;
+  }
+
+  private async writeBlob(
+    loc: ImageLocation,
+    desc: Descriptor,
+    open: BlobOpener,
+    onBytes?: (n: number) => void,
+  ) {
+    if (await this.hasBlob(loc, desc)) return;
+    const partial = this.partialPath(desc.digest);
+    await mkdir(path.dirname(partial), { recursive: true });
+    const resumed = await this.fetchInto(partial, desc, open, onBytes, true);
+    // A resumed blob that fails the check may have been spoilt before the kill: once more from 0.
+    const got =
+      resumed.ok || !resumed.resumed ? resumed : await this.fetchInto(partial, desc, open, onBytes, false);
+    if (!got.ok) {
+      await rm(partial, { force: true });
+      throw new WorkError(
+        `blob ${desc.digest} of ${loc.name} is corrupt: expected ${desc.size} bytes, got ${got.size} bytes ` +
+          `with digest ${got.digest}; nothing was stored`,
+      );
+    }
+    await rename(partial, this.blobPath(desc.digest));
+  }
+
+  /** Streams the blob into `partial` (after what is there, when resuming) while hashing it. */
+  private async fetchInto(
+    partial: string,
+    desc: Descriptor,
+    open: BlobOpener,
+    onBytes: ((n: number) => void) | undefined,
+    resume: boolean,
+  ) {
+    const hash = createHash("sha256");
+    const offset = resume ? await this.resumeOffset(partial, desc, hash) : 0;
+    const counter = countingHasher(hash, onBytes);
+    await pipeline(
+      await open(offset),
+      counter.stream,
+      createWriteStream(partial, { flags: offset > 0 ? "a" : "w" }),
+    );
+    const size = offset + counter.bytes();
+    const digest = `sha256:${hash.digest("hex")}`;
+    return { ok: size === desc.size && digest === desc.digest, size, digest, resumed: offset > 0 };
+  }
+
+  /** Bytes a killed run already wrote (hashed again here), or 0 to start over. */
+  private async resumeOffset(partial: string, desc: Descriptor, hash: Hash): Promise<number> {
+    const s = await stat(partial).catch(() => undefined);
+    if (!s || s.size === 0 || s.size >= desc.size) {
+      if (s) await rm(partial, { force: true });
+      return 0;
+    }
+    for await (const chunk of createReadStream(partial)) hash.update(chunk as Buffer);
+    return s.size;
+  }
+
+  async openBlob(loc: ImageLocation, desc: Descriptor, offset = 0): Promise<Readable> {
+    const file = this.blobPath(desc.digest);
+    if (!(await exists(file)))
+      throw new WorkError(`blob ${desc.digest} of ${loc.name} is missing from ${this.dir}`);
+    return createReadStream(file, { start: offset });
+  }
+
+  async hasManifest(loc: ImageLocation, digest: string): Promise<boolean> {
+    if (!(await exists(this.blobPath(digest)))) return false;
+    if (loc.reference.startsWith("sha256:")) return true;
+    return (await this.headManifest(loc))?.digest === digest;
+  }
+
+  async headManifest(loc: ImageLocation): Promise<ManifestHead | undefined> {
+    if (loc.reference.startsWith("sha256:")) {
+      const s = await stat(this.blobPath(loc.reference)).catch(() => undefined);
+      return s ? { digest: loc.reference, mediaType: "", size: s.size } : undefined;
+    }
+    const entry = (await this.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === loc.name);
+    return entry && { digest: entry.digest, mediaType: entry.mediaType, size: entry.size };
+  }
+
+  async getManifest(loc: ImageLocation): Promise<RawManifest> {
+    const isDigest = loc.reference.startsWith("sha256:");
+    const entry = isDigest
+      ? undefined
+      : (await this.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === loc.name);
+    const digest = isDigest ? loc.reference : entry?.digest;
+    if (!digest) throw new WorkError(`${loc.name} is not in ${this.dir}`);
+    const bytes = await readFile(this.blobPath(digest)).catch(() => {
+      throw new WorkError(`manifest ${digest} of ${loc.name} is missing from ${this.dir}`);
+    });
+    if (sha256Digest(bytes) !== digest)
+      throw new WorkError(`manifest ${digest} of ${loc.name} in ${this.dir} is corrupt`);
+    return { bytes, digest, mediaType: entry?.mediaType ?? mediaTypeOf(bytes) };
+  }
+
+  /**
+   * Stores a manifest blob; an image's top manifest is also named in index.json with the image's
+   * full reference, replacing an earlier entry of that name.
+   */
+  async putManifest(loc: ImageLocation, m: RawManifest, role: ManifestRole): Promise<void> {
+    if (sha256Digest(m.bytes) !== m.digest)
+      throw new WorkError(`manifest of ${loc.name}: bytes do not match ${m.digest}`);
+    const file = this.blobPath(m.digest);
+    if (!(await exists(file))) await writeAtomic(file, m.bytes);
+    if (role === "child") return;
+    await this.updateIndex((index) => {
+      const entry: Descriptor = {
+        mediaType: m.mediaType,
+        digest: m.digest,
+        size: m.bytes.length,
+        annotations: { [REF_NAME]: loc.name },
+      };
+      const others = index.manifests.filter((d) => d.annotations?.[REF_NAME] !== loc.name);
+      return { ...index, manifests: [...others, entry] };
+    });
+  }
+
+  async readIndex(): Promise<IndexFile> {
+    const text = await readFile(path.join(this.dir, "index.json"), "utf8");
+    return JSON.parse(text) as IndexFile;
+  }
+
+  private updateIndex(change: (index: IndexFile) => IndexFile): Promise<void> {
+    const next = this.indexQueue.then(async () => this.writeIndex(change(await this.readIndex())));
+    this.indexQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  private writeIndex(index: IndexFile): Promise<void> {
+    return writeAtomic(path.join(this.dir, "index.json"), `${JSON.stringify(index, null, 2)}\n`);
+  }
+}
+
+/** Passes bytes through while hashing and counting them. */
+function countingHasher(hash: Hash, onBytes?: (n: number) => void) {
+  let total = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      total += chunk.length;
+      onBytes?.(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  return { stream, bytes: () => total };
+}
+
+/** Writes a file under a temporary name, then renames it: readers see the old or the new file. */
+export async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+function mediaTypeOf(bytes: Buffer): string {
+  try {
+    return (JSON.parse(bytes.toString("utf8")) as { mediaType?: string }).mediaType ?? "";
+  } catch {
+    return "";
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Stores that images are copied between: a registry, the bundle's OCI layout on disk, a Docker
+ * daemon. Prepare and upload are the same copy in opposite directions, so every store speaks
+ * these two small interfaces and one engine (src/copy/engine.ts) moves images between them.
+ */
+import type { Readable } from "node:stream";
+import type { Descriptor, RawManifest } from "../oci/types.js";
+
+/** Which image inside a store. */
+export interface ImageLocation {
+  /** Repository path in a registry (`library/redis`); an OCI layout ignores it for blobs. */
+  repository: string;
+  /** A tag or a `sha256:` digest. */
+  reference: string;
+  /** How errors and progress name the image: its full reference, e.g. `docker.io/library/redis:4.0`. */
+  name: string;
+}
+
+/** An image's top manifest or index, or a platform's manifest inside an index. */
+export type ManifestRole = "image" | "child";
+
+export interface ManifestHead {
+  digest: string;
+  mediaType: string;
+  size: number;
+}
+
+export interface ImageSource {
+  /** For messages: `registry 127.0.0.1:5000`, `OCI layout ./bundle-out/x/images`. */
+  readonly description: string;
+  /** The manifest or index a tag or digest names, byte for byte as the store holds it. */
+  getManifest(loc: ImageLocation): Promise<RawManifest>;
+  /** The digest a tag points at now, without fetching the body; undefined when absent. */
+  headManifest(loc: ImageLocation): Promise<ManifestHead | undefined>;
+  /** A blob's bytes from `offset` on, streamed (offset > 0 resumes a partial copy). */
+  openBlob(loc: ImageLocation, desc: Descriptor, offset?: number): Promise<Readable>;
+}
+
+/** Reads blob bytes from an offset; the engine hands a source's `openBlob` to a target this way. */
+export type BlobOpener = (offset: number) => Promise<Readable>;
+
+export interface ImageTarget {
+  readonly description: string;
+  /**
+   * Whether it may hold an index whose children it does not all hold. The bundle's layout may
+   * (it keeps the source's index byte for byte and only the requested platforms); a registry
+   * may not (it refuses such an index), so it receives an index of the platforms carried.
+   */
+  readonly acceptsPartialIndex: boolean;
+  hasBlob(loc: ImageLocation, desc: Descriptor): Promise<boolean>;
+  /**
+   * Stores a blob read through `open`, checking its size and digest before anyone can see it.
+   * `onBytes` reports progress as bytes arrive.
+   */
+  putBlob(
+    loc: ImageLocation,
+    desc: Descriptor,
+    open: BlobOpener,
+    onBytes?: (n: number) => void,
+  ): Promise<void>;
+  hasManifest(loc: ImageLocation, digest: string): Promise<boolean>;
+  /**
+   * Stores a manifest under `loc.reference`: an image's top manifest under its tag (or digest),
+   * a child of an index under its own digest.
+   */
+  putManifest(loc: ImageLocation, manifest: RawManifest, role: ManifestRole): Promise<void>;
+}
