@@ -33,9 +33,11 @@ export function isTransient(err: unknown): boolean {
   if (err instanceof TransientError) return true;
   const e = err as { code?: string; name?: string; response?: { statusCode?: number }; cause?: unknown };
   if (e?.code && TRANSIENT_CODES.has(e.code)) return true;
+  // A body cut off after a 200 is a ReadError with statusCode 200: the name decides first.
+  if (e?.name === "ReadError" || e?.name === "TimeoutError") return true;
   const status = e?.response?.statusCode;
   if (status !== undefined) return status >= 500 || status === 429;
-  if (e?.name === "ReadError" || e?.name === "TimeoutError" || e?.name === "RequestError") return true;
+  if (e?.name === "RequestError") return true;
   return e?.cause !== undefined && e.cause !== err ? isTransient(e.cause) : false;
 }
 

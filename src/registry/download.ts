@@ -1,0 +1,122 @@
+/**
+ * Blob downloads as one stream that survives dropped connections: when a transfer breaks, it
+ * asks again with `Range` from the last byte delivered, so the reader sees each byte once
+ * and in order. A stream that ends short of its Content-Length is an error, never an end.
+ */
+import { Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import { WorkError } from "../util/errors.js";
+import { TransientError } from "../util/retry.js";
+import { repositoryScope } from "./auth.js";
+import { blobNotFound, unexpectedStatus } from "./errors.js";
+import { classifyError, header } from "./http.js";
+import { backoffMs, type Transport } from "./transport.js";
+
+export interface BlobWhere {
+  repo: string;
+  digest: string;
+  /** The image, for messages. */
+  name: string;
+}
+
+/** An open response: bytes from absolute position `start + skip` on, of a blob of `total` bytes. */
+interface Opened {
+  stream: Readable;
+  /** Bytes to drop first: a server that ignored our Range sends from 0. */
+  skip: number;
+  total: number | undefined;
+}
+
+export async function downloadBlob(t: Transport, w: BlobWhere, offset: number): Promise<Readable> {
+  const what = `download blob ${w.digest} of ${w.name} from registry ${t.endpoint.host}`;
+  const first = await t.retrying(what, () => request(t, w, offset));
+  return Readable.from(bytesFrom(t, w, offset, first, what), { objectMode: false });
+}
+
+async function request(t: Transport, w: BlobWhere, from: number): Promise<Opened> {
+  const res = await t.open({
+    method: "GET",
+    url: `/v2/${w.repo}/blobs/${w.digest}`,
+    scopes: [repositoryScope(w.repo, ["pull"])],
+    headers: from > 0 ? { range: `bytes=${from}-` } : {},
+  });
+  if (res.status === 200 && res.stream)
+    return { stream: res.stream, skip: from, total: contentLength(res.headers) };
+  if (res.status === 206 && res.stream) {
+    const range = parseContentRange(header(res, "content-range"));
+    if (range?.start !== from) {
+      res.stream.destroy();
+      throw new WorkError(
+        `download blob ${w.digest}: asked for bytes from ${from}, got ${header(res, "content-range")}`,
+      );
+    }
+    return { stream: res.stream, skip: 0, total: range.total };
+  }
+  res.stream?.destroy();
+  if (res.status === 404) {
+    throw blobNotFound(w.digest, { name: w.name, repo: w.repo, host: t.endpoint.host });
+  }
+  throw unexpectedStatus(`download blob ${w.digest} of ${w.name} (from byte ${from})`, res);
+}
+
+/** Yields the blob's bytes from `offset`, reopening at the current position after a transient fault. */
+async function* bytesFrom(t: Transport, w: BlobWhere, offset: number, first: Opened, what: string) {
+  const retries = t.retry.retries ?? 5;
+  let pos = offset;
+  let current = first;
+  let failures = 0;
+  let posAtFailure = -1;
+  for (;;) {
+    try {
+      let skip = current.skip;
+      for await (const raw of current.stream) {
+        let chunk = raw as Buffer;
+        if (skip > 0) {
+          const dropped = Math.min(skip, chunk.length);
+          skip -= dropped;
+          chunk = chunk.subarray(dropped);
+          if (chunk.length === 0) continue;
+        }
+        pos += chunk.length;
+        yield chunk;
+      }
+      checkComplete(what, pos, current.total);
+      return;
+    } catch (err) {
+      const e = classifyError(err, what);
+      // Bytes got through since the last fault: the connection works, start counting anew.
+      if (pos > posAtFailure) failures = 0;
+      posAtFailure = pos;
+      if (!(e instanceof TransientError) || failures >= retries) throw finalError(e, failures + 1);
+      failures++;
+      await sleep(backoffMs(e, failures, t.retry));
+      current = await t.retrying(what, () => request(t, w, pos));
+    }
+  }
+}
+
+function checkComplete(what: string, pos: number, total: number | undefined): void {
+  if (total === undefined || pos === total) return;
+  if (pos < total) throw new TransientError(`${what}: the connection ended after ${pos} of ${total} bytes`);
+  throw new WorkError(`${what}: received ${pos} bytes, more than the ${total} announced`);
+}
+
+function finalError(e: Error, attempts: number): Error {
+  if (!(e instanceof TransientError)) return e;
+  // Without `cause`, so no outer retry loop takes it for transient again.
+  return new WorkError(`${e.message} (gave up after ${attempts} attempts)`);
+}
+
+function contentLength(headers: Record<string, string | string[] | undefined>): number | undefined {
+  const value = headers["content-length"];
+  return typeof value === "string" && /^\d+$/.test(value) ? Number(value) : undefined;
+}
+
+/** `bytes 100-199/1000` → start 100, total 1000 (total undefined for `*`). */
+export function parseContentRange(
+  value: string | undefined,
+): { start: number; total: number | undefined } | undefined {
+  const m = /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i.exec(value?.trim() ?? "");
+  if (!m) return undefined;
+  return { start: Number(m[1]), total: m[3] === "*" ? undefined : Number(m[3]) };
+}

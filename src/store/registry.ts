@@ -1,0 +1,186 @@
+/**
+ * A registry as an image store: the source of `prepare` and the target of `upload`. As a
+ * target it sends no blob the registry already has: it checks first, then mounts from a
+ * repository of the same registry known to hold the blob, and only then uploads.
+ */
+import { createHash } from "node:crypto";
+import { Readable } from "node:stream";
+import type { Descriptor, RawManifest } from "../oci/types.js";
+import { NotFoundError, type RegistryClient } from "../registry/client.js";
+import { WorkError } from "../util/errors.js";
+import type {
+  BlobOpener,
+  ImageLocation,
+  ImageSource,
+  ImageTarget,
+  ManifestHead,
+  ManifestRole,
+} from "./types.js";
+
+export class RegistryStore implements ImageSource, ImageTarget {
+  readonly description: string;
+  readonly acceptsPartialIndex = false;
+  /** Repositories of this registry seen holding each blob: where a mount can come from. */
+  private readonly holders = new Map<string, Set<string>>();
+
+  constructor(readonly client: RegistryClient) {
+    this.description = `registry ${client.host}`;
+  }
+
+  getManifest(loc: ImageLocation): Promise<RawManifest> {
+    return this.client.getManifest(loc.repository, loc.reference, loc.name);
+  }
+
+  headManifest(loc: ImageLocation): Promise<ManifestHead | undefined> {
+    return this.client.headManifest(loc.repository, loc.reference, loc.name);
+  }
+
+  /** From offset 0 the stream is checked against the descriptor: a bad byte is an error at its end. */
+  async openBlob(loc: ImageLocation, desc: Descriptor, offset = 0): Promise<Readable> {
+    const stream = await this.client.getBlob(loc.repository, desc.digest, offset, loc.name);
+    this.remember(desc.digest, loc.repository);
+    if (offset > 0) return stream;
+    return Readable.from(
+      verified(stream, desc, `blob ${desc.digest} of ${loc.name} from ${this.description}`),
+      {
+        objectMode: false,
+      },
+    );
+  }
+
+  async hasBlob(loc: ImageLocation, desc: Descriptor): Promise<boolean> {
+    const size = await this.client.headBlob(loc.repository, desc.digest);
+    if (size === undefined) return false;
+    this.remember(desc.digest, loc.repository);
+    return true;
+  }
+
+  async putBlob(
+    loc: ImageLocation,
+    desc: Descriptor,
+    open: BlobOpener,
+    onBytes?: (n: number) => void,
+  ): Promise<void> {
+    if (await this.hasBlob(loc, desc)) return;
+    if (await this.mountFromKnown(loc, desc)) return;
+    await this.client.uploadBlob(loc.repository, desc, open, onBytes, loc.name);
+    this.remember(desc.digest, loc.repository);
+  }
+
+  async hasManifest(loc: ImageLocation, digest: string): Promise<boolean> {
+    return (await this.client.headManifest(loc.repository, digest, loc.name)) !== undefined;
+  }
+
+  /** A registry stores every manifest the same way, so the role does not matter here. */
+  putManifest(loc: ImageLocation, manifest: RawManifest, _role?: ManifestRole): Promise<void> {
+    return this.client.putManifest(loc.repository, loc.reference, manifest, loc.name);
+  }
+
+  /** Repositories this store has seen holding `digest`. */
+  knownHolders(digest: string): string[] {
+    return [...(this.holders.get(digest) ?? [])];
+  }
+
+  private async mountFromKnown(loc: ImageLocation, desc: Descriptor): Promise<boolean> {
+    for (const from of this.knownHolders(desc.digest)) {
+      if (from === loc.repository) continue;
+      // A mount only saves bytes: if the registry will not, uploading still works.
+      const mounted = await this.client.mountBlob(loc.repository, desc.digest, from).catch(() => false);
+      if (mounted) {
+        this.remember(desc.digest, loc.repository);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private remember(digest: string, repository: string): void {
+    let repos = this.holders.get(digest);
+    if (!repos) this.holders.set(digest, (repos = new Set()));
+    repos.add(repository);
+  }
+}
+
+/** Passes the bytes through and fails at the end unless they are exactly the descriptor's. */
+async function* verified(source: Readable, desc: Descriptor, what: string): AsyncGenerator<Buffer> {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of source) {
+    const buf = chunk as Buffer;
+    size += buf.length;
+    if (size > desc.size)
+      throw new WorkError(`${what}: more than the ${desc.size} bytes its descriptor says`);
+    hash.update(buf);
+    yield buf;
+  }
+  if (size !== desc.size) throw new WorkError(`${what}: ${size} bytes, its descriptor says ${desc.size}`);
+  const digest = `sha256:${hash.digest("hex")}`;
+  if (digest !== desc.digest)
+    throw new WorkError(`${what} is corrupt: its bytes hash to ${digest}, not ${desc.digest}`);
+}
+
+/**
+ * `--mirror SRC=URL`: images of a registry read from a mirror, falling back to the registry
+ * itself when the mirror lacks the image. Blobs of an image come from where its manifest came
+ * from, so an image is never assembled from two places unless the mirror lacks a blob.
+ */
+export class MirroredSource implements ImageSource {
+  readonly description: string;
+  /** Which store served each repository's manifest. */
+  private readonly servedBy = new Map<string, ImageSource>();
+
+  constructor(
+    readonly mirror: ImageSource,
+    readonly origin: ImageSource,
+  ) {
+    this.description = `${origin.description} (through mirror ${mirror.description})`;
+  }
+
+  async getManifest(loc: ImageLocation): Promise<RawManifest> {
+    return this.firstThatHas(loc, (store) => store.getManifest(loc));
+  }
+
+  async headManifest(loc: ImageLocation): Promise<ManifestHead | undefined> {
+    const preferred = this.servedBy.get(loc.repository);
+    if (preferred) return preferred.headManifest(loc);
+    const fromMirror = await this.mirror.headManifest(loc);
+    if (fromMirror) return fromMirror;
+    return this.origin.headManifest(loc);
+  }
+
+  async openBlob(loc: ImageLocation, desc: Descriptor, offset?: number): Promise<Readable> {
+    const store = this.servedBy.get(loc.repository) ?? this.mirror;
+    if (store === this.origin) return this.origin.openBlob(loc, desc, offset);
+    try {
+      return await store.openBlob(loc, desc, offset);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+      return this.origin.openBlob(loc, desc, offset);
+    }
+  }
+
+  /** Which store served `repository`'s manifests, once one has. */
+  sourceOf(repository: string): ImageSource | undefined {
+    return this.servedBy.get(repository);
+  }
+
+  /**
+   * The mirror first, unless the origin already served this repository. A digest the mirror
+   * lacks (say, a child manifest a pull-through cache has not fetched yet) still comes from
+   * the origin, but does not switch the repository over.
+   */
+  private async firstThatHas<T>(loc: ImageLocation, read: (store: ImageSource) => Promise<T>): Promise<T> {
+    const preferred = this.servedBy.get(loc.repository);
+    if (preferred === this.origin) return read(this.origin);
+    try {
+      const found = await read(this.mirror);
+      if (!preferred) this.servedBy.set(loc.repository, this.mirror);
+      return found;
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+    const found = await read(this.origin);
+    if (!preferred) this.servedBy.set(loc.repository, this.origin);
+    return found;
+  }
+}
