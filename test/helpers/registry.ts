@@ -1,12 +1,12 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
-import type { Socket } from "node:net";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import bcrypt from "bcryptjs";
 import { httpRequest, type Credentials } from "./http.js";
 import { freePort } from "./ports.js";
+import { captureTail, killGroup, once, sleep, stopProcess, unrefProcess } from "./process.js";
 
 export type { Credentials } from "./http.js";
 
@@ -95,7 +95,7 @@ async function startOnPort(dir: string, port: number, opts: StartRegistryOptions
     // Own process group, so a last-resort kill reaches the registry under the shell as well.
     detached: true,
   });
-  const stderr = captureTail(child);
+  const stderr = captureTail(child, STDERR_TAIL_BYTES);
   unrefProcess(child);
   const entry = { child, dir };
   running.add(entry);
@@ -104,7 +104,7 @@ async function startOnPort(dir: string, port: number, opts: StartRegistryOptions
   try {
     await waitUntilReady(url, child, stderr);
   } catch (error) {
-    await stopProcess(child);
+    await stopProcess(child, STOP_TIMEOUT_MS);
     running.delete(entry);
     throw error;
   }
@@ -139,15 +139,6 @@ async function writeConfig(dir: string, port: number, auth?: Credentials): Promi
   return configPath;
 }
 
-function captureTail(child: ChildProcess): () => string {
-  let tail = "";
-  child.stderr?.setEncoding("utf8");
-  child.stderr?.on("data", (chunk: string) => {
-    tail = (tail + chunk).slice(-STDERR_TAIL_BYTES);
-  });
-  return () => tail;
-}
-
 async function waitUntilReady(url: string, child: ChildProcess, stderr: () => string): Promise<void> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
@@ -171,47 +162,7 @@ async function probe(url: string): Promise<number | undefined> {
 }
 
 async function stopRegistry(entry: { child: ChildProcess; dir: string }): Promise<void> {
-  await stopProcess(entry.child);
+  await stopProcess(entry.child, STOP_TIMEOUT_MS);
   running.delete(entry);
   await rm(entry.dir, { recursive: true, force: true });
-}
-
-/** Closing stdin makes the watchdog stop the registry; SIGKILL the group if that stalls. */
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) {
-    child.stdin?.destroy(); // lets a still-waiting watchdog subshell go
-    return;
-  }
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  child.stdin?.end();
-  const timer = setTimeout(() => killGroup(child, "SIGKILL"), STOP_TIMEOUT_MS);
-  await exited;
-  clearTimeout(timer);
-}
-
-/**
- * A registry a test forgot to stop must not keep the test process alive: the exit handler
- * above kills it instead.
- */
-function unrefProcess(child: ChildProcess): void {
-  child.unref();
-  for (const stream of [child.stdin, child.stderr]) (stream as Partial<Socket> | null)?.unref?.();
-}
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
-function once(fn: () => Promise<void>): () => Promise<void> {
-  let result: Promise<void> | undefined;
-  return () => (result ??= fn());
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
