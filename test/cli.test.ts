@@ -32,7 +32,7 @@ test("usage errors exit 2: unknown command, unknown option, missing required opt
   const badOption = await runCli(["lint", "--nope"]);
   t.is(badOption.code, 2);
   t.regex(badOption.stderr, /unknown option '--nope'/);
-  const missing = await runCli(["upload", "dir", "--fileserver", "http://127.0.0.1:8003"]);
+  const missing = await runCli(["deploy", "dir", "--fileserver", "http://127.0.0.1:8003"]);
   t.is(missing.code, 2);
   t.regex(missing.stderr, /required option '--registry <REG>' not specified/);
 });

@@ -11,6 +11,7 @@ import { BundleError, DefinitionError, formatDiagnostic, WorkError } from "../ut
 import { Output, type OutputOptions } from "./output.js";
 import { lint } from "../stages/lint.js";
 import { DEFAULT_DEFINITION } from "../config/load.js";
+import type { LoadFlags, PrepareFlags, UploadFlags } from "./commands.js";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -68,7 +69,10 @@ export function buildProgram(out: () => Output): Command {
     .option("-f, --file <FILE>", "the definition", DEFAULT_DEFINITION)
     .option("-o, --output <DIR>", "where to write the bundle (default ./bundle-out/<name>)")
     .option("--name <NAME>", "the bundle's name (default: the definition's name or folder)")
-    .option("--platform <LIST>", "comma-separated platforms", "linux/amd64,linux/arm64")
+    .option(
+      "--platform <LIST>",
+      "comma-separated platforms (default: the definition's, else linux/amd64,linux/arm64)",
+    )
     .option("--mirror <SRC=URL>", "pull images of registry SRC from URL first (repeatable)", collect)
     .option("--archive <FILE>", "also write the bundle as one tar file")
     .option("--continue-on-error", "keep going past a failed item and list every failure at the end");
@@ -78,7 +82,10 @@ export function buildProgram(out: () => Output): Command {
     "bundle prepare -f bundle.yml -o /media/usb/openwhisk",
     "bundle prepare --mirror docker.io=http://127.0.0.1:5001",
   );
-  prepare.action(() => notBuilt("prepare"));
+  prepare.action(async (opts: PrepareFlags) => {
+    const { prepareCommand } = await import("./commands.js");
+    await prepareCommand(opts, out());
+  });
 
   const upload = program
     .command("upload")
@@ -86,15 +93,25 @@ export function buildProgram(out: () => Output): Command {
       "offline side: push the bundle's images to the private registry and its files to the file server",
     )
     .argument("<DIR>", "a prepared bundle (folder or archive)")
-    .requiredOption("--registry <REG>", "the private registry: host[:port] or http(s)://host[:port]")
-    .requiredOption("--fileserver <URL>", "base URL of the file server, e.g. http://10.0.0.5:8003")
-    .option("--token-file <FILE>", "bearer token for the file server's uploads");
+    .option(
+      "--registry <REG>",
+      "the private registry: host[:port] or http(s)://host[:port] (needed when the bundle has images)",
+    )
+    .option(
+      "--fileserver <URL>",
+      "base URL of the file server, e.g. http://10.0.0.5:8003 (needed when the bundle has files)",
+    )
+    .option("--token-file <FILE>", "bearer token for the file server's uploads")
+    .option("--continue-on-error", "keep going past a failed item and list every failure at the end");
   withValues(withRegistryAccess(upload));
   example(
     upload,
     "bundle upload ./bundle-out/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --token-file token",
   );
-  upload.action(() => notBuilt("upload"));
+  upload.action(async (dir: string, opts: UploadFlags) => {
+    const { uploadCommand } = await import("./commands.js");
+    await uploadCommand(dir, opts, out());
+  });
 
   const deploy = program
     .command("deploy")
@@ -128,6 +145,33 @@ export function buildProgram(out: () => Output): Command {
     .option("--token-file <FILE>", "bearer token that uploads must present");
   example(serve, "bundle serve --root /srv/bundle --port 8003 --token-file /etc/bundle/token");
   serve.action(() => notBuilt("serve"));
+
+  const load = program
+    .command("load")
+    .description(
+      "single hosts without a registry: load a bundle's images for this machine's platform into the Docker daemon",
+    )
+    .argument("<DIR>", "a prepared bundle")
+    .option("--docker", "load into the Docker daemon (DOCKER_HOST, else /var/run/docker.sock)")
+    .option("--image <REF>", "load only this image (repeatable), e.g. redis:4.0", collect)
+    .option(
+      "--tag-as <NAMING>",
+      "tag images with their source reference (source) or their mirror name (mirror)",
+      "source",
+    )
+    .option(
+      "--registry <REG>",
+      "with --tag-as mirror: the registry host the charts name, put in front of the mirror name",
+    );
+  example(
+    load,
+    "bundle load ./bundle-out/openwhisk --docker",
+    "bundle load ./bundle-out/openwhisk --docker --tag-as mirror --registry 10.0.0.5:5000",
+  );
+  load.action(async (dir: string, opts: LoadFlags) => {
+    const { loadCommand } = await import("./commands.js");
+    await loadCommand(dir, opts, out());
+  });
 
   const verify = program
     .command("verify")

@@ -16,6 +16,25 @@ import { templateVariables } from "../templates/variables.js";
 export interface LoadOptions extends ValueOptions {
   /** Overrides the bundle's name (`--name`). */
   name?: string;
+  /** Overrides the definition's default platforms (`--platform`); per-image platforms stay. */
+  platforms?: string[];
+}
+
+const PLATFORM = /^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/;
+
+/** `--platform linux/amd64,linux/arm64` → its list, or an input error naming the bad entry. */
+export function parsePlatformList(list: string): string[] {
+  const platforms = list
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const bad = platforms.find((p) => !PLATFORM.test(p));
+  if (bad !== undefined || platforms.length === 0) {
+    throw new InputError(
+      `--platform ${list}: expected os/arch[/variant] separated by commas, e.g. linux/amd64,linux/arm64`,
+    );
+  }
+  return platforms;
 }
 
 export const DEFAULT_DEFINITION = "bundle.yml";

@@ -26,6 +26,15 @@ export function formatMirror(m: MirrorName, registry?: string): string {
   return `${registry ? `${registry}/` : ""}${m.repository}${m.tag ? `:${m.tag}` : ""}${m.digest ? `@${m.digest}` : ""}`;
 }
 
+/** The inverse of formatMirror: repository paths hold no ':' or '@', so the split is unambiguous. */
+export function parseMirror(text: string): MirrorName {
+  const [nameAndTag = "", digest] = text.split("@");
+  const colon = nameAndTag.indexOf(":");
+  const repository = colon < 0 ? nameAndTag : nameAndTag.slice(0, colon);
+  const tag = colon < 0 ? undefined : nameAndTag.slice(colon + 1);
+  return { repository, ...(tag ? { tag } : {}), ...(digest ? { digest } : {}) };
+}
+
 /** Two images may not land on the same mirror name, nor may one image be listed twice. */
 export function checkMirrorCollisions(images: ImageItem[]): Diagnostic[] {
   const byName = new Map<string, ImageItem>();

@@ -2,6 +2,7 @@
 import path from "node:path";
 import {
   DEFAULT_PLATFORMS,
+  type Platform,
   type ChartItem,
   type GitItem,
   type ImageItem,
@@ -28,14 +29,19 @@ import { DefinitionError } from "../util/errors.js";
 
 type Raw<K extends keyof NativeRaw> = NonNullable<NativeRaw[K]>;
 
-export async function loadNative(src: YamlSource, file: string, data: unknown): Promise<LoadedDefinition> {
+export async function loadNative(
+  src: YamlSource,
+  file: string,
+  data: unknown,
+  platformsOverride?: Platform[],
+): Promise<LoadedDefinition> {
   const schemaProblems = validate(NativeSchema, src, data);
   if (schemaProblems.length > 0) throw new DefinitionError(schemaProblems);
   const raw = data as NativeRaw;
   const dir = path.dirname(file);
   const problems = new Problems(src);
   const mirror = { ...DEFAULT_MIRROR, ...raw.mirror };
-  const platforms = raw.platforms ?? [...DEFAULT_PLATFORMS];
+  const platforms = platformsOverride ?? raw.platforms ?? [...DEFAULT_PLATFORMS];
 
   const images = (raw.images ?? []).flatMap((item, i): ImageItem[] => {
     const spec = typeof item === "string" ? { ref: item } : item;

@@ -2,6 +2,7 @@
 import path from "node:path";
 import {
   DEFAULT_PLATFORMS,
+  type Platform,
   destPath,
   type ChartItem,
   type GitItem,
@@ -36,7 +37,12 @@ const PREPARE_KINDS = ["image", "git", "url", "filemap"] as const;
 type PrepareItem = NonNullable<TelegoRaw["prepare"]>[number];
 type Path = (string | number)[];
 
-export async function loadTelego(src: YamlSource, file: string, data: unknown): Promise<LoadedDefinition> {
+export async function loadTelego(
+  src: YamlSource,
+  file: string,
+  data: unknown,
+  platformsOverride?: Platform[],
+): Promise<LoadedDefinition> {
   const schemaProblems = validate(TelegoSchema, src, data);
   if (schemaProblems.length > 0) throw new DefinitionError(schemaProblems);
   const raw = data as TelegoRaw;
@@ -47,7 +53,7 @@ export async function loadTelego(src: YamlSource, file: string, data: unknown): 
   const def: LoadedDefinition = {
     file,
     dir,
-    platforms: [...DEFAULT_PLATFORMS],
+    platforms: platformsOverride ?? [...DEFAULT_PLATFORMS],
     values,
     valueOrigins,
     mirror: { ...DEFAULT_MIRROR },

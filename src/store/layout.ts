@@ -6,13 +6,14 @@
  * partial files, which the next run resumes. `index.json` is replaced atomically.
  */
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createHash, type Hash } from "node:crypto";
 import { WorkError } from "../util/errors.js";
 import { digestHex, sha256Digest, type Descriptor, type RawManifest } from "../oci/types.js";
+import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from "../oci/mediaTypes.js";
 import type {
   BlobOpener,
   ImageLocation,
@@ -23,6 +24,19 @@ import type {
 } from "./types.js";
 
 export const REF_NAME = "org.opencontainers.image.ref.name";
+/**
+ * The source's media type, when index.json has to name it otherwise: containers/image (skopeo)
+ * skips index.json entries that are not OCI types, so a Docker manifest list is listed as an
+ * OCI index there. Its bytes and digest are the source's all the same; this says what they are.
+ */
+export const SOURCE_MEDIA_TYPE = "vnd.bundle.source.media-type";
+
+/** The OCI type of the same kind, for index.json: Docker list → OCI index, Docker manifest → OCI manifest. */
+function ociKind(mediaType: string): string {
+  if (mediaType === DOCKER_LIST) return OCI_INDEX;
+  if (mediaType === DOCKER_MANIFEST) return OCI_MANIFEST;
+  return mediaType;
+}
 const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: "1.0.0" });
 
 interface IndexFile {
@@ -157,7 +171,7 @@ export class OciLayout implements ImageSource, ImageTarget {
       return s ? { digest: loc.reference, mediaType: "", size: s.size } : undefined;
     }
     const entry = (await this.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === loc.name);
-    return entry && { digest: entry.digest, mediaType: entry.mediaType, size: entry.size };
+    return entry && { digest: entry.digest, mediaType: sourceMediaType(entry), size: entry.size };
   }
 
   async getManifest(loc: ImageLocation): Promise<RawManifest> {
@@ -172,7 +186,7 @@ export class OciLayout implements ImageSource, ImageTarget {
     });
     if (sha256Digest(bytes) !== digest)
       throw new WorkError(`manifest ${digest} of ${loc.name} in ${this.dir} is corrupt`);
-    return { bytes, digest, mediaType: entry?.mediaType ?? mediaTypeOf(bytes) };
+    return { bytes, digest, mediaType: entry ? sourceMediaType(entry) : mediaTypeOf(bytes) };
   }
 
   /**
@@ -186,15 +200,40 @@ export class OciLayout implements ImageSource, ImageTarget {
     if (!(await exists(file))) await writeAtomic(file, m.bytes);
     if (role === "child") return;
     await this.updateIndex((index) => {
+      const listed = ociKind(m.mediaType);
       const entry: Descriptor = {
-        mediaType: m.mediaType,
+        mediaType: listed,
         digest: m.digest,
         size: m.bytes.length,
-        annotations: { [REF_NAME]: loc.name },
+        annotations: {
+          [REF_NAME]: loc.name,
+          ...(listed !== m.mediaType ? { [SOURCE_MEDIA_TYPE]: m.mediaType } : {}),
+        },
       };
       const others = index.manifests.filter((d) => d.annotations?.[REF_NAME] !== loc.name);
       return { ...index, manifests: [...others, entry] };
     });
+  }
+
+  /**
+   * Drops what the bundle no longer holds: index entries not named in `names`, blobs not in
+   * `digests`, and partial files. Run only after a whole successful prepare.
+   */
+  async prune(names: Set<string>, digests: Set<string>): Promise<{ removedBlobs: number }> {
+    await this.updateIndex((index) => ({
+      ...index,
+      manifests: index.manifests.filter((d) => names.has(d.annotations?.[REF_NAME] ?? "")),
+    }));
+    const keep = new Set([...digests].map(digestHex));
+    const dir = path.join(this.dir, "blobs", "sha256");
+    let removedBlobs = 0;
+    for (const file of await readdir(dir)) {
+      if (keep.has(file)) continue;
+      await rm(path.join(dir, file), { force: true });
+      removedBlobs++;
+    }
+    await rm(path.join(this.dir, ".partial"), { recursive: true, force: true });
+    return { removedBlobs };
   }
 
   async readIndex(): Promise<IndexFile> {
@@ -244,6 +283,10 @@ async function exists(file: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+function sourceMediaType(entry: Descriptor): string {
+  return entry.annotations?.[SOURCE_MEDIA_TYPE] ?? entry.mediaType;
 }
 
 function mediaTypeOf(bytes: Buffer): string {

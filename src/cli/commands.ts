@@ -1,0 +1,142 @@
+/**
+ * The stage commands: flags in, a stage run, a result out (a table, or JSON with --json).
+ * Loaded only when one of them runs, so `bundle lint` and `--help` stay quick.
+ */
+import { loadDefinition, parsePlatformList } from "../config/load.js";
+import { prepare } from "../stages/prepare.js";
+import { upload } from "../stages/upload.js";
+import { imageTable } from "../stages/images.js";
+import { readLock } from "../bundle/lock.js";
+import { resolveEndpoint } from "../registry/endpoint.js";
+import { formatBytes, table } from "../util/format.js";
+import { InputError } from "../util/errors.js";
+import type { ImageItem } from "../config/model.js";
+import type { Output } from "./output.js";
+import path from "node:path";
+import { rm } from "node:fs/promises";
+import Dockerode from "dockerode";
+import { DockerDaemonSource } from "../store/docker.js";
+import { registryAccess, type RegistryFlags } from "./registries.js";
+import { firstLine } from "./progress.js";
+
+interface ValueFlags {
+  set?: string[];
+  values?: string[];
+}
+
+export interface PrepareFlags extends RegistryFlags, ValueFlags {
+  file: string;
+  output?: string;
+  name?: string;
+  platform?: string;
+  archive?: string;
+  continueOnError?: boolean;
+}
+
+export interface UploadFlags extends RegistryFlags, ValueFlags {
+  registry?: string;
+  fileserver?: string;
+  tokenFile?: string;
+  continueOnError?: boolean;
+}
+
+/** Transient faults are retried quietly; --verbose shows each retry. */
+function retryLogger(out: Output) {
+  return (err: unknown, attempt: number, delayMs: number) =>
+    out.debug(`retrying (attempt ${attempt + 1}, in ${Math.round(delayMs)} ms): ${firstLine(err)}`);
+}
+
+export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<void> {
+  if (flags.archive) throw new InputError("--archive is not built yet; carry the bundle folder for now");
+  const def = await loadDefinition(flags.file, {
+    ...(flags.name ? { name: flags.name } : {}),
+    ...(flags.platform ? { platforms: parsePlatformList(flags.platform) } : {}),
+    set: flags.set ?? [],
+    valuesFiles: flags.values ?? [],
+  });
+  // Which registries the images come from decides where --username applies.
+  const hosts = def.images.filter((i) => i.source === "registry").map((i) => i.ref.registry);
+  const access = await registryAccess(flags, hosts, retryLogger(out));
+  const daemon = lazyDaemonSource(
+    path.resolve(flags.output ?? path.join("bundle-out", def.name), ".docker-export"),
+  );
+  const result = await prepare({
+    def,
+    ...(flags.output ? { output: flags.output } : {}),
+    continueOnError: flags.continueOnError ?? false,
+    openSource: (img: ImageItem) =>
+      img.source === "docker" ? daemon.source() : access.source(img.ref.registry),
+    out,
+  }).finally(() => daemon.dispose());
+  out.result(
+    {
+      ok: true,
+      dir: result.dir,
+      name: result.lock.name,
+      bytesMoved: result.bytesMoved,
+      images: result.lock.images,
+    },
+    () => [
+      ...table(["IMAGE", "PLATFORMS", "SIZE", "MIRROR"], imageTable(result.lock.images)),
+      `bundle "${result.lock.name}" written to ${result.dir} (${formatBytes(result.bytesMoved)} fetched)`,
+    ],
+  );
+}
+
+/** One export area for `docker-daemon:` images, made on first use, on the bundle's own disk. */
+function lazyDaemonSource(tmpDir: string) {
+  let source: DockerDaemonSource | undefined;
+  return {
+    source: () => (source ??= new DockerDaemonSource(new Dockerode(), { tmpDir })),
+    dispose: async () => {
+      await source?.dispose();
+      await rm(tmpDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface LoadFlags {
+  docker?: boolean;
+  image?: string[];
+  tagAs: string;
+  registry?: string;
+}
+
+export async function loadCommand(dir: string, flags: LoadFlags, out: Output): Promise<void> {
+  if (!flags.docker)
+    throw new InputError("bundle load needs --docker (the only place it loads into for now)");
+  if (flags.tagAs !== "source" && flags.tagAs !== "mirror") {
+    throw new InputError(`--tag-as ${flags.tagAs}: expected source or mirror`);
+  }
+  const { loadIntoDocker } = await import("../stages/load.js");
+  const result = await loadIntoDocker(dir, {
+    docker: new Dockerode(),
+    tagAs: flags.tagAs,
+    ...(flags.image?.length ? { images: flags.image } : {}),
+    ...(flags.registry ? { registry: resolveEndpoint(flags.registry).host } : {}),
+  });
+  out.result({ ok: true, ...result }, () => [
+    ...table(
+      ["IMAGE", "TAG", "IMAGE ID", "DONE"],
+      result.images.map((i) => [i.ref, i.tag ?? "(untagged)", i.imageId.slice(0, 19), i.action]),
+    ),
+    `${result.images.length} images for ${result.platform} are in the Docker daemon`,
+  ]);
+}
+
+export async function uploadCommand(dir: string, flags: UploadFlags, out: Output): Promise<void> {
+  const lock = await readLock(dir);
+  const host = flags.registry ? resolveEndpoint(flags.registry).host : undefined;
+  const access = flags.registry ? await registryAccess(flags, [flags.registry], retryLogger(out)) : undefined;
+  const result = await upload({
+    dir,
+    ...(host ? { registryHost: host } : {}),
+    ...(access && flags.registry ? { target: access.store(flags.registry) } : {}),
+    continueOnError: flags.continueOnError ?? false,
+    out,
+  });
+  out.result({ ok: true, name: lock.name, bytesMoved: result.bytesMoved, images: result.images }, () => [
+    ...table(["IMAGE", "PLATFORMS", "SIZE", "MIRROR"], imageTable(lock.images, host)),
+    `bundle "${lock.name}" uploaded (${formatBytes(result.bytesMoved)} sent)`,
+  ]);
+}

@@ -1,0 +1,108 @@
+/**
+ * From command-line flags to registry stores: TLS settings, credentials (Docker's config, or
+ * `--username` with `--password-stdin` for one registry), `--mirror` for pulls, retries.
+ * One client per registry, so tokens and connections are shared by every image.
+ */
+import { RegistryClient, type RegistryClientOptions } from "../registry/client.js";
+import {
+  dockerConfigCredentials,
+  explicitCredentials,
+  readPassword,
+  type CredentialSource,
+} from "../registry/credentials.js";
+import { resolveEndpoint } from "../registry/endpoint.js";
+import { MirroredSource, RegistryStore } from "../store/registry.js";
+import type { ImageSource } from "../store/types.js";
+import { InputError } from "../util/errors.js";
+
+export interface RegistryFlags {
+  insecure?: boolean;
+  caFile?: string;
+  username?: string;
+  passwordStdin?: boolean;
+  mirror?: string[];
+}
+
+export class RegistryAccess {
+  private readonly stores = new Map<string, RegistryStore>();
+
+  constructor(
+    private readonly options: RegistryClientOptions,
+    /** Registry host → mirror URL. */
+    private readonly mirrors: Map<string, string>,
+  ) {}
+
+  /** The store for a registry given as `host[:port]` or a URL. */
+  store(registry: string): RegistryStore {
+    let store = this.stores.get(registry);
+    if (!store) {
+      store = new RegistryStore(new RegistryClient(registry, this.options));
+      this.stores.set(registry, store);
+    }
+    return store;
+  }
+
+  /** Where to pull images of `host` from: its mirror first when `--mirror` names one. */
+  source(host: string): ImageSource {
+    const mirror = this.mirrors.get(host);
+    return mirror ? new MirroredSource(this.store(mirror), this.store(host)) : this.store(host);
+  }
+}
+
+/**
+ * Builds the access from flags. `loginHosts` are the registries `--username` may apply to: the
+ * site's registry at upload and deploy; at prepare the one registry the images come from.
+ */
+export async function registryAccess(
+  flags: RegistryFlags,
+  loginHosts: string[],
+  onRetry?: (err: unknown, attempt: number, delayMs: number) => void,
+): Promise<RegistryAccess> {
+  let credentials: CredentialSource = dockerConfigCredentials();
+  if (flags.username !== undefined || flags.passwordStdin) {
+    if (!flags.username || !flags.passwordStdin) {
+      throw new InputError(
+        "--username and --password-stdin go together (the password is read from standard input)",
+      );
+    }
+    const hosts = [...new Set(loginHosts.map((h) => resolveEndpoint(h).host))];
+    if (hosts.length !== 1) {
+      throw new InputError(
+        `--username applies to one registry, but this run uses ${hosts.length || "no"} (${hosts.join(", ")}); ` +
+          "log in to each with docker login instead",
+      );
+    }
+    const password = await readPassword();
+    credentials = explicitCredentials(
+      hosts[0] as string,
+      { username: flags.username, password },
+      credentials,
+    );
+  }
+  const retries = process.env.BUNDLE_RETRIES === undefined ? undefined : Number(process.env.BUNDLE_RETRIES);
+  const options: RegistryClientOptions = {
+    credentials,
+    ...(flags.insecure ? { insecure: true } : {}),
+    ...(flags.caFile ? { caFile: flags.caFile } : {}),
+    retry: {
+      ...(retries !== undefined && Number.isInteger(retries) ? { retries, baseDelayMs: 100 } : {}),
+      ...(onRetry ? { onRetry } : {}),
+    },
+  };
+  return new RegistryAccess(options, parseMirrors(flags.mirror ?? []));
+}
+
+/** `--mirror docker.io=http://127.0.0.1:5001` (repeatable). */
+export function parseMirrors(list: string[]): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const item of list) {
+    const eq = item.indexOf("=");
+    if (eq <= 0 || eq === item.length - 1) {
+      throw new InputError(
+        `--mirror ${item}: expected SRC=URL, e.g. --mirror docker.io=http://127.0.0.1:5001`,
+      );
+    }
+    map.set(resolveEndpoint(item.slice(0, eq)).host, item.slice(eq + 1));
+  }
+  return map;
+}

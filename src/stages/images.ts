@@ -1,0 +1,124 @@
+/**
+ * The image half of prepare and upload: jobs for the copy engine, their outcomes turned into
+ * lock entries, and every failure summarised at the end.
+ */
+import pLimit from "p-limit";
+import { formatImageRef, type ImageRef } from "../config/imageRef.js";
+import { formatMirror } from "../config/mirror.js";
+import type { ImageItem } from "../config/model.js";
+import { CopyEngine, type CopiedImage, type CopyRequest } from "../copy/engine.js";
+import type { LockImage } from "../bundle/lock.js";
+import { runJobs, firstLine, type JobOutcome } from "../cli/progress.js";
+import type { Output } from "../cli/output.js";
+import type { ImageLocation } from "../store/types.js";
+import { InputError, WorkError } from "../util/errors.js";
+import { formatBytes } from "../util/format.js";
+
+export interface TransferLimits {
+  /** Images copied at once. */
+  images: number;
+  /** Blobs in flight at once, over all images. */
+  blobs: number;
+}
+
+export const DEFAULT_LIMITS: TransferLimits = { images: 4, blobs: 8 };
+
+/** Where an image is in a registry, or in the bundle's layout (which names it by its full reference). */
+export function sourceLocation(ref: ImageRef): ImageLocation {
+  return {
+    repository: ref.repository,
+    reference: ref.digest ?? ref.tag ?? "latest",
+    name: formatImageRef(ref),
+  };
+}
+
+export interface TransferJob {
+  title: string;
+  request: (engine: CopyEngine) => CopyRequest;
+  /** Turns an error into what this stage should say (e.g. "not found" is the input's fault at prepare). */
+  mapError?: (err: unknown) => unknown;
+}
+
+/**
+ * Runs the copies with bounded concurrency. Stops starting new work at the first failure unless
+ * `continueOnError`; either way every failure is listed in the error thrown at the end.
+ */
+export async function transferImages(
+  out: Output,
+  label: string,
+  jobs: TransferJob[],
+  opts: { continueOnError: boolean; limits?: TransferLimits },
+): Promise<CopiedImage[]> {
+  const limits = opts.limits ?? DEFAULT_LIMITS;
+  const abort = new AbortController();
+  const reports = new Map<string, { planned(n: number): void; moved(n: number): void }>();
+  const engine = new CopyEngine({
+    blobLimit: pLimit(limits.blobs),
+    signal: abort.signal,
+    events: {
+      onPlanned: (image, n) => reports.get(image)?.planned(n),
+      onBytes: (image, n) => reports.get(image)?.moved(n),
+      onRetry: (image, what, err, attempt) =>
+        out.debug(`${image}: retrying ${what} (attempt ${attempt}): ${firstLine(err)}`),
+    },
+  });
+  const outcomes = await runJobs(
+    out,
+    label,
+    jobs.map((job) => ({
+      title: job.title,
+      run: async (report) => {
+        const req = job.request(engine);
+        reports.set(req.from.name, report);
+        try {
+          return await engine.copy(req);
+        } catch (err) {
+          throw job.mapError ? job.mapError(err) : err;
+        }
+      },
+    })),
+    { concurrency: limits.images, continueOnError: opts.continueOnError, abort },
+  );
+  throwIfFailed(outcomes, label);
+  return outcomes.map((o) => (o as { value: CopiedImage }).value);
+}
+
+/** One error listing every failed item; exit 2 when every failure is the input's fault. */
+export function throwIfFailed<T>(outcomes: JobOutcome<T>[], label: string): void {
+  const failed = outcomes.filter((o) => !o.ok && !o.skipped) as { title: string; error: unknown }[];
+  if (failed.length === 0) return;
+  const skipped = outcomes.filter((o) => !o.ok && o.skipped).length;
+  const lines = failed.map((f) => `  ${f.title}: ${(f.error as Error)?.message ?? String(f.error)}`);
+  const tail =
+    skipped > 0 ? `\n  (${skipped} more not started; --continue-on-error keeps going past a failure)` : "";
+  const message = `${label}: ${failed.length} of ${outcomes.length} failed:\n${lines.join("\n")}${tail}`;
+  const allInput = failed.every((f) => f.error instanceof InputError);
+  throw allInput ? new InputError(message) : new WorkError(message);
+}
+
+export function lockImage(img: ImageItem, copied: CopiedImage): LockImage {
+  return {
+    ref: formatImageRef(img.ref),
+    source: img.source,
+    digest: copied.digest,
+    mediaType: copied.mediaType,
+    size: copied.size,
+    platforms: copied.platforms,
+    missingPlatforms: copied.missingPlatforms,
+    mirror: formatMirror(img.mirror),
+    mirrorDigest: copied.mirrorDigest,
+    blobs: copied.blobs.map((b) => ({ digest: b.digest, size: b.size, mediaType: b.mediaType })),
+    bytes: copied.blobs.reduce((n, b) => n + b.size, 0),
+  };
+}
+
+/** The final table: image, platforms, size, mirror name. */
+export function imageTable(images: LockImage[], registry?: string): string[][] {
+  return images.map((i) => [
+    i.ref,
+    i.platforms.map((p) => p.platform).join(",") +
+      (i.missingPlatforms.length ? ` (missing ${i.missingPlatforms.join(",")})` : ""),
+    formatBytes(i.bytes),
+    registry ? `${registry}/${i.mirror}` : i.mirror,
+  ]);
+}

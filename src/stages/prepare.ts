@@ -1,0 +1,93 @@
+/**
+ * `bundle prepare`: everything a site needs, fetched once on a connected machine and written
+ * as one bundle (SPEC.md "The prepared bundle"). Incremental and resumable: the OCI layout
+ * keeps what earlier runs fetched, so a rerun asks the registries only what their tags name now.
+ */
+import path from "node:path";
+import { mkdir } from "node:fs/promises";
+import { missingValues, siteValuesUsed } from "../config/load.js";
+import type { Definition, ImageItem } from "../config/model.js";
+import { DefinitionError, formatPos, InputError } from "../util/errors.js";
+import { NotFoundError } from "../registry/errors.js";
+import { OciLayout } from "../store/layout.js";
+import type { ImageSource } from "../store/types.js";
+import { LOCK_VERSION, writeLock, type Lock, type LockImage } from "../bundle/lock.js";
+import type { Output } from "../cli/output.js";
+import { lockImage, sourceLocation, transferImages, type TransferLimits } from "./images.js";
+import { VERSION } from "../version.js";
+
+export interface PrepareOptions {
+  def: Definition;
+  /** Default `./bundle-out/<name>`. */
+  output?: string;
+  continueOnError: boolean;
+  /** Where each image is read from: a registry (through mirrors) or the local Docker daemon. */
+  openSource: (img: ImageItem) => ImageSource;
+  out: Output;
+  limits?: TransferLimits;
+}
+
+export interface PrepareResult {
+  dir: string;
+  lock: Lock;
+  bytesMoved: number;
+}
+
+export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
+  const def = opts.def;
+  const missing = missingValues(def);
+  if (missing.length > 0) throw new DefinitionError(missing);
+  const dir = path.resolve(opts.output ?? path.join("bundle-out", def.name));
+  await mkdir(dir, { recursive: true });
+  opts.out.info(`preparing bundle "${def.name}" in ${dir}`);
+
+  const { images, bytesMoved } = await prepareImages(def, dir, opts);
+  const lock: Lock = {
+    lockVersion: LOCK_VERSION,
+    name: def.name,
+    tool: { name: "bundle", version: VERSION },
+    platforms: def.platforms,
+    images,
+    git: [],
+    files: [],
+    charts: [],
+    siteValues: siteValuesUsed(def),
+  };
+  await writeLock(dir, lock);
+  return { dir, lock, bytesMoved };
+}
+
+async function prepareImages(def: Definition, dir: string, opts: PrepareOptions) {
+  const layout = await OciLayout.open(path.join(dir, "images"), { create: true });
+  const copied = await transferImages(
+    opts.out,
+    "images",
+    def.images.map((img) => ({
+      title: sourceLocation(img.ref).name,
+      request: () => ({
+        source: opts.openSource(img),
+        target: layout,
+        targetReader: layout,
+        from: sourceLocation(img.ref),
+        to: sourceLocation(img.ref),
+        platforms: img.platforms,
+        allowMissingPlatforms: img.allowMissingPlatforms,
+      }),
+      // An image or tag the registry does not have: the definition names something that isn't there.
+      mapError: (err) =>
+        err instanceof NotFoundError && err.kind !== "BLOB_UNKNOWN"
+          ? new InputError(`${err.message} (${formatPos(img.at)})`)
+          : err,
+    })),
+    { continueOnError: opts.continueOnError, ...(opts.limits ? { limits: opts.limits } : {}) },
+  );
+  const images: LockImage[] = def.images.map((img, i) => lockImage(img, copied[i]!));
+  // Only now that every image is whole: forget images the definition no longer lists.
+  const names = new Set(images.map((i) => i.ref));
+  const digests = new Set(
+    images.flatMap((i) => [i.digest, ...i.platforms.map((p) => p.digest), ...i.blobs.map((b) => b.digest)]),
+  );
+  const { removedBlobs } = await layout.prune(names, digests);
+  if (removedBlobs > 0) opts.out.debug(`removed ${removedBlobs} blobs no image uses any more`);
+  return { images, bytesMoved: copied.reduce((n, c) => n + c.bytesMoved, 0) };
+}

@@ -1,0 +1,83 @@
+/**
+ * `bundle upload`: the bundle's images to the site's registry under their mirror names (and,
+ * once built, its files to the file server). The same engine as prepare, the other way round;
+ * a second upload only checks, since every manifest is asked about before anything moves.
+ */
+import path from "node:path";
+import { readLock, type Lock, type LockImage } from "../bundle/lock.js";
+import { OciLayout } from "../store/layout.js";
+import type { ImageLocation, ImageTarget } from "../store/types.js";
+import { parseMirror } from "../config/mirror.js";
+import type { Output } from "../cli/output.js";
+import { InputError, WorkError } from "../util/errors.js";
+import { transferImages, type TransferLimits } from "./images.js";
+import { parseImageRef } from "../config/imageRef.js";
+import { sourceLocation } from "./images.js";
+
+export interface UploadOptions {
+  dir: string;
+  /** `host[:port]` of the site's registry, as image references name it. */
+  registryHost?: string;
+  /** The site's registry as a copy target; required when the bundle has images. */
+  target?: ImageTarget;
+  continueOnError: boolean;
+  out: Output;
+  limits?: TransferLimits;
+}
+
+export interface UploadResult {
+  lock: Lock;
+  images: { ref: string; mirror: string; digest: string }[];
+  bytesMoved: number;
+}
+
+export async function upload(opts: UploadOptions): Promise<UploadResult> {
+  const lock = await readLock(opts.dir);
+  if (lock.images.length > 0 && (!opts.target || !opts.registryHost)) {
+    throw new InputError(
+      `the bundle holds ${lock.images.length} images: give the site's registry with --registry HOST[:PORT]`,
+    );
+  }
+  const images =
+    opts.target && opts.registryHost
+      ? await uploadImages(lock, opts, opts.target, opts.registryHost)
+      : { list: [], moved: 0 };
+  return { lock, images: images.list, bytesMoved: images.moved };
+}
+
+async function uploadImages(lock: Lock, opts: UploadOptions, target: ImageTarget, host: string) {
+  const layout = await OciLayout.open(path.join(opts.dir, "images"), { create: false });
+  const copied = await transferImages(
+    opts.out,
+    "images",
+    lock.images.map((img) => ({
+      title: `${img.ref} → ${host}/${img.mirror}`,
+      request: () => ({
+        source: layout,
+        target,
+        from: sourceLocation(parseImageRef(img.ref)),
+        to: mirrorLocation(img, host),
+        // Exactly the platforms prepare carried, by their recorded names.
+        platforms: img.platforms.map((p) => p.platform),
+        allowMissingPlatforms: true,
+      }),
+    })),
+    { continueOnError: opts.continueOnError, ...(opts.limits ? { limits: opts.limits } : {}) },
+  );
+  const list = lock.images.map((img, i) => {
+    const got = copied[i]?.targetDigest ?? "";
+    if (got !== img.mirrorDigest) {
+      throw new WorkError(
+        `${host}/${img.mirror} names ${got} after upload; the bundle's lock expects ${img.mirrorDigest}`,
+      );
+    }
+    return { ref: img.ref, mirror: `${host}/${img.mirror}`, digest: got };
+  });
+  return { list, moved: copied.reduce((n, c) => n + c.bytesMoved, 0) };
+}
+
+/** `teleinfra/redis:4.0` on the site's registry; an image pinned by digest keeps its digest. */
+export function mirrorLocation(img: LockImage, host: string): ImageLocation {
+  const m = parseMirror(img.mirror);
+  return { repository: m.repository, reference: m.tag ?? img.mirrorDigest, name: `${host}/${img.mirror}` };
+}
