@@ -1,7 +1,9 @@
-/** Writes schema/bundle.schema.json from the TypeBox schema the loader validates with. */
+/** Writes schema/*.schema.json from the TypeBox schemas in src/config/schema.ts. */
 import { writeFile } from "node:fs/promises";
-import { publishedSchema } from "../src/config/schema.js";
+import { publishedSchemas } from "../src/config/schema.js";
 
-const target = new URL("../../schema/bundle.schema.json", import.meta.url);
-await writeFile(target, publishedSchema());
-console.log(`wrote ${target.pathname}`);
+for (const [name, text] of Object.entries(publishedSchemas())) {
+  const target = new URL(`../../schema/${name}`, import.meta.url);
+  await writeFile(target, text);
+  console.log(`wrote ${target.pathname}`);
+}

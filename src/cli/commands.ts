@@ -14,8 +14,7 @@ import type { ImageItem } from "../config/model.js";
 import type { Output } from "./output.js";
 import path from "node:path";
 import { rm } from "node:fs/promises";
-import Dockerode from "dockerode";
-import { DockerDaemonSource } from "../store/docker.js";
+import type { DockerDaemonSource } from "../store/docker.js";
 import { registryAccess, type RegistryFlags } from "./registries.js";
 import { firstLine } from "./progress.js";
 
@@ -57,8 +56,9 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
   // Which registries the images come from decides where --username applies.
   const hosts = def.images.filter((i) => i.source === "registry").map((i) => i.ref.registry);
   const access = await registryAccess(flags, hosts, retryLogger(out));
-  const daemon = lazyDaemonSource(
+  const daemon = await lazyDaemonSource(
     path.resolve(flags.output ?? path.join("bundle-out", def.name), ".docker-export"),
+    def.images.some((i) => i.source === "docker"),
   );
   const result = await prepare({
     def,
@@ -83,11 +83,24 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
   );
 }
 
+/** dockerode (and ssh2 under it) costs a tenth of a second to load: only when a daemon is used. */
+async function docker() {
+  const [{ default: Dockerode }, store] = await Promise.all([
+    import("dockerode"),
+    import("../store/docker.js"),
+  ]);
+  return { client: new Dockerode(), store };
+}
+
 /** One export area for `docker-daemon:` images, made on first use, on the bundle's own disk. */
-function lazyDaemonSource(tmpDir: string) {
+async function lazyDaemonSource(tmpDir: string, needed: boolean) {
+  const d = needed ? await docker() : undefined;
   let source: DockerDaemonSource | undefined;
   return {
-    source: () => (source ??= new DockerDaemonSource(new Dockerode(), { tmpDir })),
+    source: () => {
+      if (!d) throw new Error("no Docker daemon source was set up");
+      return (source ??= new d.store.DockerDaemonSource(d.client, { tmpDir }));
+    },
     dispose: async () => {
       await source?.dispose();
       await rm(tmpDir, { recursive: true, force: true });
@@ -110,7 +123,7 @@ export async function loadCommand(dir: string, flags: LoadFlags, out: Output): P
   }
   const { loadIntoDocker } = await import("../stages/load.js");
   const result = await loadIntoDocker(dir, {
-    docker: new Dockerode(),
+    docker: (await docker()).client,
     tagAs: flags.tagAs,
     ...(flags.image?.length ? { images: flags.image } : {}),
     ...(flags.registry ? { registry: resolveEndpoint(flags.registry).host } : {}),

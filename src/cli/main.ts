@@ -9,7 +9,6 @@ import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { BundleError, DefinitionError, formatDiagnostic, WorkError } from "../util/errors.js";
 import { Output, type OutputOptions } from "./output.js";
-import { lint } from "../stages/lint.js";
 import { DEFAULT_DEFINITION } from "../config/load.js";
 import type { LoadFlags, PrepareFlags, UploadFlags } from "./commands.js";
 
@@ -202,6 +201,7 @@ export function buildProgram(out: () => Output): Command {
   withValues(lintCmd);
   example(lintCmd, "bundle lint -f bundle.yml", "bundle lint -f deployment.yml --set ingress_ip=10.0.0.5");
   lintCmd.action(async (opts: { file: string; name?: string; set?: string[]; values?: string[] }) => {
+    const { lint } = await import("../stages/lint.js");
     const summary = await lint(opts.file, {
       ...(opts.name ? { name: opts.name } : {}),
       set: opts.set ?? [],

@@ -5,10 +5,9 @@
 import path from "node:path";
 import { DefinitionError, InputError, type Diagnostic } from "../util/errors.js";
 import { SITE_VALUES, destPath, type Definition } from "./model.js";
-import { TELEGO_KEYS } from "./schema.js";
 import { crossChecks, Problems } from "./build.js";
 import { loadNative } from "./native.js";
-import { loadTelego } from "./telego.js";
+import { loadTelego, TELEGO_KEYS } from "./telego.js";
 import { YamlSource } from "./yamlSource.js";
 import { applyValueOptions, isSiteValue, lookup, type ValueOptions } from "./values.js";
 import { templateVariables } from "../templates/variables.js";

@@ -11,7 +11,8 @@ import {
   type UrlItem,
   type Values,
 } from "./model.js";
-import { NativeSchema, type NativeRaw } from "./schema.js";
+import type { NativeRaw } from "./schema.js";
+import { schemaFile } from "./schemaFiles.js";
 import { validate } from "./validate.js";
 import { DEFAULT_MIRROR, mirrorName } from "./mirror.js";
 import {
@@ -35,7 +36,7 @@ export async function loadNative(
   data: unknown,
   platformsOverride?: Platform[],
 ): Promise<LoadedDefinition> {
-  const schemaProblems = validate(NativeSchema, src, data);
+  const schemaProblems = validate(schemaFile("bundle.schema.json"), src, data);
   if (schemaProblems.length > 0) throw new DefinitionError(schemaProblems);
   const raw = data as NativeRaw;
   const dir = path.dirname(file);

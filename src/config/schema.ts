@@ -1,7 +1,8 @@
 /**
- * JSON Schemas of both definition formats, written once with TypeBox: ajv validates with
- * them, TypeScript derives the raw types from them, and `npm run schema` publishes the
- * native one as schema/bundle.schema.json for editors.
+ * JSON Schemas of both definition formats, written once with TypeBox. TypeScript derives the
+ * raw types from them; `npm run schema` writes them to schema/*.schema.json, which editors read
+ * and the loader validates with (loading TypeBox itself would cost every run ~90 ms). A test
+ * keeps the files equal to what this module generates.
  */
 import { Type, type Static } from "@sinclair/typebox";
 
@@ -181,11 +182,9 @@ export const TelegoSchema = Type.Object(
 );
 export type TelegoRaw = Static<typeof TelegoSchema>;
 
-/** Top-level keys only the Telego dialect has: their presence selects it. */
-export const TELEGO_KEYS = ["comment", "local_values", "prepare", "helms"] as const;
-
-/** The native schema as editors read it (schema/bundle.schema.json). */
-export function publishedSchema(): string {
-  const doc = { $schema: "http://json-schema.org/draft-07/schema#", ...NativeSchema };
-  return `${JSON.stringify(doc, null, 2)}\n`;
+/** The schema files as published: file name → content. */
+export function publishedSchemas(): Record<string, string> {
+  const text = (schema: object) =>
+    `${JSON.stringify({ $schema: "http://json-schema.org/draft-07/schema#", ...schema }, null, 2)}\n`;
+  return { "bundle.schema.json": text(NativeSchema), "telego.schema.json": text(TelegoSchema) };
 }

@@ -13,7 +13,8 @@ import {
   type UrlItem,
   type Values,
 } from "./model.js";
-import { TelegoSchema, type TelegoRaw } from "./schema.js";
+import type { TelegoRaw } from "./schema.js";
+import { schemaFile } from "./schemaFiles.js";
 import { validate } from "./validate.js";
 import { DEFAULT_MIRROR, mirrorName } from "./mirror.js";
 import {
@@ -30,6 +31,9 @@ import type { YamlSource } from "./yamlSource.js";
 import { DefinitionError, type SourcePos } from "../util/errors.js";
 import { show } from "./validate.js";
 
+/** Top-level keys only the Telego dialect has: their presence selects it. */
+export const TELEGO_KEYS = ["comment", "local_values", "prepare", "helms"] as const;
+
 /** Telego's folder for files the file server serves. */
 const SERVED = "teledeploy/";
 const PREPARE_KINDS = ["image", "git", "url", "filemap"] as const;
@@ -43,7 +47,7 @@ export async function loadTelego(
   data: unknown,
   platformsOverride?: Platform[],
 ): Promise<LoadedDefinition> {
-  const schemaProblems = validate(TelegoSchema, src, data);
+  const schemaProblems = validate(schemaFile("telego.schema.json"), src, data);
   if (schemaProblems.length > 0) throw new DefinitionError(schemaProblems);
   const raw = data as TelegoRaw;
   const dir = path.dirname(file);

@@ -4,14 +4,13 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import leven from "leven";
-import type { TSchema } from "@sinclair/typebox";
 import type { Diagnostic } from "../util/errors.js";
 import { formatPath, type KeyPath, type YamlSource } from "./yamlSource.js";
 
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
-const compiled = new WeakMap<TSchema, ValidateFunction>();
+const compiled = new WeakMap<object, ValidateFunction>();
 
-export function validate(schema: TSchema, src: YamlSource, data: unknown): Diagnostic[] {
+export function validate(schema: object, src: YamlSource, data: unknown): Diagnostic[] {
   let fn = compiled.get(schema);
   if (!fn) {
     fn = ajv.compile(schema);

@@ -38,6 +38,12 @@ function ociKind(mediaType: string): string {
   return mediaType;
 }
 const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: "1.0.0" });
+/**
+ * With the default 16 KiB, every network chunk waits for its own disk write before the socket
+ * is read again; 4 MiB lets writes batch (writev) while the download goes on. Bounded per blob
+ * in flight, so memory stays flat however large a blob is.
+ */
+const WRITE_BUFFER = 4 << 20;
 
 interface IndexFile {
   schemaVersion: 2;
@@ -134,7 +140,7 @@ export class OciLayout implements ImageSource, ImageTarget {
     await pipeline(
       await open(offset),
       counter.stream,
-      createWriteStream(partial, { flags: offset > 0 ? "a" : "w" }),
+      createWriteStream(partial, { flags: offset > 0 ? "a" : "w", highWaterMark: WRITE_BUFFER }),
     );
     const size = offset + counter.bytes();
     const digest = `sha256:${hash.digest("hex")}`;
