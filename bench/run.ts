@@ -1,0 +1,453 @@
+/**
+ * `npm run bench`: bundle against skopeo on the same generated images.
+ *
+ * 1. Pushes a set of multi-arch images (OCI indexes and Docker lists sharing base layers) into a
+ *    local source registry.
+ * 2. prepare: `skopeo copy --all` of each image into one OCI layout, one after another, as a user
+ *    would script it, vs one `bundle prepare` of a bundle.yml listing the same images.
+ * 3. no-op prepare: the same `bundle prepare` again.
+ * 4. upload: skopeo pushing each image from its layout to an empty registry vs `bundle upload`
+ *    into another empty registry.
+ * 5. The same for one image holding one large layer, for bundle's peak memory.
+ * Every bundle command runs under GNU time for its peak RSS; every result is checked against the
+ * source's digests with skopeo. Bundle stages that are not built yet are reported as such.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { freePort } from "../test/helpers/ports.js";
+import { startRegistry, type TestRegistry } from "../test/helpers/registry.js";
+import { ENV_HELP, readConfig, type BenchConfig } from "./config.js";
+import { planBigImage, planImages, pushAll, type Dataset } from "./dataset.js";
+import { errorLine, hasGnuTime, GNU_TIME, killChildren, run, type RunResult } from "./exec.js";
+import {
+  fmt,
+  mb,
+  printTable,
+  ratio,
+  targets,
+  writeJson,
+  type Measured,
+  type Outcome,
+  type Row,
+} from "./report.js";
+import { checkLayout, checkRegistry, fullPathMirrorName, type Check, type Expected } from "./verify.js";
+
+const DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+const log = (line = ""): void => console.log(line);
+
+/** Registries and the working folder, released on every way out. */
+class Resources {
+  private readonly registries = new Set<TestRegistry>();
+  constructor(readonly work: string) {}
+
+  async registry(): Promise<TestRegistry> {
+    const registry = await startRegistry();
+    this.registries.add(registry);
+    return registry;
+  }
+
+  async stop(...registries: TestRegistry[]): Promise<void> {
+    await Promise.all(registries.map((r) => r.stop()));
+    for (const r of registries) this.registries.delete(r);
+  }
+
+  private closing: Promise<void> | undefined;
+  close(): Promise<void> {
+    return (this.closing ??= (async () => {
+      killChildren();
+      await Promise.allSettled([...this.registries].map((r) => r.stop()));
+      await rm(this.work, { recursive: true, force: true });
+    })());
+  }
+}
+
+interface Case {
+  /** Prefix of the row ids ("" for the main set, "big-" for the large layer). */
+  id: string;
+  label: string;
+  images: Expected[];
+  /** Also time a second, no-op bundle prepare. */
+  noop: boolean;
+  dir: string;
+  config: BenchConfig;
+  res: Resources;
+}
+
+async function main(): Promise<number> {
+  if (process.argv.includes("--help") || process.argv.includes("-h")) {
+    log("npm run bench   (after a build: node dist/bench/run.js)\n\n" + ENV_HELP);
+    return 0;
+  }
+  const config = readConfig();
+  await preflight(config);
+  await mkdir(config.workRoot, { recursive: true });
+  const res = new Resources(await mkdtemp(path.join(config.workRoot, "bundle-bench-")));
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`\n${signal}: stopping registries and removing ${res.work}`);
+    void res.close().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const startedAt = new Date();
+  try {
+    return await bench(config, res, startedAt);
+  } finally {
+    await res.close();
+  }
+}
+
+async function bench(config: BenchConfig, res: Resources, startedAt: Date): Promise<number> {
+  const skopeoVersion = (await run("skopeo", ["--version"])).stdout.trim();
+  log(`bundle bench: ${os.cpus().length} CPUs, Node ${process.versions.node}, ${skopeoVersion}`);
+  log(`working folder ${res.work}`);
+  if (!hasGnuTime()) log(`warning: ${GNU_TIME} is missing (apt-get install time): no peak RSS figures`);
+
+  const source = await res.registry();
+  log(`source registry ${source.url}`);
+  log();
+  log(`Generating ${config.images} multi-arch images, about ${mb(config.totalBytes)} of blobs…`);
+  const layers = path.join(res.work, "layers");
+  const set = await pushAll(source, planImages(config.images, config.totalBytes), layers, (image, i) => {
+    if (config.verbose) log(`  pushed ${image.ref} (${i + 1}/${config.images})`);
+  });
+  logDataset(set);
+  const generation: Record<string, unknown> = { set: datasetJson(set) };
+
+  const rows: Row[] = [];
+  const label = `${set.images.length} images, ${mb(set.distinctBytes)}`;
+  rows.push(
+    ...(await compare({
+      id: "",
+      label,
+      images: expected(set),
+      noop: true,
+      dir: path.join(res.work, "set"),
+      config,
+      res,
+    })),
+  );
+
+  if (config.bigBytes > 0) {
+    log();
+    log(`Generating one image with a ${mb(config.bigBytes)} layer…`);
+    const big = await pushAll(source, [planBigImage(config.bigBytes)], layers);
+    logDataset(big);
+    generation.big = datasetJson(big);
+    rows.push(
+      ...(await compare({
+        id: "big-",
+        label: `1 image, ${mb(config.bigBytes)} layer`,
+        images: expected(big),
+        noop: false,
+        dir: path.join(res.work, "big"),
+        config,
+        res,
+      })),
+    );
+  }
+
+  const list = targets(rows);
+  log();
+  printTable(rows, list, log);
+  const results = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, node: process.versions.node, skopeo: skopeoVersion },
+    config: {
+      images: config.images,
+      totalMb: round(config.totalBytes / 2 ** 20),
+      bigMb: round(config.bigBytes / 2 ** 20),
+    },
+    generation,
+    rows: rows.map((row) => ({
+      id: row.id,
+      step: row.step,
+      skopeoSeconds: row.skopeo?.seconds ?? null,
+      skopeoPeakMb: row.skopeo?.peakMb ?? null,
+      bundle: row.bundle,
+      bundleSeconds: row.bundle.status === "ok" ? row.bundle.seconds : null,
+      bundlePeakMb: row.bundle.status === "skipped" ? null : row.bundle.peakMb,
+      ratio: ratio(row),
+      checks: {
+        ...(row.checks.skopeo ? { skopeo: plainCheck(row.checks.skopeo) } : {}),
+        ...(row.checks.bundle ? { bundle: plainCheck(row.checks.bundle) } : {}),
+      },
+      notes: row.notes,
+    })),
+    targets: list,
+  };
+  await writeJson(config.resultsPath, results);
+  log();
+  log(`results written to ${config.resultsPath}`);
+  return 0;
+}
+
+/** prepare (+ no-op prepare) and upload, skopeo then bundle, on one set of images. */
+async function compare(c: Case): Promise<Row[]> {
+  const { dir, images, config, res } = c;
+  const echo = config.verbose;
+  const layout = path.join(dir, "skopeo-layout");
+  const out = path.join(dir, "bundle-out");
+  const def = path.join(dir, "def", "bundle.yml");
+  await mkdir(path.dirname(def), { recursive: true });
+  await writeFile(def, definition(images));
+  await lint(config.bundleCli, def);
+
+  log();
+  log(`prepare (${c.label})`);
+  const prepare: Row = { id: `${c.id}prepare`, step: `prepare (${c.label})`, ...empty() };
+  prepare.skopeo = await skopeoEach(images, echo, (image) => [
+    "copy",
+    "--all",
+    "--src-tls-verify=false",
+    `docker://${image.ref}`,
+    `oci:${layout}:${image.ref}`,
+  ]);
+  const skopeoLayout = await checkLayout(layout, images, (image) => image.ref, true);
+  prepare.checks.skopeo = skopeoLayout;
+  const converted = dockerListsOnly(skopeoLayout, images);
+  logSkopeo(prepare.skopeo, images.length, skopeoLayout, converted > 0);
+  if (converted) {
+    addNote(
+      prepare,
+      `skopeo's oci: destination rewrote ${converted} Docker manifest lists (and their manifests) as OCI, ` +
+        `so their digests are not the source's; bundle must keep them (SPEC.md)`,
+    );
+  }
+  prepare.bundle = await bundle(config, ["prepare", "-f", def, "-o", out]);
+  const bundleLayout =
+    prepare.bundle.status === "ok"
+      ? await checkLayout(path.join(out, "images"), images, (image) => image.ref, true)
+      : undefined;
+  if (bundleLayout) prepare.checks.bundle = bundleLayout;
+  logBundle(prepare);
+  if (bundleLayout) addNote(prepare, agreement(skopeoLayout, bundleLayout, images));
+  const rows = [prepare];
+
+  if (c.noop) {
+    const noop: Row = { id: `${c.id}noop`, step: "no-op prepare", ...empty() };
+    noop.bundle = await bundle(config, ["prepare", "-f", def, "-o", out]);
+    logBundle(noop);
+    rows.push(noop);
+  }
+
+  log();
+  log(`upload (${c.label})`);
+  const [skopeoDest, bundleDest] = [await res.registry(), await res.registry()];
+  const upload: Row = { id: `${c.id}upload`, step: `upload (${c.label})`, ...empty() };
+  upload.skopeo = await skopeoEach(images, echo, (image) => [
+    "copy",
+    "--all",
+    "--dest-tls-verify=false",
+    `oci:${layout}:${image.ref}`,
+    `docker://${skopeoDest.host}/${fullPathMirrorName(image.ref)}`,
+  ]);
+  const skopeoPushed = await checkRegistry(skopeoDest.host, images, (image) => fullPathMirrorName(image.ref));
+  upload.checks.skopeo = skopeoPushed;
+  logSkopeo(upload.skopeo, images.length, skopeoPushed, dockerListsOnly(skopeoPushed, images) > 0);
+  upload.bundle = await bundleUpload(config, out, bundleDest.host, upload);
+  if (upload.bundle.status === "ok") {
+    upload.checks.bundle = await checkRegistry(bundleDest.host, images, (image) =>
+      fullPathMirrorName(image.ref),
+    );
+  }
+  logBundle(upload);
+  rows.push(upload);
+
+  await res.stop(skopeoDest, bundleDest);
+  await rm(dir, { recursive: true, force: true });
+  return rows;
+}
+
+function addNote(row: Row, note: string): void {
+  row.notes.push(note);
+  log(`  note: ${note}`);
+}
+
+function empty(): Pick<Row, "skopeo" | "bundle" | "checks" | "notes"> {
+  return { skopeo: null, bundle: { status: "skipped", reason: "not run" }, checks: {}, notes: [] };
+}
+
+/** The native definition: every image by its full source reference, mirrored by full path. */
+function definition(images: Expected[]): string {
+  return [
+    "name: bench",
+    "platforms: [linux/amd64, linux/arm64]",
+    "mirror:",
+    "  prefix: teleinfra",
+    "  naming: full-path",
+    "images:",
+    ...images.map((image) => `  - ${image.ref}`),
+    "",
+  ].join("\n");
+}
+
+/** `bundle lint` is built; a definition it rejects would make every figure meaningless. */
+async function lint(cli: string, def: string): Promise<void> {
+  const result = await run(process.execPath, [cli, "lint", "-f", def]);
+  if (result.code !== 0) log(`warning: bundle lint rejects the generated definition: ${errorLine(result)}`);
+}
+
+/** One skopeo run per image, one after another; the sum of their times, the largest peak. */
+async function skopeoEach(
+  images: Expected[],
+  echo: boolean,
+  args: (image: Expected) => string[],
+): Promise<Measured> {
+  await settle();
+  let seconds = 0;
+  let peakMb: number | null = null;
+  for (const image of images) {
+    const result = await run("skopeo", args(image), { echo });
+    if (result.code !== 0) throw new Error(`skopeo ${args(image).join(" ")}: ${errorLine(result)}`);
+    seconds += result.seconds;
+    if (result.peakMb !== null) peakMb = Math.max(peakMb ?? 0, result.peakMb);
+  }
+  return { seconds, peakMb };
+}
+
+async function bundle(config: BenchConfig, args: string[]): Promise<Outcome> {
+  await settle();
+  return outcome(await run(process.execPath, [config.bundleCli, ...args], { echo: config.verbose }));
+}
+
+/**
+ * SPEC.md makes --fileserver necessary only for bundles with files, but the command line may
+ * still require it: then retry with an address nothing listens on (this bundle has no files).
+ */
+async function bundleUpload(config: BenchConfig, out: string, registry: string, row: Row): Promise<Outcome> {
+  const args = ["upload", out, "--registry", registry];
+  const first = await bundle(config, args);
+  if (first.status !== "failed" || !/required option '--fileserver/.test(first.error)) return first;
+  const unused = `http://127.0.0.1:${await freePort()}`;
+  addNote(row, `bundle upload requires --fileserver although the bundle has no files; ran with ${unused}`);
+  return bundle(config, [...args, "--fileserver", unused]);
+}
+
+function outcome(result: RunResult): Outcome {
+  const measured = { seconds: result.seconds, peakMb: result.peakMb };
+  return result.code === 0
+    ? { status: "ok", ...measured }
+    : { status: "failed", error: errorLine(result), ...measured };
+}
+
+/** Writes back what the previous step left dirty, so that it does not slow the next one down. */
+async function settle(): Promise<void> {
+  await run("sync", []);
+}
+
+function agreement(
+  skopeo: Check & { digests: Map<string, string> },
+  bundle: Check & { digests: Map<string, string> },
+  images: Expected[],
+): string {
+  const same = images.filter((image) => {
+    const digest = skopeo.digests.get(image.ref);
+    return digest !== undefined && digest === bundle.digests.get(image.ref);
+  }).length;
+  return `skopeo's and bundle's layouts agree on ${same} of ${images.length} top manifest digests`;
+}
+
+/** Without the digests map a layout check carries (JSON would make it {}). */
+function plainCheck(check: Check): Omit<Check, "badRefs"> {
+  return { checked: check.checked, mismatches: check.mismatches };
+}
+
+/** How many images failed a check, when every one of them is a Docker list at the source. */
+function dockerListsOnly(check: Check, images: Expected[]): number {
+  const bad = images.filter((image) => check.badRefs.includes(image.ref));
+  const lists = bad.filter((image) => image.mediaType === DOCKER_LIST);
+  return bad.length > 0 && lists.length === bad.length ? bad.length : 0;
+}
+
+function expected(data: Dataset): Expected[] {
+  return data.images.map((image) => ({ ref: image.ref, digest: image.digest, mediaType: image.mediaType }));
+}
+
+function round(value: number): number {
+  return Math.round(value * 1000) / 1000;
+}
+
+function datasetJson(data: Dataset): Record<string, unknown> {
+  return {
+    images: data.images.map((image) => ({
+      ref: image.ref,
+      digest: image.digest,
+      mediaType: image.mediaType,
+    })),
+    distinctBlobs: data.distinctBlobs,
+    distinctMb: round(data.distinctBytes / 2 ** 20),
+    unsharedMb: round(data.unsharedBytes / 2 ** 20),
+    seconds: round(data.seconds),
+  };
+}
+
+function logDataset(data: Dataset): void {
+  const kinds = new Map<string, number>();
+  for (const image of data.images) kinds.set(image.mediaType, (kinds.get(image.mediaType) ?? 0) + 1);
+  const kindText = [...kinds].map(([type, n]) => `${n} ${type.split(".").slice(-2).join(".")}`).join(", ");
+  log(
+    `  ${data.images.length} image${data.images.length === 1 ? "" : "s"} (${kindText}), ${data.distinctBlobs} distinct blobs, ` +
+      `${mb(data.distinctBytes)} (${mb(data.unsharedBytes)} without sharing); ` +
+      `generated and pushed in ${fmt(data.seconds, 1)} s (not part of the comparison)`,
+  );
+}
+
+function logSkopeo(measured: Measured, count: number, check: Check, explained: boolean): void {
+  const peak = measured.peakMb === null ? "" : `, peak ${fmt(measured.peakMb, 0)} MB`;
+  log(
+    `  skopeo: ${count} ${count === 1 ? "copy" : "copies"} in ${fmt(measured.seconds, 2)} s${peak}; ${checkText(check, explained)}`,
+  );
+}
+
+function logBundle(row: Row): void {
+  const b = row.bundle;
+  if (b.status === "skipped") log(`  bundle ${row.step}: skipped (${b.reason})`);
+  else if (b.status === "failed") log(`  bundle: ${b.error} after ${fmt(b.seconds, 2)} s`);
+  else {
+    const peak = b.peakMb === null ? "" : `, peak ${fmt(b.peakMb, 0)} MB`;
+    const r = ratio(row);
+    const vs = r === null ? "" : ` = ${fmt(r, 2)}× skopeo`;
+    log(
+      `  bundle: ${fmt(b.seconds, 3)} s${vs}${peak}${row.checks.bundle ? `; ${checkText(row.checks.bundle)}` : ""}`,
+    );
+  }
+}
+
+function checkText(check: Check, explained = false): string {
+  if (check.mismatches.length === 0) return `all ${check.checked} digests equal the source's`;
+  const summary = `${check.mismatches.length} of ${check.checked} digests differ from the source's`;
+  if (explained) return `${summary} (the Docker lists, see the note)`;
+  const shown = check.mismatches.slice(0, 5).map((m) => `\n    ${shortDigests(m)}`);
+  const more = check.mismatches.length > 5 ? `\n    … ${check.mismatches.length - 5} more` : "";
+  return `${summary}:${shown.join("")}${more}`;
+}
+
+/** sha256:0123456789ab… for the console; the JSON keeps them whole. */
+function shortDigests(text: string): string {
+  return text.replace(/sha256:([0-9a-f]{12})[0-9a-f]{52}/g, "sha256:$1…");
+}
+
+async function preflight(config: BenchConfig): Promise<void> {
+  const cli = config.bundleCli;
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first`);
+  for (const [cmd, hint] of [
+    ["skopeo", "apt-get install skopeo"],
+    ["docker-registry", "apt-get install docker-registry"],
+  ] as const) {
+    const result = await run(cmd, ["--version"]).catch(() => undefined);
+    if (!result || result.code !== 0)
+      throw new Error(`${cmd} is not usable: ${hint} (scripts/install-deps.sh)`);
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    process.exit(1);
+  },
+);
