@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import Dockerode from "dockerode";
-import { captureTail, once, sleep, stopProcess, unrefProcess } from "./process.js";
+import { captureTail, once, sleep, stopProcess, unrefProcess, watchdogScript } from "./process.js";
 
 /**
  * A throw-away Docker daemon (Debian's dockerd 20.10) with its own socket, state and containerd,
@@ -40,18 +40,10 @@ const STDERR_TAIL_BYTES = 8_192;
  * stdin closes: on stop(), or when the test process exits or dies, however it does (its end of
  * the pipe closes with it; no exit handler is needed). Then the shell removes the temp dir.
  */
-const WATCHDOG_SCRIPT = `
-exec 3<&0
-unshare --mount --propagation private dockerd "$@" </dev/null &
-daemon=$!
-(read _ <&3; kill "$daemon" 2>/dev/null) &
-watchdog=$!
-wait "$daemon"
-code=$?
-kill "$watchdog" 2>/dev/null
-rm -rf "$TESTBED_DOCKERD_DIR"
-exit "$code"
-`;
+const WATCHDOG_SCRIPT = watchdogScript(
+  `unshare --mount --propagation private dockerd "$@"`,
+  `rm -rf "$TESTBED_DOCKERD_DIR"`,
+);
 
 export async function startDockerd(opts: StartDockerdOptions = {}): Promise<TestDockerd> {
   const dir = await mkdtemp(path.join(tmpdir(), "testbed-dockerd-"));

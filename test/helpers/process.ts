@@ -6,6 +6,27 @@
 import type { ChildProcess } from "node:child_process";
 import type { Socket } from "node:net";
 
+/**
+ * A shell script that runs `command` (with the script's arguments) and kills it when our end of
+ * its stdin closes: on stop(), and also when the test process dies in a way no exit handler
+ * sees. Background jobs get /dev/null as stdin in a non-interactive shell, hence the copy on
+ * fd 3. `after` runs once the server is gone (cleanup).
+ */
+export function watchdogScript(command: string, after = ""): string {
+  return `
+exec 3<&0
+${command} </dev/null &
+server=$!
+(read _ <&3; kill "$server" 2>/dev/null) &
+watchdog=$!
+wait "$server"
+code=$?
+kill "$watchdog" 2>/dev/null
+${after}
+exit "$code"
+`;
+}
+
 /** The last `bytes` of a child's stderr, for error messages when it fails to start. */
 export function captureTail(child: ChildProcess, bytes: number): () => string {
   let tail = "";

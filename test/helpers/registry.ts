@@ -6,7 +6,7 @@ import path from "node:path";
 import bcrypt from "bcryptjs";
 import { httpRequest, type Credentials } from "./http.js";
 import { freePort } from "./ports.js";
-import { captureTail, killGroup, once, sleep, stopProcess, unrefProcess } from "./process.js";
+import { captureTail, killGroup, once, sleep, stopProcess, unrefProcess, watchdogScript } from "./process.js";
 
 export type { Credentials } from "./http.js";
 
@@ -42,17 +42,7 @@ const START_ATTEMPTS = 3;
  * happens on stop(), and also when the test process dies in a way no exit handler sees.
  * Background jobs get /dev/null as stdin in a non-interactive shell, hence the copy on fd 3.
  */
-const WATCHDOG_SCRIPT = `
-exec 3<&0
-docker-registry serve "$1" </dev/null &
-registry=$!
-(read _ <&3; kill "$registry" 2>/dev/null) &
-watchdog=$!
-wait "$registry"
-code=$?
-kill "$watchdog" 2>/dev/null
-exit "$code"
-`;
+const WATCHDOG_SCRIPT = watchdogScript(`docker-registry serve "$1"`);
 
 /** Registries still running, killed on process exit in case a test forgot stop(). */
 const running = new Set<{ child: ChildProcess; dir: string }>();
