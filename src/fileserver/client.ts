@@ -1,0 +1,263 @@
+/**
+ * The client `bundle upload` and `bundle deploy` use to talk to `bundle serve`: list a bundle's
+ * files with their digests, ask for one file's digest, and upload a file with its declared
+ * sha256. Transient faults (dropped connections, 5xx, 429) are retried; everything else is a
+ * WorkError naming the URL. The token goes into the Authorization header and nowhere else: not
+ * into a message, not into a log.
+ */
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import type { Method, Response } from "got";
+import { BundleError, InputError, WorkError } from "../util/errors.js";
+import { TransientError, withRetry, type RetryOptions } from "../util/retry.js";
+import {
+  classifyError,
+  createHttpStack,
+  header,
+  isTransientStatus,
+  transientStatusError,
+  type HttpStack,
+  type HttpTimeouts,
+} from "../registry/http.js";
+
+export interface FileServerClientOptions {
+  /** Bearer token for uploads (`--token-file`). */
+  token?: string;
+  /** Accept a TLS certificate that does not verify (a TLS proxy in front of the server). */
+  insecure?: boolean;
+  /** A PEM file of extra CAs to trust. */
+  caFile?: string;
+  retry?: RetryOptions;
+  timeouts?: HttpTimeouts;
+}
+
+/** A file the server holds, as `GET /_list/<bundle>` tells. */
+export interface RemoteFile {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+/** Error answers are read for their message only. */
+const MAX_ERROR_TEXT = 300;
+
+export class FileServerClient {
+  private readonly base: string;
+  private readonly http: HttpStack;
+
+  constructor(
+    baseUrl: string,
+    private readonly opts: FileServerClientOptions = {},
+  ) {
+    this.base = normalizeBase(baseUrl);
+    this.http = createHttpStack({
+      ...(opts.insecure ? { insecure: true } : {}),
+      ...(opts.caFile ? { caFile: opts.caFile } : {}),
+      ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
+    });
+  }
+
+  /** Where a bundle's file is served; each segment percent-encoded. */
+  url(bundle: string, path: string): string {
+    return `${this.base}/${encodeSegments(bundle, path)}`;
+  }
+
+  /** Every file of the bundle with size and sha256; [] when the server has no such bundle. */
+  async list(bundle: string): Promise<RemoteFile[]> {
+    const url = `${this.base}/_list/${encodeSegments(bundle)}`;
+    const res = await this.retrying(`GET ${url}`, () => this.request("GET", url));
+    if (res.statusCode === 404) return [];
+    if (res.statusCode !== 200) throw unexpected(`GET ${url}`, res);
+    return parseListing(url, res.body);
+  }
+
+  /** Size and, when the server knows it, sha256 of one file; undefined when it is not there. */
+  async head(bundle: string, path: string): Promise<{ size: number; sha256?: string } | undefined> {
+    const url = this.url(bundle, path);
+    const res = await this.retrying(`HEAD ${url}`, () => this.request("HEAD", url));
+    if (res.statusCode === 404) return undefined;
+    if (res.statusCode !== 200) throw unexpected(`HEAD ${url}`, res);
+    const sha256 = header(res, "x-checksum-sha256")?.trim().toLowerCase();
+    const size = Number(header(res, "content-length"));
+    if (!Number.isSafeInteger(size))
+      throw new WorkError(`HEAD ${url}: the answer has no valid Content-Length`);
+    return sha256 && SHA256_HEX.test(sha256) ? { size, sha256 } : { size };
+  }
+
+  /**
+   * Uploads the local `file` as the bundle's `path`, declaring its sha256: the server keeps it
+   * only if the bytes match. `onBytes` gets each increment sent; when a failed attempt is
+   * retried it first gets minus what that attempt had sent, so a running total stays right.
+   */
+  async put(
+    bundle: string,
+    path: string,
+    file: string,
+    sha256: string,
+    onBytes?: (n: number) => void,
+  ): Promise<void> {
+    if (!SHA256_HEX.test(sha256)) throw new InputError(`${file}: "${sha256}" is not a sha256 in hex`);
+    const url = this.url(bundle, path);
+    const size = await fileSize(file);
+    let sent = 0;
+    const res = await this.retrying(`PUT ${url}`, () => {
+      if (sent > 0) onBytes?.(-sent);
+      sent = 0;
+      return this.send(url, file, size, sha256, (transferred) => {
+        onBytes?.(transferred - sent);
+        sent = transferred;
+      });
+    });
+    checkPut(url, size, res, this.opts.token !== undefined);
+  }
+
+  /** Frees the client's sockets. */
+  close(): void {
+    this.http.close();
+  }
+
+  private send(
+    url: string,
+    file: string,
+    size: number,
+    sha256: string,
+    progress: (sent: number) => void,
+  ): Promise<Response<Buffer>> {
+    const request = this.http.got(url, {
+      method: "PUT",
+      body: createReadStream(file),
+      headers: {
+        ...this.authorization(),
+        "content-type": "application/octet-stream",
+        "content-length": String(size),
+        "x-checksum-sha256": sha256,
+      },
+      responseType: "buffer",
+    });
+    request.on("uploadProgress", (p: { transferred: number }) => progress(p.transferred));
+    return request;
+  }
+
+  /** Reads need no token, so none is sent: it goes out only with uploads. */
+  private request(method: Method, url: string): Promise<Response<Buffer>> {
+    return this.http.got(url, { method, responseType: "buffer" });
+  }
+
+  private authorization(): Record<string, string> {
+    return this.opts.token ? { authorization: `Bearer ${this.opts.token}` } : {};
+  }
+
+  /**
+   * `fn` under withRetry, its 5xx answers and dropped connections retried. What escapes is a
+   * BundleError saying what was being done.
+   */
+  private async retrying(what: string, fn: () => Promise<Response<Buffer>>): Promise<Response<Buffer>> {
+    const retry = this.opts.retry ?? {};
+    try {
+      return await withRetry(async () => {
+        try {
+          const res = await fn();
+          if (isTransientStatus(res.statusCode)) throw transientStatusError(what, res);
+          return res;
+        } catch (err) {
+          throw classifyError(err, what);
+        }
+      }, retry);
+    } catch (err) {
+      if (!(err instanceof TransientError)) {
+        if (err instanceof BundleError) throw err;
+        throw new WorkError(`${what}: ${(err as Error).message}`);
+      }
+      const message = err.message.startsWith(what) ? err.message : `${what}: ${err.message}`;
+      throw new WorkError(`${message} (gave up after ${(retry.retries ?? 5) + 1} attempts)`);
+    }
+  }
+}
+
+function normalizeBase(baseUrl: string): string {
+  let url: URL;
+  try {
+    url = new URL(baseUrl);
+  } catch {
+    throw new InputError(`--fileserver ${baseUrl}: not a URL; write e.g. http://10.0.0.5:8003`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new InputError(`--fileserver ${baseUrl}: only http:// and https:// URLs are served`);
+  if (url.username || url.password)
+    throw new InputError(`--fileserver: put no credentials in the URL; pass the token with --token-file`);
+  return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
+}
+
+function encodeSegments(...parts: string[]): string {
+  const segments = parts.flatMap((p) => p.split("/"));
+  const bad = segments.find((s) => s === "" || s === "." || s === "..");
+  if (bad !== undefined) throw new InputError(`${parts.join("/")}: not a valid file path on the file server`);
+  return segments.map(encodeURIComponent).join("/");
+}
+
+async function fileSize(file: string): Promise<number> {
+  try {
+    return (await stat(file)).size;
+  } catch (err) {
+    throw new WorkError(`${file}: cannot read the file to upload (${(err as NodeJS.ErrnoException).code})`);
+  }
+}
+
+function checkPut(url: string, size: number, res: Response<Buffer>, hasToken: boolean): void {
+  const status = res.statusCode;
+  if (status >= 200 && status < 300) return;
+  const what = `PUT ${url}`;
+  if (status === 401 || status === 403) {
+    const hint = hasToken
+      ? "pass --token-file with the file server's token"
+      : "the file server needs a token: pass --token-file with the server's token";
+    throw new WorkError(`${what}: upload refused (HTTP ${status}: ${errorText(res)}); ${hint}`);
+  }
+  if (status === 413)
+    throw new WorkError(
+      `${what}: the file (${size} bytes) is over the server's --max-upload-size (HTTP 413)`,
+    );
+  throw unexpected(what, res);
+}
+
+/** Any answer not foreseen: a WorkError with the status and the server's message. */
+function unexpected(what: string, res: Response<Buffer>): WorkError {
+  return new WorkError(`${what}: HTTP ${res.statusCode}: ${errorText(res)}`);
+}
+
+/** The `error` of the server's JSON answer, or the start of whatever else it said. */
+function errorText(res: Response<Buffer>): string {
+  const text = res.body?.toString("utf8", 0, 4096) ?? "";
+  try {
+    const parsed = JSON.parse(text) as { error?: unknown; message?: unknown };
+    const message = parsed.message ?? parsed.error;
+    if (typeof message === "string") return message.slice(0, MAX_ERROR_TEXT);
+  } catch {
+    // not JSON: shown as it is
+  }
+  return text.trim().slice(0, MAX_ERROR_TEXT) || "(no message)";
+}
+
+function parseListing(url: string, body: Buffer): RemoteFile[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString("utf8"));
+  } catch {
+    throw new WorkError(`GET ${url}: the answer is not JSON; is this a bundle file server?`);
+  }
+  const files = (parsed as { files?: unknown }).files;
+  if (!Array.isArray(files) || !files.every(isRemoteFile))
+    throw new WorkError(`GET ${url}: the answer is not a file listing; is this a bundle file server?`);
+  return files;
+}
+
+function isRemoteFile(value: unknown): value is RemoteFile {
+  const f = value as Partial<RemoteFile> | null;
+  return (
+    typeof f?.path === "string" &&
+    typeof f.size === "number" &&
+    typeof f.sha256 === "string" &&
+    SHA256_HEX.test(f.sha256)
+  );
+}
