@@ -60,6 +60,20 @@ export interface LockFile {
   url?: string;
 }
 
+/** A template whose site values are bound at upload (files) or deploy (chart overlays). */
+export interface LockTemplate {
+  /** Where it renders to: `files/x.yml` or `charts/<chart>/x.json`. */
+  dest: string;
+  /** The stored template, a bundle path under templates/. */
+  source: string;
+  syntax: "handlebars" | "dollar";
+  mode: number;
+  sha256: string;
+  /** Where errors inside it point: the definition's file and line it came from. */
+  origin: { file: string; line: number; col: number };
+  siteValues: string[];
+}
+
 export interface Lock {
   lockVersion: typeof LOCK_VERSION;
   name: string;
@@ -69,6 +83,10 @@ export interface Lock {
   git: LockGit[];
   files: LockFile[];
   charts: { name: string; path: string }[];
+  /** Templates still to render; their values (the definition's, --values, --set) are in `values`. */
+  templates: LockTemplate[];
+  /** Bundle path of the JSON file holding the template values prepare used. */
+  values: string;
   /** Site values the templates use, bound at upload and deploy. */
   siteValues: string[];
 }

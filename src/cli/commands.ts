@@ -14,6 +14,7 @@ import type { ImageItem } from "../config/model.js";
 import type { Output } from "./output.js";
 import path from "node:path";
 import { rm } from "node:fs/promises";
+import os from "node:os";
 import type { DockerDaemonSource } from "../store/docker.js";
 import { registryAccess, type RegistryFlags } from "./registries.js";
 import { firstLine } from "./progress.js";
@@ -46,6 +47,9 @@ function retryLogger(out: Output) {
 }
 
 export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<void> {
+  // A private repository without a credential helper would wait on a password prompt nobody
+  // sees behind the progress display: fail instead, naming the URL.
+  process.env.GIT_TERMINAL_PROMPT ??= "0";
   if (flags.archive) throw new InputError("--archive is not built yet; carry the bundle folder for now");
   const def = await loadDefinition(flags.file, {
     ...(flags.name ? { name: flags.name } : {}),
@@ -66,6 +70,8 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     continueOnError: flags.continueOnError ?? false,
     openSource: (img: ImageItem) =>
       img.source === "docker" ? daemon.source() : access.source(img.ref.registry),
+    git: await import("../git/index.js"),
+    gitCacheDir: gitCacheDir(),
     out,
   }).finally(() => daemon.dispose());
   out.result(
@@ -137,19 +143,76 @@ export async function loadCommand(dir: string, flags: LoadFlags, out: Output): P
   ]);
 }
 
+/** Clones kept between prepares: $BUNDLE_CACHE_DIR, else the XDG cache folder. */
+function gitCacheDir(): string {
+  const base =
+    process.env.BUNDLE_CACHE_DIR ??
+    path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "bundle");
+  return path.join(base, "git");
+}
+
+async function fileServer(flags: UploadFlags) {
+  if (!flags.fileserver) return undefined;
+  const { FileServerClient } = await import("../fileserver/client.js");
+  const { readTokenFile } = await import("../fileserver/serve.js");
+  const token = flags.tokenFile ? await readTokenFile(flags.tokenFile) : undefined;
+  return new FileServerClient(flags.fileserver, {
+    ...(token ? { token } : {}),
+    ...(flags.insecure ? { insecure: true } : {}),
+    ...(flags.caFile ? { caFile: flags.caFile } : {}),
+  });
+}
+
 export async function uploadCommand(dir: string, flags: UploadFlags, out: Output): Promise<void> {
   const lock = await readLock(dir);
   const host = flags.registry ? resolveEndpoint(flags.registry).host : undefined;
   const access = flags.registry ? await registryAccess(flags, [flags.registry], retryLogger(out)) : undefined;
+  const fileserver = await fileServer(flags);
   const result = await upload({
     dir,
     ...(host ? { registryHost: host } : {}),
     ...(access && flags.registry ? { target: access.store(flags.registry) } : {}),
+    ...(fileserver && flags.fileserver ? { fileserver, fileserverUrl: flags.fileserver } : {}),
+    valueOptions: { set: flags.set ?? [], valuesFiles: flags.values ?? [] },
     continueOnError: flags.continueOnError ?? false,
     out,
+  }).finally(() => fileserver?.close());
+  const files = result.files;
+  out.result(
+    { ok: true, name: lock.name, bytesMoved: result.bytesMoved, images: result.images, files },
+    () => [
+      ...(lock.images.length
+        ? table(["IMAGE", "PLATFORMS", "SIZE", "MIRROR"], imageTable(lock.images, host))
+        : []),
+      ...(files.sent.length + files.skipped.length
+        ? [
+            `files: ${files.sent.length} sent, ${files.skipped.length} already on ${flags.fileserver}/${lock.name}/`,
+          ]
+        : []),
+      `bundle "${lock.name}" uploaded (${formatBytes(result.bytesMoved)} sent)`,
+    ],
+  );
+}
+
+export interface ServeFlags {
+  root: string;
+  port: string;
+  host: string;
+  tokenFile?: string;
+  maxUploadSize: string;
+}
+
+/** Runs the file server until SIGINT or SIGTERM, then lets running uploads finish. */
+export async function serveCommand(flags: ServeFlags, out: Output): Promise<void> {
+  const port = Number(flags.port);
+  if (!/^\d+$/.test(flags.port)) throw new InputError(`--port ${flags.port}: not a TCP port (0-65535)`);
+  const { serve, parseByteSize } = await import("../fileserver/serve.js");
+  await serve({
+    root: path.resolve(flags.root),
+    host: flags.host,
+    port,
+    maxUploadBytes: parseByteSize(flags.maxUploadSize),
+    ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}),
+    log: (line) => out.info(line),
   });
-  out.result({ ok: true, name: lock.name, bytesMoved: result.bytesMoved, images: result.images }, () => [
-    ...table(["IMAGE", "PLATFORMS", "SIZE", "MIRROR"], imageTable(lock.images, host)),
-    `bundle "${lock.name}" uploaded (${formatBytes(result.bytesMoved)} sent)`,
-  ]);
 }

@@ -10,7 +10,7 @@ import { Command, CommanderError } from "commander";
 import { BundleError, DefinitionError, formatDiagnostic, WorkError } from "../util/errors.js";
 import { Output, type OutputOptions } from "./output.js";
 import { DEFAULT_DEFINITION } from "../config/load.js";
-import type { LoadFlags, PrepareFlags, UploadFlags } from "./commands.js";
+import type { LoadFlags, PrepareFlags, ServeFlags, UploadFlags } from "./commands.js";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -138,12 +138,19 @@ export function buildProgram(out: () => Output): Command {
     .description(
       "the static file server for the main node: GET/HEAD with Range and ETag, authenticated PUT uploads",
     )
-    .option("--root <DIR>", "folder to serve", ".")
+    .option("--root <DIR>", "folder to serve (bundles live in <DIR>/<bundle name>/)", "bundle-files")
     .option("--port <PORT>", "port to listen on", "8003")
     .option("--host <ADDR>", "address to listen on", "0.0.0.0")
-    .option("--token-file <FILE>", "bearer token that uploads must present");
+    .option(
+      "--token-file <FILE>",
+      "bearer token that uploads must present (without one, uploads are refused)",
+    )
+    .option("--max-upload-size <SIZE>", "refuse larger uploads, e.g. 20G", "64G");
   example(serve, "bundle serve --root /srv/bundle --port 8003 --token-file /etc/bundle/token");
-  serve.action(() => notBuilt("serve"));
+  serve.action(async (opts: ServeFlags) => {
+    const { serveCommand } = await import("./commands.js");
+    await serveCommand(opts, out());
+  });
 
   const load = program
     .command("load")

@@ -124,3 +124,11 @@ export interface Definition {
 export function destPath(dest: TemplateDest): string {
   return dest.kind === "file" ? `files/${dest.path}` : `charts/${dest.chart}/${dest.path}`;
 }
+
+/** The inverse of destPath. */
+export function parseDestPath(bundlePath: string): TemplateDest {
+  const [top, second = "", ...rest] = bundlePath.split("/");
+  return top === "files"
+    ? { kind: "file", path: [second, ...rest].join("/") }
+    : { kind: "chart", chart: second, path: rest.join("/") };
+}

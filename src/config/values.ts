@@ -69,3 +69,19 @@ export function lookup(values: Values, name: string): Value | undefined {
   }
   return cur;
 }
+
+/** The site values, from where upload and deploy send things: the registry and the file server. */
+export function siteValues(opts: {
+  registryHost?: string;
+  fileserverUrl?: string;
+  bundleName: string;
+}): Values {
+  const out: Values = {};
+  if (opts.registryHost) out.IMG_REPO = opts.registryHost;
+  if (opts.fileserverUrl) {
+    const url = new URL(opts.fileserverUrl);
+    out.MAIN_NODE_IP = url.hostname.replace(/^\[|\]$/g, "");
+    out.FILESERVER_URL = `${url.toString().replace(/\/+$/, "")}/${encodeURIComponent(opts.bundleName)}`;
+  }
+  return out;
+}

@@ -11,7 +11,8 @@ import { DefinitionError, formatPos, InputError } from "../util/errors.js";
 import { NotFoundError } from "../registry/errors.js";
 import { OciLayout } from "../store/layout.js";
 import type { ImageSource } from "../store/types.js";
-import { LOCK_VERSION, writeLock, type Lock, type LockImage } from "../bundle/lock.js";
+import { LOCK_VERSION, readLock, writeLock, type Lock, type LockImage } from "../bundle/lock.js";
+import { prepareFiles, type GitOps } from "./files.js";
 import type { Output } from "../cli/output.js";
 import { lockImage, sourceLocation, transferImages, type TransferLimits } from "./images.js";
 import { VERSION } from "../version.js";
@@ -23,6 +24,9 @@ export interface PrepareOptions {
   continueOnError: boolean;
   /** Where each image is read from: a registry (through mirrors) or the local Docker daemon. */
   openSource: (img: ImageItem) => ImageSource;
+  git: GitOps;
+  /** Clones kept between runs. */
+  gitCacheDir: string;
   out: Output;
   limits?: TransferLimits;
 }
@@ -41,16 +45,21 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   await mkdir(dir, { recursive: true });
   opts.out.info(`preparing bundle "${def.name}" in ${dir}`);
 
+  const previous = await readLock(dir).catch(() => undefined);
   const { images, bytesMoved } = await prepareImages(def, dir, opts);
+  const files = await prepareFiles(def, dir, {
+    out: opts.out,
+    git: opts.git,
+    cacheDir: opts.gitCacheDir,
+    ...(previous ? { previous } : {}),
+  });
   const lock: Lock = {
     lockVersion: LOCK_VERSION,
     name: def.name,
     tool: { name: "bundle", version: VERSION },
     platforms: def.platforms,
     images,
-    git: [],
-    files: [],
-    charts: [],
+    ...files,
     siteValues: siteValuesUsed(def),
   };
   await writeLock(dir, lock);

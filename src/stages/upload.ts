@@ -13,6 +13,10 @@ import { InputError, WorkError } from "../util/errors.js";
 import { transferImages, type TransferLimits } from "./images.js";
 import { parseImageRef } from "../config/imageRef.js";
 import { sourceLocation } from "./images.js";
+import { readFile } from "node:fs/promises";
+import type { Values } from "../config/model.js";
+import { applyValueOptions, mergeValues, siteValues, type ValueOptions } from "../config/values.js";
+import { uploadFiles, type FileTarget } from "./uploadFiles.js";
 
 export interface UploadOptions {
   dir: string;
@@ -20,6 +24,11 @@ export interface UploadOptions {
   registryHost?: string;
   /** The site's registry as a copy target; required when the bundle has images. */
   target?: ImageTarget;
+  /** The file server; required when the bundle has files. */
+  fileserver?: FileTarget;
+  /** `--values` and `--set` of this run, over the values prepare recorded. */
+  valueOptions?: ValueOptions;
+  fileserverUrl?: string;
   continueOnError: boolean;
   out: Output;
   limits?: TransferLimits;
@@ -28,6 +37,7 @@ export interface UploadOptions {
 export interface UploadResult {
   lock: Lock;
   images: { ref: string; mirror: string; digest: string }[];
+  files: { sent: string[]; skipped: string[] };
   bytesMoved: number;
 }
 
@@ -38,11 +48,43 @@ export async function upload(opts: UploadOptions): Promise<UploadResult> {
       `the bundle holds ${lock.images.length} images: give the site's registry with --registry HOST[:PORT]`,
     );
   }
+  const hasFiles = lock.files.length > 0 || lock.templates.some((t) => t.dest.startsWith("files/"));
+  if (hasFiles && !opts.fileserver) {
+    throw new InputError(
+      `the bundle holds files: give the file server with --fileserver URL (e.g. http://10.0.0.5:8003)`,
+    );
+  }
   const images =
     opts.target && opts.registryHost
       ? await uploadImages(lock, opts, opts.target, opts.registryHost)
       : { list: [], moved: 0 };
-  return { lock, images: images.list, bytesMoved: images.moved };
+  const files =
+    hasFiles && opts.fileserver
+      ? await uploadFiles(lock, opts.dir, opts.fileserver, await bundleValues(lock, opts), opts)
+      : { sent: [], skipped: [], bytesMoved: 0 };
+  return {
+    lock,
+    images: images.list,
+    files: { sent: files.sent, skipped: files.skipped },
+    bytesMoved: images.moved + files.bytesMoved,
+  };
+}
+
+/** The values prepare used, then this run's --values and --set, then the site values. */
+export async function bundleValues(
+  lock: Lock,
+  opts: { dir: string; registryHost?: string; fileserverUrl?: string; valueOptions?: ValueOptions },
+): Promise<Values> {
+  const recorded = JSON.parse(await readFile(path.join(opts.dir, lock.values), "utf8")) as Values;
+  const values = await applyValueOptions(recorded, opts.valueOptions ?? {});
+  return mergeValues(
+    values,
+    siteValues({
+      bundleName: lock.name,
+      ...(opts.registryHost ? { registryHost: opts.registryHost } : {}),
+      ...(opts.fileserverUrl ? { fileserverUrl: opts.fileserverUrl } : {}),
+    }),
+  );
 }
 
 async function uploadImages(lock: Lock, opts: UploadOptions, target: ImageTarget, host: string) {

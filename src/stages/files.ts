@@ -1,0 +1,209 @@
+/**
+ * The file half of prepare: git archives, charts, pinned downloads and templates, written into
+ * the bundle's files/, charts/ and templates/ and listed in the lock with their sha256. Work a
+ * previous run already did (same URL and commit or pin, file present with its size) is skipped.
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { chmod, cp, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { Definition, GitItem, TemplateItem } from "../config/model.js";
+import { destPath } from "../config/model.js";
+import { isSiteValue } from "../config/values.js";
+import { templateVariables } from "../templates/variables.js";
+import { renderTemplate } from "../templates/render.js";
+import { download } from "../files/download.js";
+import type { Lock, LockFile, LockGit, LockTemplate } from "../bundle/lock.js";
+import { writeAtomic } from "../store/layout.js";
+import type { Output } from "../cli/output.js";
+import { InputError } from "../util/errors.js";
+
+/** The git operations prepare needs (src/git). */
+export interface GitOps {
+  fetchCommit(item: GitItem, opts: { cacheDir: string }): Promise<{ repoDir: string; commit: string }>;
+  writeArchive(
+    repoDir: string,
+    commit: string,
+    outFile: string,
+    opts: { prefix: string; submodules?: boolean },
+  ): Promise<{ size: number; sha256: string }>;
+  copyChart(repoDir: string, commit: string, subPath: string, destDir: string): Promise<void>;
+}
+
+export interface FilesResult {
+  git: LockGit[];
+  files: LockFile[];
+  charts: { name: string; path: string }[];
+  templates: LockTemplate[];
+  values: string;
+}
+
+export const VALUES_FILE = "templates/values.json";
+
+export async function prepareFiles(
+  def: Definition,
+  dir: string,
+  opts: { out: Output; git: GitOps; cacheDir: string; previous?: Lock },
+): Promise<FilesResult> {
+  const files: LockFile[] = [];
+  const repos = new Map<string, { repoDir: string; commit: string }>();
+  const git: LockGit[] = [];
+  for (const item of def.git) {
+    const { entry, repo } = await prepareGit(item, dir, opts);
+    git.push(entry);
+    repos.set(item.archive, repo);
+    files.push({ path: item.archive, size: entry.size, sha256: entry.sha256, url: item.url });
+  }
+  const charts = await prepareCharts(def, dir, repos, opts.git);
+  for (const item of def.files) files.push(await prepareDownload(item, dir, opts));
+  const templates = await prepareTemplates(def, dir, files);
+  await pruneFiles(dir, new Set(files.map((f) => f.path)));
+  return {
+    git,
+    files: files.sort((a, b) => a.path.localeCompare(b.path)),
+    charts,
+    templates,
+    values: VALUES_FILE,
+  };
+}
+
+async function prepareGit(
+  item: GitItem,
+  dir: string,
+  opts: { out: Output; git: GitOps; cacheDir: string; previous?: Lock },
+) {
+  const repo = await opts.git.fetchCommit(item, { cacheDir: opts.cacheDir });
+  const file = path.join(dir, "files", item.archive);
+  const before = opts.previous?.git.find(
+    (g) => g.url === item.url && g.commit === repo.commit && g.archive === item.archive,
+  );
+  if (before && (await sizeOf(file)) === before.size) return { entry: before, repo };
+  const prefix = item.archive.replace(/\.tar\.gz$/, "");
+  const written = await opts.git.writeArchive(repo.repoDir, repo.commit, file, {
+    prefix,
+    submodules: item.submodules,
+  });
+  opts.out.info(`  ✔ ${item.url} @ ${repo.commit.slice(0, 12)} → files/${item.archive}`);
+  return { entry: { url: item.url, commit: repo.commit, archive: item.archive, ...written }, repo };
+}
+
+async function prepareCharts(
+  def: Definition,
+  dir: string,
+  repos: Map<string, { repoDir: string; commit: string }>,
+  git: GitOps,
+): Promise<{ name: string; path: string }[]> {
+  await rm(path.join(dir, "charts"), { recursive: true, force: true });
+  for (const chart of def.charts) {
+    const dest = path.join(dir, "charts", chart.name);
+    if (chart.source.kind === "local") {
+      await cp(chart.source.dir, dest, { recursive: true });
+      continue;
+    }
+    const repo = repos.get(chart.source.archive);
+    if (!repo) throw new InputError(`chart ${chart.name}: no git item makes ${chart.source.archive}`);
+    await git.copyChart(repo.repoDir, repo.commit, chart.source.path, dest);
+  }
+  return def.charts.map((c) => ({ name: c.name, path: `charts/${c.name}` }));
+}
+
+async function prepareDownload(
+  item: Definition["files"][number],
+  dir: string,
+  opts: { out: Output; previous?: Lock },
+): Promise<LockFile> {
+  const file = path.join(dir, "files", item.path);
+  const before = opts.previous?.files.find((f) => f.url === item.url && f.path === item.path);
+  const pinned = item.sha256 ?? before?.sha256;
+  if (before && before.sha256 === pinned && (await sizeOf(file)) === before.size) return before;
+  const got = await download(item.url, file, {
+    ...(item.sha256 ? { sha256: item.sha256 } : {}),
+    partialDir: path.join(dir, ".partial", "files"),
+  });
+  if (!item.sha256) {
+    opts.out.warn(
+      `${item.url} is not pinned; add  sha256: ${got.sha256}  to its entry (${item.at.file}:${item.at.line})`,
+    );
+  }
+  return { path: item.path, size: got.size, sha256: got.sha256, url: item.url };
+}
+
+/**
+ * A template that needs no site value is rendered now; one that does is stored under
+ * templates/ with the values it will be rendered with, for upload (files) or deploy (charts).
+ */
+async function prepareTemplates(def: Definition, dir: string, files: LockFile[]): Promise<LockTemplate[]> {
+  await rm(path.join(dir, "templates"), { recursive: true, force: true });
+  await mkdir(path.join(dir, "templates"), { recursive: true });
+  await writeAtomic(path.join(dir, VALUES_FILE), `${JSON.stringify(def.values, null, 2)}\n`);
+  const pending: LockTemplate[] = [];
+  for (const t of def.templates) {
+    const site = siteValuesOf(t, def);
+    const dest = destPath(t.dest);
+    if (site.length === 0) {
+      const text = renderTemplate(t, def.values);
+      await writeFileMode(path.join(dir, dest), text, t.mode);
+      if (t.dest.kind === "file")
+        files.push({ path: t.dest.path, size: Buffer.byteLength(text), sha256: sha256(text) });
+      continue;
+    }
+    const source = `templates/${dest}`;
+    await writeFileMode(path.join(dir, source), t.text, 0o644);
+    pending.push({
+      dest,
+      source,
+      syntax: t.syntax,
+      mode: t.mode,
+      sha256: sha256(t.text),
+      origin: t.origin,
+      siteValues: site,
+    });
+  }
+  return pending;
+}
+
+export function siteValuesOf(t: TemplateItem, def: Definition): string[] {
+  const names = templateVariables(t, def.values, def.valueOrigins).map((u) => u.name);
+  return [...new Set(names.filter(isSiteValue))].sort();
+}
+
+/** Files under files/ that this run did not produce are from an older definition: removed. */
+async function pruneFiles(dir: string, keep: Set<string>): Promise<void> {
+  const root = path.join(dir, "files");
+  for (const rel of await listFiles(root))
+    if (!keep.has(rel)) await rm(path.join(root, rel), { force: true });
+}
+
+export async function listFiles(root: string, prefix = ""): Promise<string[]> {
+  const entries = await readdir(path.join(root, prefix), { withFileTypes: true }).catch(() => []);
+  const out: string[] = [];
+  for (const e of entries) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...(await listFiles(root, rel)));
+    else out.push(rel);
+  }
+  return out;
+}
+
+/** Written under a temporary name with its mode set (chmod, since umask trims writeFile's), then renamed. */
+async function writeFileMode(file: string, text: string, mode: number): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, text);
+  await chmod(tmp, mode);
+  await rename(tmp, file);
+}
+
+async function sizeOf(file: string): Promise<number | undefined> {
+  return (await stat(file).catch(() => undefined))?.size;
+}
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}

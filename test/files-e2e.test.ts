@@ -1,0 +1,114 @@
+/**
+ * Files end to end: a real git repository, a real HTTP download and templates prepared into a
+ * bundle, then uploaded to `bundle serve`'s file server with a token, and read back over HTTP.
+ */
+import test from "ava";
+import http from "node:http";
+import { createHash, randomBytes } from "node:crypto";
+import { readFile, stat, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { AddressInfo } from "node:net";
+import { makeGitRepo } from "./helpers/git.js";
+import { runCli, tempFiles } from "./helpers/cli.js";
+import { startFileServer } from "../src/fileserver/server.js";
+import type { Lock } from "../src/bundle/lock.js";
+
+const tool = randomBytes(50_000);
+const toolSha = createHash("sha256").update(tool).digest("hex");
+const sha256 = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
+
+async function downloadsServer(t: { teardown: (fn: () => Promise<void>) => void }): Promise<string> {
+  const srv = http.createServer((_req, res) =>
+    res.writeHead(200, { "content-length": tool.length }).end(tool),
+  );
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => new Promise<void>((resolve) => srv.close(() => resolve())));
+  return `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+}
+
+test("prepare archives git, downloads and renders; upload serves them with site values bound", async (t) => {
+  const repo = await makeGitRepo({ chart: "demo" });
+  t.teardown(repo.cleanup);
+  const commit = repo.commits.at(-1) ?? "";
+  const downloads = await downloadsServer(t);
+  const { dir, cleanup } = await tempFiles(
+    {
+      "bundle.yml": [
+        "name: site-demo",
+        "values: { greeting: hello }",
+        "git:",
+        `  - url: ${repo.url}`,
+        `    commit: ${commit}`,
+        "    archive: app.tar.gz",
+        "    chart: helm/demo",
+        "files:",
+        `  - url: ${downloads}/dl/tool-1.0.tgz`,
+        `    sha256: ${toolSha}`,
+        "templates:",
+        "  - source: init.sh",
+        "    dest: files/init.sh",
+        '    mode: "0755"',
+        "  - source: notes.txt",
+        "    dest: charts/demo/NOTES.txt",
+      ].join("\n"),
+      "init.sh": "curl -fsSL {{FILESERVER_URL}}/app.tar.gz # from {{MAIN_NODE_IP}}\n",
+      "notes.txt": "{{greeting}} from the chart\n",
+    },
+    "site",
+  );
+  t.teardown(cleanup);
+  const env = { BUNDLE_CACHE_DIR: path.join(dir, "cache") };
+  const out = path.join(dir, "out");
+  const prepared = await runCli(["prepare", "-o", out], { cwd: dir, env });
+  t.is(prepared.code, 0, prepared.stderr);
+
+  const lock = JSON.parse(await readFile(path.join(out, "bundle.lock.json"), "utf8")) as Lock;
+  const archive = await readFile(path.join(out, "files", "app.tar.gz"));
+  t.deepEqual(lock.git, [
+    { url: repo.url, commit, archive: "app.tar.gz", size: archive.length, sha256: sha256(archive) },
+  ]);
+  t.deepEqual(
+    lock.files.map((f) => [f.path, f.sha256]),
+    [
+      ["app.tar.gz", sha256(archive)],
+      ["tool-1.0.tgz", toolSha],
+    ],
+  );
+  t.is(await readFile(path.join(out, "charts", "demo", "NOTES.txt"), "utf8"), "hello from the chart\n");
+  t.truthy(await stat(path.join(out, "charts", "demo", "Chart.yaml")));
+
+  const root = path.join(dir, "served");
+  const server = await startFileServer({
+    root,
+    host: "127.0.0.1",
+    port: 0,
+    token: "t0ken-value",
+    log: () => undefined,
+  });
+  t.teardown(() => server.close());
+  await writeFile(path.join(dir, "token"), "t0ken-value\n");
+
+  const noToken = await runCli(["upload", out, "--fileserver", server.url], { cwd: dir });
+  t.is(noToken.code, 1, noToken.stderr);
+  t.regex(noToken.stderr, /--token-file/);
+  const noServer = await runCli(["upload", out], { cwd: dir });
+  t.is(noServer.code, 2);
+  t.regex(noServer.stderr, /give the file server with --fileserver/);
+
+  const args = ["--json", "upload", out, "--fileserver", server.url, "--token-file", "token"];
+  const first = await runCli(args, { cwd: dir });
+  t.is(first.code, 0, first.stderr);
+  t.false(first.stdout.includes("t0ken-value") || first.stderr.includes("t0ken-value"));
+  const get = async (p: string) =>
+    Buffer.from(await (await fetch(`${server.url}/site-demo/${p}`)).arrayBuffer());
+  t.deepEqual(await get("app.tar.gz"), archive);
+  t.deepEqual(await get("tool-1.0.tgz"), tool);
+  const host = new URL(server.url).hostname;
+  t.is((await get("init.sh")).toString(), `curl -fsSL ${server.url}/site-demo/app.tar.gz # from ${host}\n`);
+
+  const second = await runCli(args, { cwd: dir });
+  t.is(second.code, 0, second.stderr);
+  const files = (JSON.parse(second.stdout) as { files: { sent: string[]; skipped: string[] } }).files;
+  t.deepEqual(files.sent, [], "a second upload sends nothing");
+  t.deepEqual(files.skipped.sort(), ["app.tar.gz", "init.sh", "tool-1.0.tgz"]);
+});

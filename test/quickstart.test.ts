@@ -1,0 +1,26 @@
+/** The README's first command, minus the install step: the local pipeline runs and lands its files. */
+import test from "ava";
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { REPO } from "./helpers/cli.js";
+
+test("the quick start runs prepare and upload locally and leaves the bundle and served files", async (t) => {
+  const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    execFile(process.execPath, [path.join(REPO, "dist/scripts/quickstart.js")], (err, _stdout, stderr) =>
+      resolve({ code: err ? Number(err.code ?? 1) : 0, stderr }),
+    );
+  });
+  t.is(code, 0, stderr);
+  t.regex(stderr, /Where everything went:/);
+  const lock = JSON.parse(await readFile(path.join(REPO, ".quickstart/bundle/bundle.lock.json"), "utf8")) as {
+    images: unknown[];
+    git: { sha256: string }[];
+  };
+  t.is(lock.images.length, 3);
+  const served = await readFile(
+    path.join(REPO, ".quickstart/fileserver/quickstart/override-values.yml"),
+    "utf8",
+  );
+  t.regex(served, /name: "127\.0\.0\.1:\d+\/"/, "rendered with the site registry");
+});
