@@ -112,3 +112,41 @@ test("prepare archives git, downloads and renders; upload serves them with site 
   t.deepEqual(files.sent, [], "a second upload sends nothing");
   t.deepEqual(files.skipped.sort(), ["app.tar.gz", "init.sh", "tool-1.0.tgz"]);
 });
+
+test("a download with extract: true is unpacked beside itself, each file listed with its sha256", async (t) => {
+  const { dir, cleanup } = await tempFiles(
+    { "src/bin/tool": "#!/bin/sh\necho tool\n", "src/README": "read me\n" },
+    "x",
+  );
+  t.teardown(cleanup);
+  const tarball = path.join(dir, "tool-1.0.tgz");
+  const tar = await import("tar");
+  await tar.c({ gzip: true, file: tarball, cwd: path.join(dir, "src") }, ["bin", "README"]);
+  const bytes = await readFile(tarball);
+  const srv = http.createServer((_req, res) =>
+    res.writeHead(200, { "content-length": bytes.length }).end(bytes),
+  );
+  await new Promise<void>((resolve) => srv.listen(0, "127.0.0.1", resolve));
+  t.teardown(() => new Promise<void>((resolve) => srv.close(() => resolve())));
+  const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/tool-1.0.tgz`;
+  await writeFile(
+    path.join(dir, "bundle.yml"),
+    `files:\n  - url: ${url}\n    path: tools/tool-1.0.tgz\n    extract: true\n`,
+  );
+  const r = await runCli(["prepare", "-o", path.join(dir, "out")], { cwd: dir });
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /is not pinned; add {2}sha256: [0-9a-f]{64}/, "an unpinned download prints its sha256");
+  t.is(
+    await readFile(path.join(dir, "out", "files", "tools", "tool-1.0", "bin", "tool"), "utf8"),
+    "#!/bin/sh\necho tool\n",
+  );
+  const lock = JSON.parse(await readFile(path.join(dir, "out", "bundle.lock.json"), "utf8")) as Lock;
+  t.deepEqual(
+    lock.files.map((f) => [f.path, f.sha256]),
+    [
+      ["tools/tool-1.0.tgz", sha256(bytes)],
+      ["tools/tool-1.0/README", sha256("read me\n")],
+      ["tools/tool-1.0/bin/tool", sha256("#!/bin/sh\necho tool\n")],
+    ],
+  );
+});

@@ -117,6 +117,13 @@ function urlItem(f: Raw<"files">[number], at: (string | number)[], problems: Pro
     problems.add([...at, f.path ? "path" : "url"], `cannot use "${name}" as a path under files/`);
     return [];
   }
+  if (f.extract && !/\.(tar\.gz|tgz|tar)$/.test(name)) {
+    problems.add(
+      [...at, "extract"],
+      `extract unpacks .tar, .tar.gz and .tgz archives; "${name}" is none of them`,
+    );
+    return [];
+  }
   return [
     {
       url: f.url,

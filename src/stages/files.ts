@@ -12,6 +12,7 @@ import { destPath } from "../config/model.js";
 import { isSiteValue } from "../config/values.js";
 import { templateVariables } from "../templates/variables.js";
 import { renderTemplate } from "../templates/render.js";
+import * as tar from "tar";
 import { download } from "../files/download.js";
 import type { Lock, LockFile, LockGit, LockTemplate } from "../bundle/lock.js";
 import { writeAtomic } from "../store/layout.js";
@@ -55,12 +56,15 @@ export async function prepareFiles(
     files.push({ path: item.archive, size: entry.size, sha256: entry.sha256, url: item.url });
   }
   const charts = await prepareCharts(def, dir, repos, opts.git);
-  for (const item of def.files) files.push(await prepareDownload(item, dir, opts));
+  for (const item of def.files) {
+    const got = await prepareDownload(item, dir, opts);
+    files.push(got, ...(item.extract ? await extractArchive(dir, got.path) : []));
+  }
   const templates = await prepareTemplates(def, dir, files);
   await pruneFiles(dir, new Set(files.map((f) => f.path)));
   return {
     git,
-    files: files.sort((a, b) => a.path.localeCompare(b.path)),
+    files: files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)), // code points: the same order in every locale
     charts,
     templates,
     values: VALUES_FILE,
@@ -126,6 +130,27 @@ async function prepareDownload(
     );
   }
   return { path: item.path, size: got.size, sha256: got.sha256, url: item.url };
+}
+
+/** The archive's extension: what `extract` can unpack. */
+export const EXTRACTABLE = /\.(tar\.gz|tgz|tar)$/;
+
+/**
+ * Unpacks a downloaded tar archive beside itself (`tools/x.tgz` → `tools/x/…`), each file then
+ * served and listed like any other. node-tar refuses absolute paths and `..` on the way out.
+ */
+async function extractArchive(dir: string, rel: string): Promise<LockFile[]> {
+  const target = rel.replace(EXTRACTABLE, "");
+  const root = path.join(dir, "files", target);
+  await rm(root, { recursive: true, force: true });
+  await mkdir(root, { recursive: true });
+  await tar.x({ file: path.join(dir, "files", rel), cwd: root, strict: true, preserveOwner: false });
+  const out: LockFile[] = [];
+  for (const inner of await listFiles(root)) {
+    const file = path.join(root, inner);
+    out.push({ path: `${target}/${inner}`, size: (await stat(file)).size, sha256: await sha256File(file) });
+  }
+  return out;
 }
 
 /**
