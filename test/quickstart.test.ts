@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { REPO } from "./helpers/cli.js";
 
-test("the quick start runs prepare and upload locally and leaves the bundle and served files", async (t) => {
+test("the quick start runs prepare, upload and a dry-run deploy locally and leaves the bundle and served files", async (t) => {
   const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
     execFile(process.execPath, [path.join(REPO, "dist/scripts/quickstart.js")], (err, _stdout, stderr) =>
       resolve({ code: err ? Number(err.code ?? 1) : 0, stderr }),
@@ -13,6 +13,7 @@ test("the quick start runs prepare and upload locally and leaves the bundle and 
   });
   t.is(code, 0, stderr);
   t.regex(stderr, /Where everything went:/);
+  t.regex(stderr, /deploy: done \(dry run\)/);
   const lock = JSON.parse(await readFile(path.join(REPO, ".quickstart/bundle/bundle.lock.json"), "utf8")) as {
     images: unknown[];
     git: { sha256: string }[];

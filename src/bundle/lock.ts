@@ -74,6 +74,14 @@ export interface LockTemplate {
   siteValues: string[];
 }
 
+export interface LockRelease {
+  name: string;
+  chart: string;
+  namespace: string;
+  /** Bundle paths (`files/…`, `charts/<chart>/…`) of values files, applied after the generated overrides. */
+  valuesFiles: string[];
+}
+
 export interface Lock {
   lockVersion: typeof LOCK_VERSION;
   name: string;
@@ -83,6 +91,8 @@ export interface Lock {
   git: LockGit[];
   files: LockFile[];
   charts: { name: string; path: string }[];
+  /** Helm releases, deployed in this order, each its own release. */
+  releases: LockRelease[];
   /** Templates still to render; their values (the definition's, --values, --set) are in `values`. */
   templates: LockTemplate[];
   /** Bundle path of the JSON file holding the template values prepare used. */

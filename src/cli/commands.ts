@@ -151,7 +151,12 @@ function gitCacheDir(): string {
   return path.join(base, "git");
 }
 
-async function fileServer(flags: UploadFlags) {
+async function fileServer(flags: {
+  fileserver?: string;
+  tokenFile?: string;
+  insecure?: boolean;
+  caFile?: string;
+}) {
   if (!flags.fileserver) return undefined;
   const { FileServerClient } = await import("../fileserver/client.js");
   const { readTokenFile } = await import("../fileserver/serve.js");
@@ -215,4 +220,46 @@ export async function serveCommand(flags: ServeFlags, out: Output): Promise<void
     ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}),
     log: (line) => out.info(line),
   });
+}
+
+export interface DeployFlags extends RegistryFlags, ValueFlags {
+  registry: string;
+  fileserver: string;
+  dryRun?: boolean;
+  helm?: string;
+  kubeContext?: string;
+  kubeconfig?: string;
+  atomic?: boolean;
+  timeout: string;
+}
+
+export async function deployCommand(dir: string, flags: DeployFlags, out: Output): Promise<void> {
+  const access = await registryAccess(flags, [flags.registry], retryLogger(out));
+  const fileserver = await fileServer(flags);
+  const { deploy, shellQuote } = await import("../stages/deploy.js");
+  const result = await deploy({
+    dir,
+    registryHost: resolveEndpoint(flags.registry).host,
+    registry: access.store(flags.registry),
+    fileserver: fileserver as NonNullable<typeof fileserver>,
+    fileserverUrl: flags.fileserver,
+    valueOptions: { set: flags.set ?? [], valuesFiles: flags.values ?? [] },
+    dryRun: flags.dryRun ?? false,
+    timeout: flags.timeout,
+    ...(flags.helm ? { helm: flags.helm } : {}),
+    ...(flags.kubeContext ? { kubeContext: flags.kubeContext } : {}),
+    ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}),
+    ...(flags.atomic ? { atomic: true } : {}),
+    out,
+  }).finally(() => fileserver?.close());
+  out.result(
+    { ok: true, name: result.lock.name, dryRun: flags.dryRun ?? false, releases: result.releases },
+    () => [
+      ...result.releases.map((r) =>
+        flags.dryRun
+          ? r.command.map(shellQuote).join(" ")
+          : `release ${r.name} deployed in namespace ${r.namespace}`,
+      ),
+    ],
+  );
 }

@@ -10,7 +10,7 @@ import { Command, CommanderError } from "commander";
 import { BundleError, DefinitionError, formatDiagnostic, WorkError } from "../util/errors.js";
 import { Output, type OutputOptions } from "./output.js";
 import { DEFAULT_DEFINITION } from "../config/load.js";
-import type { LoadFlags, PrepareFlags, ServeFlags, UploadFlags } from "./commands.js";
+import type { DeployFlags, LoadFlags, PrepareFlags, ServeFlags, UploadFlags } from "./commands.js";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 
@@ -131,7 +131,10 @@ export function buildProgram(out: () => Output): Command {
     deploy,
     "bundle deploy ./bundle-out/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --dry-run",
   );
-  deploy.action(() => notBuilt("deploy"));
+  deploy.action(async (dir: string, opts: DeployFlags) => {
+    const { deployCommand } = await import("./commands.js");
+    await deployCommand(dir, opts, out());
+  });
 
   const serve = program
     .command("serve")

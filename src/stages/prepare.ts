@@ -60,6 +60,12 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     platforms: def.platforms,
     images,
     ...files,
+    releases: def.releases.map((r) => ({
+      name: r.name,
+      chart: r.chart,
+      namespace: r.namespace,
+      valuesFiles: r.valuesFiles,
+    })),
     siteValues: siteValuesUsed(def),
   };
   await writeLock(dir, lock);

@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { createHash } from "node:crypto";
-import type { Lock } from "../bundle/lock.js";
+import type { Lock, LockTemplate } from "../bundle/lock.js";
 import { parseDestPath, type Values } from "../config/model.js";
 import { renderTemplate } from "../templates/render.js";
 import { InputError, WorkError } from "../util/errors.js";
@@ -28,7 +28,7 @@ export interface FileTarget {
   url(bundle: string, relPath: string): string;
 }
 
-interface Outgoing {
+export interface Outgoing {
   path: string;
   file: string;
   sha256: string;
@@ -80,6 +80,35 @@ export async function uploadFiles(
   }
 }
 
+/** What the file server should hold: the bundle's files and its files/ templates rendered into `work`. */
+export async function plannedFiles(
+  lock: Lock,
+  dir: string,
+  values: Values,
+  work: string,
+): Promise<Outgoing[]> {
+  return [
+    ...lock.files.map((f) => ({
+      path: f.path,
+      file: path.join(dir, "files", f.path),
+      sha256: f.sha256,
+      size: f.size,
+    })),
+    ...(await renderFileTemplates(lock, dir, values, work)),
+  ];
+}
+
+/** A template the bundle kept, rendered with the run's values; a site value not given names its flag. */
+export async function renderLockTemplate(t: LockTemplate, dir: string, values: Values): Promise<string> {
+  const missing = t.siteValues.filter((v) => values[v] === undefined);
+  if (missing.length > 0) {
+    const flag = missing.includes("IMG_REPO") ? "--registry" : "--fileserver";
+    throw new InputError(`${t.dest} uses ${missing.join(", ")}: give ${flag} so it can be rendered`);
+  }
+  const text = await readFile(path.join(dir, t.source), "utf8");
+  return renderTemplate({ syntax: t.syntax, text, origin: t.origin, dest: parseDestPath(t.dest) }, values);
+}
+
 /** Templates of files/ rendered with the site's values, into a temporary folder. */
 async function renderFileTemplates(
   lock: Lock,
@@ -89,20 +118,7 @@ async function renderFileTemplates(
 ): Promise<Outgoing[]> {
   const out: Outgoing[] = [];
   for (const t of lock.templates.filter((x) => x.dest.startsWith("files/"))) {
-    const missing = t.siteValues.filter((v) => values[v] === undefined);
-    if (missing.length > 0) {
-      const flag = missing.includes("IMG_REPO") ? "--registry" : "--fileserver";
-      throw new InputError(`${t.dest} uses ${missing.join(", ")}: give ${flag} so it can be rendered`);
-    }
-    const text = renderTemplate(
-      {
-        syntax: t.syntax,
-        text: await readFile(path.join(dir, t.source), "utf8"),
-        origin: t.origin,
-        dest: parseDestPath(t.dest),
-      },
-      values,
-    );
+    const text = await renderLockTemplate(t, dir, values);
     const rel = t.dest.slice("files/".length);
     const file = path.join(work, String(out.length));
     await writeFile(file, text);

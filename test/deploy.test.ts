@@ -1,0 +1,238 @@
+/**
+ * bundle deploy against a real registry and file server, with a stand-in for helm (the one
+ * boundary these machines cannot run for real): a shell script named helm that records its
+ * arguments and the values files it was given.
+ */
+import test from "ava";
+import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { startRegistry, type TestRegistry } from "./helpers/registry.js";
+import { seedStandardImages, type StandardImages } from "./helpers/images.js";
+import { makeGitRepo, type TestGitRepo } from "./helpers/git.js";
+import { runCli, tempFiles } from "./helpers/cli.js";
+import { startFileServer, type FileServer } from "../src/fileserver/server.js";
+
+const STAND_IN_HELM = `#!/bin/sh
+# Stand-in for helm: records its arguments and copies each -f file, then exits with $HELM_EXIT.
+n=$(ls "$HELM_RECORD" | wc -l)
+dir="$HELM_RECORD/call-$n"
+mkdir -p "$dir"
+printf '%s\\n' "$@" > "$dir/args"
+prev=""
+i=0
+for a in "$@"; do
+  if [ "$prev" = "-f" ]; then i=$((i+1)); cp "$a" "$dir/values-$i"; fi
+  prev="$a"
+done
+echo "stand-in helm: $3" >&2
+[ -n "$HELM_FAIL_MESSAGE" ] && echo "$HELM_FAIL_MESSAGE" >&2
+exit \${HELM_EXIT:-0}
+`;
+
+let source: TestRegistry;
+let site: TestRegistry;
+let empty: TestRegistry;
+let server: FileServer;
+let emptyServer: FileServer;
+let images: StandardImages;
+let repo: TestGitRepo;
+let root: string;
+let bundle: string;
+let helm: string;
+let cleanups: (() => Promise<void>)[] = [];
+
+test.before(async () => {
+  [source, site, empty] = await Promise.all([startRegistry(), startRegistry(), startRegistry()]);
+  images = await seedStandardImages(source);
+  repo = await makeGitRepo({ chart: "demo" });
+  const tmp = await tempFiles(
+    {
+      "bundle.yml": [
+        "name: dep",
+        "values: { ingress_ip: 10.1.2.3 }",
+        "images:",
+        `  - ${images.ociIndex.ref}`,
+        "git:",
+        `  - url: ${repo.url}`,
+        `    commit: ${repo.commits.at(-1)}`,
+        "    chart: helm/demo",
+        "templates:",
+        "  - source: override.yml",
+        "    dest: files/override.yml",
+        "  - source: init.sh",
+        "    dest: charts/demo/init.sh",
+        '    mode: "0755"',
+        "charts:",
+        "  - name: second",
+        "    path: second",
+        "releases:",
+        "  - name: demo",
+        "    chart: demo",
+        "    namespace: apps",
+        "    values: [files/override.yml]",
+        "  - name: second",
+        "    chart: second",
+      ].join("\n"),
+      "override.yml": 'docker:\n  registry:\n    name: "{{IMG_REPO}}/"\napiHost: {{ingress_ip}}\n',
+      "init.sh": "curl {{FILESERVER_URL}}/x.tar.gz\n",
+      "second/Chart.yaml": "apiVersion: v2\nname: second\nversion: 1.0.0\n",
+      helm: STAND_IN_HELM,
+      token: "tok\n",
+    },
+    "dep",
+  );
+  cleanups.push(tmp.cleanup);
+  root = tmp.dir;
+  helm = path.join(root, "helm");
+  await chmod(helm, 0o755);
+  bundle = path.join(root, "out");
+  server = await startFileServer({
+    root: path.join(root, "served"),
+    host: "127.0.0.1",
+    port: 0,
+    token: "tok",
+    log: () => undefined,
+  });
+  emptyServer = await startFileServer({
+    root: path.join(root, "none"),
+    host: "127.0.0.1",
+    port: 0,
+    log: () => undefined,
+  });
+  const env = { BUNDLE_CACHE_DIR: path.join(root, "cache") };
+  const p = await runCli(["prepare", "-o", bundle], { cwd: root, env });
+  if (p.code !== 0) throw new Error(p.stderr);
+  const u = await runCli(
+    ["upload", bundle, "--registry", site.host, "--fileserver", server.url, "--token-file", "token"],
+    { cwd: root },
+  );
+  if (u.code !== 0) throw new Error(u.stderr);
+});
+
+test.after.always(async () => {
+  await Promise.all([source?.stop(), site?.stop(), empty?.stop(), server?.close(), emptyServer?.close()]);
+  await repo?.cleanup();
+  for (const c of cleanups) await c();
+  cleanups = [];
+});
+
+async function deployWith(args: string[], env: Record<string, string> = {}) {
+  const record = path.join(root, `record-${Math.random().toString(36).slice(2)}`);
+  await mkdir(record);
+  const r = await runCli(["deploy", bundle, ...args], { cwd: root, env: { HELM_RECORD: record, ...env } });
+  const calls = (await readdir(record)).sort();
+  const recorded = await Promise.all(
+    calls.map(async (c) => (await readFile(path.join(record, c, "args"), "utf8")).trim().split("\n")),
+  );
+  return { ...r, record, recorded };
+}
+
+test.serial(
+  "deploy runs helm upgrade --install once per release, each under its own name, against the mirrors",
+  async (t) => {
+    const r = await deployWith([
+      "--registry",
+      site.host,
+      "--fileserver",
+      server.url,
+      "--helm",
+      helm,
+      "--kube-context",
+      "edge",
+    ]);
+    t.is(r.code, 0, r.stderr);
+    t.is(r.recorded.length, 2);
+    const [demo, second] = r.recorded as [string[], string[]];
+    const work = path.join(bundle, "deploy");
+    t.deepEqual(demo, [
+      "upgrade",
+      "--install",
+      "demo",
+      path.join(work, "demo", "chart"),
+      "--namespace",
+      "apps",
+      "--create-namespace",
+      "-f",
+      path.join(work, "demo", "generated-values.yaml"),
+      "-f",
+      path.join(work, "demo", "values-1-override.yml"),
+      "--wait",
+      "--timeout",
+      "10m",
+      "--kube-context",
+      "edge",
+    ]);
+    t.deepEqual(second.slice(0, 7), [
+      "upgrade",
+      "--install",
+      "second",
+      path.join(work, "second", "chart"),
+      "--namespace",
+      "second",
+      "--create-namespace",
+    ]);
+    t.is(
+      await readFile(path.join(r.record, "call-0", "values-2"), "utf8"),
+      `docker:\n  registry:\n    name: "${site.host}/"\napiHost: 10.1.2.3\n`,
+    );
+    t.is(
+      await readFile(path.join(work, "demo", "chart", "init.sh"), "utf8"),
+      `curl ${server.url}/dep/x.tar.gz\n`,
+      "the chart overlay got the site's values",
+    );
+    t.regex(r.stderr, /stand-in helm: demo/);
+  },
+);
+
+test.serial("a missing image digest or file stops the deploy before helm runs, naming each", async (t) => {
+  const r = await deployWith(["--registry", empty.host, "--fileserver", emptyServer.url, "--helm", helm]);
+  t.is(r.code, 1);
+  t.deepEqual(r.recorded, [], "helm never ran");
+  t.regex(r.stderr, /preflight failed; nothing was deployed/);
+  t.regex(
+    r.stderr,
+    new RegExp(
+      `${empty.host}/teleinfra/multi-oci:v1 is not on the registry \\(expected ${images.ociIndex.digest}\\)`,
+    ),
+  );
+  t.regex(r.stderr, new RegExp(`${emptyServer.url}/dep/override\\.yml is missing`));
+  t.regex(r.stderr, /\.tar\.gz is missing/);
+});
+
+test.serial("helm's failure is exit 1 with its output; later releases are not deployed", async (t) => {
+  const r = await deployWith(["--registry", site.host, "--fileserver", server.url, "--helm", helm], {
+    HELM_EXIT: "3",
+    HELM_FAIL_MESSAGE: "Error: INSTALLATION FAILED: timed out waiting for the condition",
+  });
+  t.is(r.code, 1);
+  t.is(r.recorded.length, 1, "the second release did not run");
+  t.regex(r.stderr, /helm upgrade --install demo failed \(exit 3\); later releases were not deployed:/);
+  t.regex(r.stderr, /INSTALLATION FAILED: timed out waiting for the condition/);
+});
+
+test.serial("--dry-run prints each command and writes the values files, without helm", async (t) => {
+  const r = await deployWith(["--registry", site.host, "--fileserver", server.url, "--dry-run"], {
+    PATH: "/usr/bin:/bin",
+  });
+  t.is(r.code, 0, r.stderr);
+  t.deepEqual(r.recorded, []);
+  const lines = r.stdout.trim().split("\n");
+  t.is(lines.length, 2);
+  t.regex(
+    lines[0] ?? "",
+    /^helm upgrade --install demo .* --namespace apps --create-namespace -f .*generated-values\.yaml -f .*values-1-override\.yml --wait --timeout 10m$/,
+  );
+  t.regex(
+    await readFile(path.join(bundle, "deploy", "demo", "values-1-override.yml"), "utf8"),
+    new RegExp(`name: "${site.host}/"`),
+  );
+});
+
+test.serial("no helm anywhere is named in the preflight", async (t) => {
+  const r = await deployWith(["--registry", site.host, "--fileserver", server.url], {
+    PATH: "/usr/bin:/bin",
+  });
+  t.is(r.code, 1);
+  t.regex(r.stderr, /helm was not found: install it, give --helm PATH, or carry it in the bundle/);
+  await writeFile(path.join(root, "unused"), "");
+});
