@@ -236,3 +236,13 @@ test.serial("no helm anywhere is named in the preflight", async (t) => {
   t.regex(r.stderr, /helm was not found: install it, give --helm PATH, or carry it in the bundle/);
   await writeFile(path.join(root, "unused"), "");
 });
+
+test.serial(
+  "bundle audit lists what the bundle's charts would still fetch from outside, exit 1",
+  async (t) => {
+    const r = await runCli(["audit", bundle, "--registry", site.host, "--fileserver", server.url]);
+    t.is(r.code, 1, r.stderr);
+    t.regex(r.stdout, /^charts\/demo\/values\.yaml:2 image example\/demo:1\.0$/m);
+    t.regex(r.stdout, /1 references reach outside the site/);
+  },
+);

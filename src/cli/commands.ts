@@ -263,3 +263,21 @@ export async function deployCommand(dir: string, flags: DeployFlags, out: Output
     ],
   );
 }
+
+export async function auditCommand(
+  dir: string,
+  flags: { registry?: string; fileserver?: string },
+  out: Output,
+) {
+  const { auditBundle, formatAuditFindings } = await import("../audit/index.js");
+  const findings = await auditBundle(dir, {
+    ...(flags.registry ? { registryHost: resolveEndpoint(flags.registry).host } : {}),
+    ...(flags.fileserver ? { fileserverUrl: flags.fileserver } : {}),
+  });
+  out.result({ ok: findings.length === 0, findings }, () =>
+    findings.length === 0
+      ? ["nothing in the bundle reaches outside the site"]
+      : [formatAuditFindings(findings).trimEnd(), `${findings.length} references reach outside the site`],
+  );
+  if (findings.length > 0) process.exitCode = 1;
+}

@@ -203,6 +203,23 @@ export function buildProgram(out: () => Output): Command {
   example(images, "bundle images openwhisk-deploy-kube/helm/openwhisk --json");
   images.action(() => notBuilt("images"));
 
+  const audit = program
+    .command("audit")
+    .description(
+      "list everything a bundle would still fetch from outside the site at install time (exit 1 if any)",
+    )
+    .argument("<DIR>", "a prepared bundle")
+    .option("--registry <REG>", "the site's registry, counted as inside the site")
+    .option("--fileserver <URL>", "the site's file server, counted as inside the site");
+  example(
+    audit,
+    "bundle audit ./bundle-out/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003",
+  );
+  audit.action(async (dir: string, opts: { registry?: string; fileserver?: string }) => {
+    const { auditCommand } = await import("./commands.js");
+    await auditCommand(dir, opts, out());
+  });
+
   const lintCmd = program
     .command("lint")
     .description("check a definition without touching the network: schema, references, files, values")
@@ -235,7 +252,8 @@ export async function run(argv: string[]): Promise<number> {
   const program = buildProgram(() => (output ??= new Output(program.opts<OutputOptions>())));
   try {
     await program.parseAsync(argv, { from: "user" });
-    return 0;
+    // A command that succeeded but found something to report (audit) sets the code itself.
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     output ??= new Output(program.opts<OutputOptions>());
