@@ -52,3 +52,26 @@ test("--json and --quiet: the result alone on stdout", async (t) => {
   t.is(quiet.stderr, "");
   t.regex(quiet.stdout, /ok — bundle "demo"/);
 });
+
+test("bundle images lists a chart's images with what sets each, and compares with a definition", async (t) => {
+  const r = await runCli([
+    "--json",
+    "images",
+    "test/fixtures/chart-openwhisk-like",
+    "-f",
+    "test/fixtures/native/bundle.yml",
+  ]);
+  t.is(r.code, 0, r.stderr);
+  const data = JSON.parse(r.stdout) as {
+    images: { ref: string; valuesPath?: string }[];
+    missing: unknown[];
+    unused: string[];
+  };
+  t.true(
+    data.images.some(
+      (i) => i.ref === "docker.io/openwhisk/controller:ef725a6" && i.valuesPath === "controller.imageName",
+    ),
+  );
+  t.true(data.unused.includes("docker.io/library/redis:4.0") === false, "redis:4.0 is used by the chart");
+  t.true(data.missing.length > 0);
+});

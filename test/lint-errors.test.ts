@@ -177,6 +177,16 @@ const cases: Record<string, Case> = {
     files: { "bundle.yml": "- redis:4.0\n" },
     errors: ["error: bundle.yml:1:1 expected a map at the top of the definition"],
   },
+  "OpenWhisk: scheduler with the CouchDB activation store": {
+    files: {
+      "bundle.yml":
+        "charts:\n  - name: openwhisk\n    path: chart\ntemplates:\n  - source: values.yml\n    dest: files/values.yml\nreleases:\n  - name: ow\n    chart: openwhisk\n    values: [files/values.yml]\n",
+      "chart/Chart.yaml": "apiVersion: v2\nname: openwhisk\nversion: 1.0.0\n",
+      "chart/values.yaml": "activationStoreBackend: CouchDB\nscheduler:\n  enabled: false\n",
+      "values.yml": "scheduler:\n  enabled: true\n",
+    },
+    errors: ["error: values.yml:2:3 scheduler.enabled:"],
+  },
   "bad --set": {
     files: { "bundle.yml": "name: demo\n" },
     args: ["--set", "novalue"],

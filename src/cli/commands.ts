@@ -3,6 +3,7 @@
  * Loaded only when one of them runs, so `bundle lint` and `--help` stay quick.
  */
 import { loadDefinition, parsePlatformList } from "../config/load.js";
+import { formatImageRef } from "../config/imageRef.js";
 import { prepare } from "../stages/prepare.js";
 import { upload } from "../stages/upload.js";
 import { imageTable } from "../stages/images.js";
@@ -280,4 +281,40 @@ export async function auditCommand(
       : [formatAuditFindings(findings).trimEnd(), `${findings.length} references reach outside the site`],
   );
   if (findings.length > 0) process.exitCode = 1;
+}
+
+export async function imagesCommand(
+  chartDir: string,
+  flags: { file?: string; values?: string[] },
+  out: Output,
+) {
+  const { findChartImages, compareImages } = await import("../charts/images.js");
+  const found = await findChartImages(chartDir, flags.values ?? []);
+  const compared = flags.file ? compareImages(found, await loadDefinition(flags.file)) : undefined;
+  out.result(
+    {
+      images: found,
+      ...(compared
+        ? { missing: compared.missing, unused: compared.unused.map((i) => formatImageRef(i.ref)) }
+        : {}),
+    },
+    () => [
+      ...table(
+        ["IMAGE", "SET BY", "WHERE", ""],
+        found.map((i) => [
+          i.ref,
+          i.valuesPath ?? i.kind,
+          `${i.file}:${i.line}`,
+          i.enabled === false ? "(disabled)" : "",
+        ]),
+      ),
+      ...(compared
+        ? [
+            "",
+            `not in ${flags.file}: ${compared.missing.map((i) => i.ref).join(", ") || "none"}`,
+            `in ${flags.file} but unused by the chart: ${compared.unused.map((i) => formatImageRef(i.ref)).join(", ") || "none"}`,
+          ]
+        : []),
+    ],
+  );
 }

@@ -199,9 +199,18 @@ export function buildProgram(out: () => Output): Command {
   const images = program
     .command("images")
     .description("list every image reference a Helm chart uses, with the values path that sets it")
-    .argument("<CHART_DIR>", "a chart folder");
+    .argument("<CHART_DIR>", "a chart folder")
+    .option("-f, --file <FILE>", "also compare with this definition's images: missing and unused")
+    .option(
+      "--values <FILE>",
+      "values files merged over the chart's values.yaml, as helm would (repeatable)",
+      collect,
+    );
   example(images, "bundle images openwhisk-deploy-kube/helm/openwhisk --json");
-  images.action(() => notBuilt("images"));
+  images.action(async (chartDir: string, opts: { file?: string; values?: string[] }) => {
+    const { imagesCommand } = await import("./commands.js");
+    await imagesCommand(chartDir, opts, out());
+  });
 
   const audit = program
     .command("audit")
@@ -275,6 +284,12 @@ function reportError(err: unknown, out: Output): number {
   for (const line of lines) out.error(`error: ${line}`);
   return code;
 }
+
+// `bundle … | head` closes stdout early: that is the reader's choice, not an error to report.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(typeof process.exitCode === "number" ? process.exitCode : 0);
+  throw err;
+});
 
 // Run when executed as a program (also through npm's bin symlink), not when imported by tests.
 const invoked = process.argv[1] ? realpathSync(process.argv[1]) : "";

@@ -8,8 +8,10 @@ import { spawn } from "node:child_process";
 import { access, chmod, constants, cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { readLock, type Lock, type LockRelease } from "../bundle/lock.js";
-import type { Values } from "../config/model.js";
+import { LOCK_FILE, readLock, type Lock, type LockRelease } from "../bundle/lock.js";
+import type { Definition, Values } from "../config/model.js";
+import { parseImageRef } from "../config/imageRef.js";
+import { parseMirror } from "../config/mirror.js";
 import type { ImageSource } from "../store/types.js";
 import type { Output } from "../cli/output.js";
 import { WorkError } from "../util/errors.js";
@@ -226,6 +228,34 @@ async function writeInside(root: string, rel: string, text: string, mode = 0o644
   await writeFile(file, text);
   await chmod(file, mode);
 }
+
+/**
+ * The values that point every image the chart names at its mirror, read from the chart as
+ * prepared (before the definition's overlays, which then have the last word). Telego's
+ * image-name style: `docker.registry.name` empty and each imageName the full mirror path, which
+ * agrees with a Telego override that sets the same.
+ */
+export const generatedOverrides: OverrideMaker = async (chartDir, lock, registryHost) => {
+  const { chartOverrides } = await import("../charts/overrides.js");
+  const images = lock.images.map((i) => ({
+    ref: parseImageRef(i.ref),
+    source: i.source,
+    platforms: i.platforms.map((p) => p.platform),
+    allowMissingPlatforms: true,
+    mirror: parseMirror(i.mirror),
+    at: { file: LOCK_FILE, line: 1, col: 1 },
+  }));
+  const o = await chartOverrides(chartDir, { images } as unknown as Definition, registryHost, {
+    style: "image-name",
+  });
+  return {
+    yaml: o.yaml,
+    overlays: [
+      ...(o.runtimes ? [{ path: o.runtimes.file, text: o.runtimes.json }] : []),
+      ...o.templates.map((t) => ({ path: t.file, text: t.text })),
+    ],
+  };
+};
 
 function helmArgs(release: LockRelease, prepared: PreparedRelease, opts: DeployOptions): string[] {
   return [

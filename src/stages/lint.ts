@@ -3,7 +3,11 @@ import { formatImageRef } from "../config/imageRef.js";
 import { formatMirror } from "../config/mirror.js";
 import { loadDefinition, missingValues, siteValuesUsed, type LoadOptions } from "../config/load.js";
 import { destPath, type Definition } from "../config/model.js";
-import { DefinitionError } from "../util/errors.js";
+import { DefinitionError, type Diagnostic } from "../util/errors.js";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { renderTemplate } from "../templates/render.js";
+import { mergeValues } from "../config/values.js";
 
 export interface LintSummary {
   name: string;
@@ -20,7 +24,62 @@ export async function lint(file: string, opts: LoadOptions): Promise<LintSummary
   const def = await loadDefinition(file, opts);
   const missing = missingValues(def);
   if (missing.length > 0) throw new DefinitionError(missing);
+  const chartProblems = await lintOpenWhiskReleases(def);
+  if (chartProblems.length > 0) throw new DefinitionError(chartProblems);
   return summarize(def);
+}
+
+/**
+ * The file a rendered template's lines belong to: a Telego filemap that is one `${value}` read
+ * from a file renders that file's lines, so diagnostics name it rather than the definition.
+ */
+function renderedFrom(t: Definition["templates"][number], def: Definition): string {
+  const only = t.syntax === "dollar" ? /^\$\{([A-Za-z0-9_.-]+)\}$/.exec(t.text.trim()) : null;
+  return (only && def.valueOrigins[only[1] ?? ""]?.file) || t.origin.file;
+}
+
+/** Site values for rendering at lint time, where the real ones are not known yet. */
+const PLACEHOLDER_SITE = {
+  IMG_REPO: "site-registry.invalid:5000",
+  MAIN_NODE_IP: "site-fileserver.invalid",
+  FILESERVER_URL: "http://site-fileserver.invalid:8003/bundle",
+};
+
+/**
+ * The settings known to break OpenWhisk (CONTEXT.md), checked in each OpenWhisk release's values
+ * files: a local chart's values.yaml first, then the release's files, templates rendered with
+ * placeholder site values. Diagnostics point into the file that set the key.
+ */
+async function lintOpenWhiskReleases(def: Definition): Promise<Diagnostic[]> {
+  const { lintOpenWhiskValues, isOpenWhiskChart } = await import("../charts/lint.js");
+  const out: Diagnostic[] = [];
+  for (const release of def.releases) {
+    const chart = def.charts.find((c) => c.name === release.chart);
+    if (!chart) continue;
+    const source = chart.source;
+    const local = source.kind === "local" ? source.dir : undefined;
+    const isOpenWhisk =
+      source.kind === "local"
+        ? await isOpenWhiskChart(source.dir)
+        : /openwhisk/.test(source.archive + source.path);
+    if (!isOpenWhisk) continue;
+    const files: { file: string; text: string }[] = [];
+    if (local) {
+      const text = await readFile(path.join(local, "values.yaml"), "utf8").catch(() => undefined);
+      if (text !== undefined)
+        files.push({ file: path.relative(process.cwd(), path.join(local, "values.yaml")), text });
+    }
+    for (const bundlePath of release.valuesFiles) {
+      const t = def.templates.find((x) => destPath(x.dest) === bundlePath);
+      if (t)
+        files.push({
+          file: renderedFrom(t, def),
+          text: renderTemplate(t, mergeValues(def.values, PLACEHOLDER_SITE)),
+        });
+    }
+    out.push(...lintOpenWhiskValues(files));
+  }
+  return out;
 }
 
 export function summarize(def: Definition): LintSummary {
