@@ -4,7 +4,7 @@
  * arguments and the values files it was given.
  */
 import test from "ava";
-import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, cp, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { startRegistry, type TestRegistry } from "./helpers/registry.js";
 import { seedStandardImages, type StandardImages } from "./helpers/images.js";
@@ -244,5 +244,29 @@ test.serial(
     t.is(r.code, 1, r.stderr);
     t.regex(r.stdout, /^charts\/demo\/values\.yaml:2 image example\/demo:1\.0$/m);
     t.regex(r.stdout, /1 references reach outside the site/);
+  },
+);
+
+test.serial(
+  "bundle verify and inspect through the command line: ok is exit 0, a corrupt file is exit 1 naming it",
+  async (t) => {
+    const ok = await runCli(["verify", bundle]);
+    t.is(ok.code, 0, ok.stdout + ok.stderr);
+    t.regex(ok.stdout, /^bundle ok: /m);
+    const inspect = await runCli(["--json", "inspect", bundle]);
+    t.is(inspect.code, 0, inspect.stderr);
+    t.deepEqual(
+      (JSON.parse(inspect.stdout) as { images: { ref: string }[] }).images.map((i) => i.ref),
+      [images.ociIndex.ref],
+    );
+    const copy = path.join(root, "corrupt");
+    await cp(bundle, copy, { recursive: true });
+    const archive = (await readdir(path.join(copy, "files"))).find((f) => f.endsWith(".tar.gz")) ?? "";
+    const bytes = await readFile(path.join(copy, "files", archive));
+    bytes[100] = (bytes[100] ?? 0) ^ 0xff;
+    await writeFile(path.join(copy, "files", archive), bytes);
+    const bad = await runCli(["verify", copy]);
+    t.is(bad.code, 1);
+    t.regex(bad.stdout, new RegExp(`mismatch: files/${archive.replace(/[.]/g, "\\.")}`));
   },
 );

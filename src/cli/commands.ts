@@ -10,7 +10,7 @@ import { imageTable } from "../stages/images.js";
 import { readLock } from "../bundle/lock.js";
 import { resolveEndpoint } from "../registry/endpoint.js";
 import { formatBytes, table } from "../util/format.js";
-import { InputError } from "../util/errors.js";
+import { InputError, WorkError } from "../util/errors.js";
 import type { ImageItem } from "../config/model.js";
 import type { Output } from "./output.js";
 import path from "node:path";
@@ -51,7 +51,8 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
   // A private repository without a credential helper would wait on a password prompt nobody
   // sees behind the progress display: fail instead, naming the URL.
   process.env.GIT_TERMINAL_PROMPT ??= "0";
-  if (flags.archive) throw new InputError("--archive is not built yet; carry the bundle folder for now");
+  if (flags.archive)
+    throw new WorkError("--archive is not built yet in this version; carry the bundle folder for now");
   const def = await loadDefinition(flags.file, {
     ...(flags.name ? { name: flags.name } : {}),
     ...(flags.platform ? { platforms: parsePlatformList(flags.platform) } : {}),
@@ -317,4 +318,18 @@ export async function imagesCommand(
         : []),
     ],
   );
+}
+
+/** Exit 1 when anything is missing, corrupt or extra. */
+export async function verifyCommand(dir: string, out: Output): Promise<void> {
+  const { verifyBundle, formatVerify } = await import("../stages/verify.js");
+  const report = await verifyBundle(dir);
+  out.result(report, () => formatVerify(report));
+  if (!report.ok) process.exitCode = 1;
+}
+
+export async function inspectCommand(dir: string, out: Output): Promise<void> {
+  const { inspectBundle, formatInspect } = await import("../stages/inspect.js");
+  const report = await inspectBundle(dir);
+  out.result(report, () => formatInspect(report));
 }

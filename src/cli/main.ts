@@ -7,7 +7,7 @@
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
-import { BundleError, DefinitionError, formatDiagnostic, WorkError } from "../util/errors.js";
+import { BundleError, DefinitionError, formatDiagnostic } from "../util/errors.js";
 import { Output, type OutputOptions } from "./output.js";
 import { DEFAULT_DEFINITION } from "../config/load.js";
 import type { DeployFlags, LoadFlags, PrepareFlags, ServeFlags, UploadFlags } from "./commands.js";
@@ -40,10 +40,6 @@ function example(cmd: Command, ...lines: string[]): Command {
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
-}
-
-function notBuilt(stage: string): never {
-  throw new WorkError(`bundle ${stage} is not built yet in this version`);
 }
 
 export function buildProgram(out: () => Output): Command {
@@ -187,14 +183,20 @@ export function buildProgram(out: () => Output): Command {
     .description("re-hash every blob and file of a bundle against its lock; name every mismatch")
     .argument("<DIR>", "a prepared bundle (folder or archive)");
   example(verify, "bundle verify /media/usb/openwhisk");
-  verify.action(() => notBuilt("verify"));
+  verify.action(async (dir: string) => {
+    const { verifyCommand } = await import("./commands.js");
+    await verifyCommand(dir, out());
+  });
 
   const inspect = program
     .command("inspect")
     .description("list a bundle's images, git archives, files, charts and the site values still to bind")
     .argument("<DIR>", "a prepared bundle (folder or archive)");
   example(inspect, "bundle inspect ./bundle-out/openwhisk --json");
-  inspect.action(() => notBuilt("inspect"));
+  inspect.action(async (dir: string) => {
+    const { inspectCommand } = await import("./commands.js");
+    await inspectCommand(dir, out());
+  });
 
   const images = program
     .command("images")

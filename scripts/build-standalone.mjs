@@ -1,0 +1,165 @@
+#!/usr/bin/env node
+/**
+ * Builds the self-contained `bundle`: one ES module, dist/standalone/bundle.mjs, with every
+ * dependency inlined, that a plain `node` (20.19+) runs from a folder with no node_modules. This is
+ * how the tool itself crosses the air gap.
+ *
+ *   npm run build:standalone            # or: node scripts/build-standalone.mjs [--minify] [--outfile F]
+ *   node dist/standalone/bundle.mjs --help
+ *
+ * It bundles the TypeScript sources directly (esbuild strips the types; `tsc` is not needed) with
+ * src/cli/main.ts as the entry. What a single file needs besides plain bundling:
+ *
+ * - main.ts runs itself when realpath(process.argv[1]) equals fileURLToPath(import.meta.url). In
+ *   the bundle import.meta.url is the bundle's own URL, so `node bundle.mjs …` (also through a
+ *   symlink) still runs the CLI, and exactly once.
+ * - src/version.ts reads ../../package.json and src/config/schemaFiles.ts reads
+ *   ../../../schema/*.schema.json relative to import.meta.url. Those paths do not exist next to a
+ *   single file, so the build replaces both modules with ones holding the JSON inline. The sources
+ *   stay as they are; the build fails if their exports change, rather than ship a stale stand-in.
+ * - Dynamic import()s of internal modules and of dockerode are bundled like static ones (one file,
+ *   no code splitting).
+ * - CommonJS dependencies call require("fs") and use __dirname/__filename, which an ES module lacks:
+ *   the banner defines them from import.meta.url.
+ * - ssh2 (through dockerode → docker-modem) tries `cpu-features` and its own sshcrypto.node inside
+ *   try/catch: both are stubbed with a module that throws, so ssh2 takes its pure-JS path and no
+ *   native addon that happens to sit in some node_modules above the bundle gets loaded.
+ */
+import { build } from "esbuild";
+import { chmodSync, readFileSync, statSync } from "node:fs";
+import path from "node:path";
+import console from "node:console";
+import process from "node:process";
+import { fileURLToPath, URL } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../", import.meta.url));
+const ENTRY = path.join(ROOT, "src/cli/main.ts");
+const SCHEMAS = ["bundle.schema.json", "telego.schema.json"];
+
+function parseArgs(argv) {
+  const opts = { outfile: path.join(ROOT, "dist/standalone/bundle.mjs"), minify: false, quiet: false };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--minify") opts.minify = true;
+    else if (arg === "--quiet" || arg === "-q") opts.quiet = true;
+    else if (arg === "--outfile" && argv[i + 1]) opts.outfile = path.resolve(argv[++i]);
+    else {
+      console.error(`usage: node scripts/build-standalone.mjs [--minify] [--quiet] [--outfile FILE]`);
+      process.exit(2);
+    }
+  }
+  return opts;
+}
+
+const readJson = (rel) => JSON.parse(readFileSync(path.join(ROOT, rel), "utf8"));
+
+/** Fails the build when a replaced module no longer has the shape its stand-in provides. */
+function expectSource(file, patterns) {
+  const text = readFileSync(file, "utf8");
+  for (const re of patterns) {
+    if (!re.test(text)) {
+      throw new Error(
+        `${path.relative(ROOT, file)} changed (no match for ${re}); update its stand-in in scripts/build-standalone.mjs`,
+      );
+    }
+  }
+}
+
+/** Replaces the modules that read files relative to import.meta.url with inlined JSON. */
+function inlineFilesPlugin() {
+  const versionFile = path.join(ROOT, "src/version.ts");
+  const schemaFilesFile = path.join(ROOT, "src/config/schemaFiles.ts");
+  expectSource(versionFile, [/export const VERSION\b/]);
+  expectSource(schemaFilesFile, [/export function schemaFile\(/]);
+  const stand = new Map([
+    [
+      versionFile,
+      `/* inlined by scripts/build-standalone.mjs from package.json */\n` +
+        `export const VERSION = ${JSON.stringify(readJson("package.json").version ?? "0.0.0")};\n`,
+    ],
+    [
+      schemaFilesFile,
+      `/* inlined by scripts/build-standalone.mjs from schema/*.schema.json */\n` +
+        `const files = {\n${SCHEMAS.map((n) => `  ${JSON.stringify(n)}: ${JSON.stringify(readJson(`schema/${n}`))},`).join("\n")}\n};\n` +
+        `export function schemaFile(name) {\n` +
+        `  const schema = files[name];\n` +
+        `  if (!schema) throw new Error("no such schema file: " + name);\n` +
+        `  return schema;\n}\n`,
+    ],
+  ]);
+  return {
+    name: "inline-files",
+    setup(b) {
+      b.onLoad({ filter: /[\\/](version|schemaFiles)\.ts$/ }, (args) => {
+        const contents = stand.get(path.resolve(args.path));
+        return contents === undefined ? undefined : { contents, loader: "js" };
+      });
+    },
+  };
+}
+
+/** Optional native addons: a module that throws, as if the addon were not installed. */
+function stubNativePlugin() {
+  return {
+    name: "stub-native",
+    setup(b) {
+      b.onResolve({ filter: /^cpu-features$|\.node$/ }, (args) => ({
+        path: args.path,
+        namespace: "native-stub",
+      }));
+      b.onLoad({ filter: /.*/, namespace: "native-stub" }, (args) => ({
+        contents: `throw new Error(${JSON.stringify(`native module ${args.path} is not part of the standalone bundle`)});`,
+        loader: "js",
+      }));
+    },
+  };
+}
+
+// Keep the hashbang first: esbuild carries main.ts's `#!/usr/bin/env node` over before the banner.
+const BANNER = [
+  `import { createRequire as __bundleCreateRequire } from "node:module";`,
+  `import { fileURLToPath as __bundleFileURLToPath } from "node:url";`,
+  `import { dirname as __bundleDirname } from "node:path";`,
+  `const require = __bundleCreateRequire(import.meta.url);`,
+  `const __filename = __bundleFileURLToPath(import.meta.url);`,
+  `const __dirname = __bundleDirname(__filename);`,
+].join("\n");
+
+export async function buildStandalone(opts) {
+  const started = Date.now();
+  const result = await build({
+    entryPoints: [ENTRY],
+    outfile: opts.outfile,
+    absWorkingDir: ROOT,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    splitting: false,
+    minify: opts.minify,
+    legalComments: "eof",
+    banner: { js: BANNER },
+    plugins: [inlineFilesPlugin(), stubNativePlugin()],
+    logLevel: opts.quiet ? "error" : "warning",
+    metafile: true,
+  });
+  chmodSync(opts.outfile, 0o755); // runnable as ./bundle.mjs too, through the hashbang
+  const bytes = statSync(opts.outfile).size;
+  return { outfile: opts.outfile, bytes, ms: Date.now() - started, warnings: result.warnings.length };
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const opts = parseArgs(process.argv.slice(2));
+  try {
+    const r = await buildStandalone(opts);
+    if (!opts.quiet) {
+      console.log(
+        `${path.relative(process.cwd(), r.outfile)}: ${(r.bytes / 1024 / 1024).toFixed(2)} MiB in ${r.ms} ms` +
+          (r.warnings ? ` (${r.warnings} warnings)` : ""),
+      );
+    }
+  } catch (err) {
+    console.error(err instanceof Error ? err.message : String(err));
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * `bundle inspect DIR [--json]`: what a prepared bundle holds, from its lock: images (source
+ * ref, digest, platforms, size, mirror name), git archives, files, charts, releases and the
+ * site values still to bind, with what sharing blobs between images saves on disk.
+ */
+import { stat } from "node:fs/promises";
+import path from "node:path";
+import { readLock, type LockRelease } from "../bundle/lock.js";
+import { DIGEST_PATTERN } from "../oci/types.js";
+import { formatBytes, table } from "../util/format.js";
+
+export interface InspectImage {
+  ref: string;
+  digest: string;
+  platforms: string[];
+  missingPlatforms: string[];
+  /** Compressed bytes: the sum of the image's config and layer blob sizes. */
+  size: number;
+  /** Mirror name without the registry host: `teleinfra/redis:4.0`. */
+  mirror: string;
+}
+
+export interface InspectReport {
+  name: string;
+  images: InspectImage[];
+  git: { url: string; commit: string; archive: string; size: number }[];
+  files: { path: string; size: number; sha256: string }[];
+  charts: string[];
+  releases: LockRelease[];
+  /** Site values the templates still need, bound at upload and deploy. */
+  siteValues: string[];
+  total: {
+    /** What the bundle holds: each distinct config/layer blob once, plus the files. */
+    bytes: number;
+    /** The images' sizes added up as if nothing were shared, plus the files. */
+    unshared: number;
+    /** unshared - bytes: what storing shared blobs once saves. */
+    saved: number;
+  };
+}
+
+export async function inspectBundle(dir: string): Promise<InspectReport> {
+  const lock = await readLock(dir);
+  const images: InspectImage[] = lock.images.map((img) => ({
+    ref: img.ref,
+    digest: img.digest,
+    platforms: img.platforms.map((p) => p.platform),
+    missingPlatforms: [...img.missingPlatforms],
+    size: img.blobs.reduce((sum, b) => sum + b.size, 0),
+    mirror: img.mirror,
+  }));
+  const files = lock.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256 }));
+  const git = lock.git.map((g) => ({ url: g.url, commit: g.commit, archive: g.archive, size: g.size }));
+
+  // Distinct blobs, sized from the layout where the blob is there (the lock's size otherwise).
+  const distinct = new Map<string, number>();
+  for (const img of lock.images) for (const b of img.blobs) distinct.set(b.digest, b.size);
+  const blobDir = path.join(dir, "images", "blobs", "sha256");
+  let blobBytes = 0;
+  for (const [digest, size] of distinct) {
+    const onDisk = DIGEST_PATTERN.test(digest)
+      ? await stat(path.join(blobDir, digest.slice("sha256:".length))).catch(() => undefined)
+      : undefined;
+    blobBytes += onDisk?.size ?? size;
+  }
+  // Git archives are usually among the files already; count each path once.
+  const filePaths = new Set(files.map((f) => f.path));
+  const fileBytes =
+    files.reduce((sum, f) => sum + f.size, 0) +
+    git.filter((g) => !filePaths.has(g.archive)).reduce((sum, g) => sum + g.size, 0);
+
+  const bytes = blobBytes + fileBytes;
+  const unshared = images.reduce((sum, i) => sum + i.size, 0) + fileBytes;
+  return {
+    name: lock.name,
+    images,
+    git,
+    files,
+    charts: lock.charts.map((c) => c.name),
+    releases: lock.releases,
+    siteValues: [...lock.siteValues].sort(),
+    total: { bytes, unshared, saved: unshared - bytes },
+  };
+}
+
+/** Human output: a table per section, then the totals. */
+export function formatInspect(report: InspectReport): string[] {
+  const lines = [`bundle ${report.name}`];
+  const section = (title: string, header: string[], rows: string[][]) => {
+    if (rows.length === 0) return;
+    lines.push("", `${title} (${rows.length})`, ...table(header, rows).map((l) => `  ${l}`));
+  };
+  section(
+    "images",
+    ["REF", "DIGEST", "PLATFORMS", "SIZE", "MIRROR"],
+    report.images.map((i) => [
+      i.ref,
+      shortDigest(i.digest),
+      i.platforms.join(",") + (i.missingPlatforms.length ? ` (missing ${i.missingPlatforms.join(",")})` : ""),
+      formatBytes(i.size),
+      i.mirror,
+    ]),
+  );
+  section(
+    "git",
+    ["URL", "COMMIT", "ARCHIVE", "SIZE"],
+    report.git.map((g) => [g.url, g.commit.slice(0, 12), g.archive, formatBytes(g.size)]),
+  );
+  section(
+    "files",
+    ["PATH", "SIZE", "SHA256"],
+    report.files.map((f) => [f.path, formatBytes(f.size), f.sha256.slice(0, 12)]),
+  );
+  section(
+    "charts",
+    ["CHART"],
+    report.charts.map((c) => [c]),
+  );
+  section(
+    "releases",
+    ["RELEASE", "CHART", "NAMESPACE"],
+    report.releases.map((r) => [r.name, r.chart, r.namespace]),
+  );
+  lines.push("");
+  lines.push(
+    report.siteValues.length
+      ? `site values to bind at upload/deploy: ${report.siteValues.join(", ")}`
+      : "no site values to bind",
+  );
+  const { bytes, unshared, saved } = report.total;
+  lines.push(
+    `total ${formatBytes(bytes)} on disk` +
+      (saved > 0 ? ` (${formatBytes(unshared)} unshared, ${formatBytes(saved)} saved by sharing blobs)` : ""),
+  );
+  return lines;
+}
+
+function shortDigest(digest: string): string {
+  return digest.startsWith("sha256:") ? `sha256:${digest.slice(7, 19)}` : digest;
+}

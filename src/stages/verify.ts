@@ -1,0 +1,265 @@
+/**
+ * `bundle verify DIR`: re-hashes every blob and file of a prepared bundle against its lock
+ * (SPEC.md "The prepared bundle") and names every mismatch, missing item and extra item.
+ * Each blob is hashed once however many images share it, streamed so memory stays flat.
+ * Nothing is trusted but the lock: index.json, blob names and file names are all checked.
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readdir, stat } from "node:fs/promises";
+import path from "node:path";
+import { readLock, type Lock } from "../bundle/lock.js";
+import { OciLayout, REF_NAME } from "../store/layout.js";
+import { DIGEST_PATTERN } from "../oci/types.js";
+import { formatBytes } from "../util/format.js";
+import { listFiles } from "./files.js";
+
+export type ProblemKind = "mismatch" | "missing" | "extra";
+
+export interface VerifyProblem {
+  kind: ProblemKind;
+  /** What it is about: `blob sha256:… (used by ref, ref)`, `image ref`, `files/path`. */
+  item: string;
+  /** Expected against actual, or why it is missing or extra. */
+  detail: string;
+}
+
+export interface VerifyReport {
+  ok: boolean;
+  /** Distinct blobs and files hashed, and the bytes read to hash them. */
+  checked: { blobs: number; files: number; bytes: number };
+  problems: VerifyProblem[];
+}
+
+/** How many files are hashed at once. */
+const CONCURRENCY = 4;
+
+interface Hashed {
+  size: number;
+  sha256: string;
+}
+
+interface WantedBlob {
+  digest: string;
+  size: number;
+  /** What each user calls it: `ref` (a layer), `ref manifest`, `ref linux/arm64 manifest`. */
+  uses: string[];
+}
+
+interface WantedFile {
+  /** Bundle path, e.g. `files/app.tar.gz`, `templates/files/init.sh`. */
+  rel: string;
+  size?: number;
+  sha256: string;
+}
+
+export async function verifyBundle(dir: string): Promise<VerifyReport> {
+  const lock = await readLock(dir);
+  const problems: VerifyProblem[] = [];
+  const checked = { blobs: 0, files: 0, bytes: 0 };
+
+  await verifyImages(dir, lock, problems, checked);
+  await verifyFiles(dir, lock, problems, checked);
+
+  // Hashing runs in parallel: a stable order for the report.
+  problems.sort((a, b) => KIND_ORDER[a.kind] - KIND_ORDER[b.kind] || a.item.localeCompare(b.item));
+  return { ok: problems.length === 0, checked, problems };
+}
+
+const KIND_ORDER: Record<ProblemKind, number> = { missing: 0, mismatch: 1, extra: 2 };
+
+async function verifyImages(
+  dir: string,
+  lock: Lock,
+  problems: VerifyProblem[],
+  checked: VerifyReport["checked"],
+): Promise<void> {
+  const imagesDir = path.join(dir, "images");
+  if (lock.images.length === 0 && !(await exists(imagesDir))) return;
+  let layout: OciLayout;
+  try {
+    layout = await OciLayout.open(imagesDir, { create: false });
+  } catch (err) {
+    problems.push({ kind: "missing", item: "images/", detail: (err as Error).message });
+    return;
+  }
+  let entries: { digest: string; annotations?: Record<string, string> }[] = [];
+  try {
+    entries = (await layout.readIndex()).manifests;
+  } catch (err) {
+    problems.push({
+      kind: "missing",
+      item: "images/index.json",
+      detail: `cannot be read: ${(err as Error).message}`,
+    });
+  }
+
+  const wanted = new Map<string, WantedBlob>();
+  const want = (digest: string, size: number, use: string) => {
+    const w = wanted.get(digest);
+    if (w) {
+      if (!w.uses.includes(use)) w.uses.push(use);
+    } else wanted.set(digest, { digest, size, uses: [use] });
+  };
+  for (const img of lock.images) {
+    const named = entries.filter((e) => e.annotations?.[REF_NAME] === img.ref);
+    const entry = named[0];
+    if (!entry)
+      problems.push({
+        kind: "missing",
+        item: `image ${img.ref}`,
+        detail: `not named in images/index.json (expected ${img.digest})`,
+      });
+    else if (entry.digest !== img.digest)
+      problems.push({
+        kind: "mismatch",
+        item: `image ${img.ref}`,
+        detail: `images/index.json names ${entry.digest}, the lock ${img.digest}`,
+      });
+    want(img.digest, img.size, `${img.ref} manifest`);
+    for (const p of img.platforms)
+      if (p.digest !== img.digest) want(p.digest, p.size, `${img.ref} ${p.platform} manifest`);
+    for (const b of img.blobs) want(b.digest, b.size, img.ref);
+  }
+
+  const blobDir = path.join(imagesDir, "blobs", "sha256");
+  await forEachLimit([...wanted.values()], CONCURRENCY, async (blob) => {
+    const item = `blob ${blob.digest} (${blob.uses.join(", ")})`;
+    if (!DIGEST_PATTERN.test(blob.digest)) {
+      problems.push({ kind: "mismatch", item, detail: "the lock's digest is not a sha256 digest" });
+      return;
+    }
+    const got = await hashFile(path.join(blobDir, blob.digest.slice("sha256:".length)));
+    if (!got) {
+      problems.push({
+        kind: "missing",
+        item,
+        detail: `images/blobs/sha256/${blob.digest.slice(7)} is missing`,
+      });
+      return;
+    }
+    checked.blobs++;
+    checked.bytes += got.size;
+    const actual = `sha256:${got.sha256}`;
+    if (got.size !== blob.size || actual !== blob.digest)
+      problems.push({
+        kind: "mismatch",
+        item,
+        detail: `expected ${blob.size} bytes with digest ${blob.digest}, got ${got.size} bytes with digest ${actual}`,
+      });
+  });
+
+  const present = await readdir(blobDir).catch(() => [] as string[]);
+  const known = new Set([...wanted.keys()].map((d) => d.slice("sha256:".length)));
+  for (const name of present.sort()) {
+    if (known.has(name) || name.includes(".tmp-")) continue;
+    problems.push({
+      kind: "extra",
+      item: `blob sha256:${name}`,
+      detail: "in images/blobs/sha256 but used by no image of the lock",
+    });
+  }
+}
+
+async function verifyFiles(
+  dir: string,
+  lock: Lock,
+  problems: VerifyProblem[],
+  checked: VerifyReport["checked"],
+): Promise<void> {
+  const wanted = new Map<string, WantedFile>();
+  for (const f of lock.files)
+    wanted.set(`files/${f.path}`, { rel: `files/${f.path}`, size: f.size, sha256: f.sha256 });
+  // Git archives are usually listed among the files too; each is hashed once.
+  for (const g of lock.git) {
+    const rel = `files/${g.archive}`;
+    const before = wanted.get(rel);
+    if (before && (before.sha256 !== g.sha256 || before.size !== g.size))
+      problems.push({
+        kind: "mismatch",
+        item: rel,
+        detail: `the lock's git entry for ${g.url}@${g.commit} says ${g.size} bytes sha256 ${g.sha256}, its file entry ${String(before.size)} bytes sha256 ${before.sha256}`,
+      });
+    if (!before) wanted.set(rel, { rel, size: g.size, sha256: g.sha256 });
+  }
+  for (const t of lock.templates) wanted.set(t.source, { rel: t.source, sha256: t.sha256 });
+
+  await forEachLimit([...wanted.values()], CONCURRENCY, async (f) => {
+    const got = await hashFile(path.join(dir, ...f.rel.split("/")));
+    if (!got) {
+      problems.push({ kind: "missing", item: f.rel, detail: "listed in the lock but not in the bundle" });
+      return;
+    }
+    checked.files++;
+    checked.bytes += got.size;
+    const sizeOk = f.size === undefined || f.size === got.size;
+    if (!sizeOk || got.sha256 !== f.sha256) {
+      const expected =
+        f.size === undefined ? `sha256 ${f.sha256}` : `${f.size} bytes with sha256 ${f.sha256}`;
+      problems.push({
+        kind: "mismatch",
+        item: f.rel,
+        detail: `expected ${expected}, got ${got.size} bytes with sha256 ${got.sha256}`,
+      });
+    }
+  });
+
+  if (lock.values && !(await exists(path.join(dir, ...lock.values.split("/")))))
+    problems.push({ kind: "missing", item: lock.values, detail: "the template values file is missing" });
+
+  for (const rel of (await listFiles(path.join(dir, "files"))).sort()) {
+    if (wanted.has(`files/${rel}`) || ignored(rel)) continue;
+    problems.push({ kind: "extra", item: `files/${rel}`, detail: "under files/ but not in the lock" });
+  }
+}
+
+/** Work files of prepare, upload and deploy, not content of the bundle. */
+function ignored(rel: string): boolean {
+  return rel
+    .split("/")
+    .some((s) => s === ".partial" || s === ".docker-export" || s.endsWith(".partial") || s.includes(".tmp-"));
+}
+
+/** Size and sha256 (hex) of a file, streamed; undefined when there is no such file. */
+async function hashFile(file: string): Promise<Hashed | undefined> {
+  const s = await stat(file).catch(() => undefined);
+  if (!s?.isFile()) return undefined;
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of createReadStream(file)) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { size, sha256: hash.digest("hex") };
+}
+
+async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Human output: one line per problem, then a summary. */
+export function formatVerify(report: VerifyReport): string[] {
+  const lines = report.problems.map((p) => `${p.kind}: ${p.item}: ${p.detail}`);
+  const { blobs, files, bytes } = report.checked;
+  const summary = `${blobs} blobs and ${files} files checked (${formatBytes(bytes)})`;
+  lines.push(
+    report.ok
+      ? `bundle ok: ${summary}`
+      : `bundle NOT ok: ${report.problems.length} problem${report.problems.length === 1 ? "" : "s"}; ${summary}`,
+  );
+  return lines;
+}
