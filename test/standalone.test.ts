@@ -8,13 +8,14 @@ import test, { type ExecutionContext } from "ava";
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startRegistry } from "./helpers/registry.js";
 import { seedStandardImages } from "./helpers/images.js";
 import { skopeoInspectRaw } from "./helpers/skopeo.js";
+import { startFileServer } from "../src/fileserver/server.js";
 
 /** The repository's top folder (this file runs from dist/test). */
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -107,7 +108,7 @@ test("the standalone bundle runs alone: --help, --version, lint, and a usage err
   t.is(usage.code, 2, usage.stderr);
 });
 
-test("the standalone bundle prepares and uploads an image with the source's digest", async (t) => {
+test("the standalone bundle prepares with --with-tool; the carried copy uploads with the source's digest", async (t) => {
   const { dir, bundle } = await standalone(t);
   const source = await startRegistry();
   t.teardown(() => source.stop());
@@ -118,11 +119,41 @@ test("the standalone bundle prepares and uploads an image with the source's dige
 
   await writeFile(path.join(dir, "bundle.yml"), `name: demo\nimages:\n  - ${image.ref}\n`);
   const out = path.join(dir, "out");
-  const prepare = await bundle("--json", "prepare", "-f", "bundle.yml", "-o", out);
+  const prepare = await bundle("--json", "prepare", "-f", "bundle.yml", "-o", out, "--with-tool");
   t.is(prepare.code, 0, prepare.stderr);
   t.true((JSON.parse(prepare.stdout) as { bytesMoved: number }).bytesMoved > 0);
+  const carried = await readFile(path.join(out, "files", "bundle.mjs"));
+  t.deepEqual(carried, await readFile(path.join(dir, "bundle.mjs")), "the bundle carries the tool itself");
 
-  const upload = await bundle("--json", "upload", out, "--registry", site.host);
+  // The offline side: nothing but node and the carried file.
+  const offline = path.join(dir, "offline");
+  await mkdir(offline);
+  await writeFile(path.join(offline, "bundle.mjs"), carried);
+  await writeFile(path.join(offline, "token"), "tok\n");
+  const server = await startFileServer({
+    root: path.join(dir, "served"),
+    host: "127.0.0.1",
+    port: 0,
+    token: "tok",
+    log: () => undefined,
+  });
+  t.teardown(() => server.close());
+  const upload = await run(
+    process.execPath,
+    [
+      "bundle.mjs",
+      "--json",
+      "upload",
+      out,
+      "--registry",
+      site.host,
+      "--fileserver",
+      server.url,
+      "--token-file",
+      "token",
+    ],
+    { cwd: offline },
+  );
   t.is(upload.code, 0, upload.stderr);
 
   const pushed = await skopeoInspectRaw(`${site.host}/teleinfra/multi-oci:v1`);

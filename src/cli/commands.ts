@@ -14,7 +14,8 @@ import { InputError, WorkError } from "../util/errors.js";
 import type { ImageItem } from "../config/model.js";
 import type { Output } from "./output.js";
 import path from "node:path";
-import { rm } from "node:fs/promises";
+import { rm, stat } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import os from "node:os";
 import type { DockerDaemonSource } from "../store/docker.js";
 import { registryAccess, type RegistryFlags } from "./registries.js";
@@ -32,6 +33,7 @@ export interface PrepareFlags extends RegistryFlags, ValueFlags {
   platform?: string;
   archive?: string;
   continueOnError?: boolean;
+  withTool?: boolean | string;
 }
 
 export interface UploadFlags extends RegistryFlags, ValueFlags {
@@ -73,6 +75,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     openSource: (img: ImageItem) =>
       img.source === "docker" ? daemon.source() : access.source(img.ref.registry),
     git: await import("../git/index.js"),
+    ...(flags.withTool ? { toolFile: await standaloneTool(flags.withTool) } : {}),
     gitCacheDir: gitCacheDir(),
     out,
   }).finally(() => daemon.dispose());
@@ -143,6 +146,24 @@ export async function loadCommand(dir: string, flags: LoadFlags, out: Output): P
     ),
     `${result.images.length} images for ${result.platform} are in the Docker daemon`,
   ]);
+}
+
+/**
+ * The self-contained build to carry: the file given, this very file when it is the standalone
+ * build, or the checkout's dist/standalone/bundle.mjs.
+ */
+async function standaloneTool(given: boolean | string): Promise<string> {
+  const self = fileURLToPath(import.meta.url);
+  const candidate =
+    typeof given === "string"
+      ? path.resolve(given)
+      : self.endsWith(".mjs")
+        ? self
+        : fileURLToPath(new URL("../../standalone/bundle.mjs", import.meta.url));
+  if (!(await stat(candidate).catch(() => undefined))) {
+    throw new InputError(`--with-tool: ${candidate} does not exist; build it with npm run build:standalone`);
+  }
+  return candidate;
 }
 
 /** Clones kept between prepares: $BUNDLE_CACHE_DIR, else the XDG cache folder. */

@@ -70,7 +70,11 @@ export function buildProgram(out: () => Output): Command {
     )
     .option("--mirror <SRC=URL>", "pull images of registry SRC from URL first (repeatable)", collect)
     .option("--archive <FILE>", "also write the bundle as one tar file")
-    .option("--continue-on-error", "keep going past a failed item and list every failure at the end");
+    .option("--continue-on-error", "keep going past a failed item and list every failure at the end")
+    .option(
+      "--with-tool [FILE]",
+      "carry the self-contained bundle.mjs as files/bundle.mjs, so the site needs only node",
+    );
   withValues(withRegistryAccess(prepare));
   example(
     prepare,

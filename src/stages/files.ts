@@ -44,9 +44,10 @@ export const VALUES_FILE = "templates/values.json";
 export async function prepareFiles(
   def: Definition,
   dir: string,
-  opts: { out: Output; git: GitOps; cacheDir: string; previous?: Lock },
+  opts: { out: Output; git: GitOps; cacheDir: string; previous?: Lock; toolFile?: string },
 ): Promise<FilesResult> {
   const files: LockFile[] = [];
+  if (opts.toolFile) files.push(await carryTool(dir, opts.toolFile));
   const repos = new Map<string, { repoDir: string; commit: string }>();
   const git: LockGit[] = [];
   for (const item of def.git) {
@@ -130,6 +131,18 @@ async function prepareDownload(
     );
   }
   return { path: item.path, size: got.size, sha256: got.sha256, url: item.url };
+}
+
+/** The file the self-contained `bundle` is carried as, so the offline side needs only node. */
+export const TOOL_FILE = "bundle.mjs";
+
+async function carryTool(dir: string, toolFile: string): Promise<LockFile> {
+  const dest = path.join(dir, "files", TOOL_FILE);
+  await mkdir(path.dirname(dest), { recursive: true });
+  await cp(toolFile, `${dest}.tmp`);
+  await chmod(`${dest}.tmp`, 0o755);
+  await rename(`${dest}.tmp`, dest);
+  return { path: TOOL_FILE, size: (await stat(dest)).size, sha256: await sha256File(dest) };
 }
 
 /** The archive's extension: what `extract` can unpack. */

@@ -25,6 +25,8 @@ export interface PrepareOptions {
   /** Where each image is read from: a registry (through mirrors) or the local Docker daemon. */
   openSource: (img: ImageItem) => ImageSource;
   git: GitOps;
+  /** A self-contained bundle.mjs to carry as files/bundle.mjs (`--with-tool`). */
+  toolFile?: string;
   /** Clones kept between runs. */
   gitCacheDir: string;
   out: Output;
@@ -51,6 +53,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     out: opts.out,
     git: opts.git,
     cacheDir: opts.gitCacheDir,
+    ...(opts.toolFile ? { toolFile: opts.toolFile } : {}),
     ...(previous ? { previous } : {}),
   });
   const lock: Lock = {
