@@ -44,15 +44,7 @@ export async function uploadFiles(
 ): Promise<{ sent: string[]; skipped: string[]; bytesMoved: number }> {
   const work = await mkdtemp(path.join(os.tmpdir(), "bundle-upload-"));
   try {
-    const outgoing = [
-      ...lock.files.map((f) => ({
-        path: f.path,
-        file: path.join(dir, "files", f.path),
-        sha256: f.sha256,
-        size: f.size,
-      })),
-      ...(await renderFileTemplates(lock, dir, values, work)),
-    ];
+    const outgoing = await plannedFiles(lock, dir, values, work);
     const remote = new Map((await target.list(lock.name)).map((f) => [f.path, f.sha256]));
     const todo = outgoing.filter((f) => remote.get(f.path) !== f.sha256);
     let moved = 0;
