@@ -19,12 +19,6 @@ for (const c of COMMANDS) {
   });
 }
 
-test("a part that is not built yet fails with exit 1 and says so", async (t) => {
-  const r = await runCli(["prepare", "-f", "test/fixtures/native/bundle.yml", "--archive", "/tmp/x.tar"]);
-  t.is(r.code, 1);
-  t.regex(r.stderr, /--archive is not built yet/);
-});
-
 test("usage errors exit 2: unknown command, unknown option, missing required option", async (t) => {
   const unknown = await runCli(["bogus"]);
   t.is(unknown.code, 2);

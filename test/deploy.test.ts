@@ -270,3 +270,78 @@ test.serial(
     t.regex(bad.stdout, new RegExp(`mismatch: files/${archive.replace(/[.]/g, "\\.")}`));
   },
 );
+
+test.serial("prepare --sign-key signs the lock; verify and upload --public-key check it", async (t) => {
+  const { generateKeyPair } = await import("../src/bundle/sign.js");
+  const mine = generateKeyPair();
+  const other = generateKeyPair();
+  await writeFile(path.join(root, "sign.pem"), mine.privateKeyPem);
+  await writeFile(path.join(root, "sign.pub"), mine.publicKeyPem);
+  await writeFile(path.join(root, "other.pub"), other.publicKeyPem);
+  const signed = path.join(root, "signed");
+  const env = { BUNDLE_CACHE_DIR: path.join(root, "cache") };
+  const p = await runCli(["prepare", "-o", signed, "--sign-key", "sign.pem"], { cwd: root, env });
+  t.is(p.code, 0, p.stderr);
+  t.false(p.stdout.includes("PRIVATE KEY") || p.stderr.includes("PRIVATE KEY"));
+  t.is((await runCli(["verify", signed, "--public-key", "sign.pub"], { cwd: root })).code, 0);
+  const wrongKey = await runCli(["verify", signed, "--public-key", "other.pub"], { cwd: root });
+  t.is(wrongKey.code, 1);
+  t.regex(wrongKey.stderr, /another key/);
+  const lockFile = path.join(signed, "bundle.lock.json");
+  await writeFile(lockFile, (await readFile(lockFile, "utf8")).replace('"name": "dep"', '"name": "dep2"'));
+  const tampered = await runCli(["upload", signed, "--registry", site.host, "--public-key", "sign.pub"], {
+    cwd: root,
+  });
+  t.is(tampered.code, 1);
+  t.regex(tampered.stderr, /invalid/);
+});
+
+test.serial(
+  "one file: prepare --archive writes split parts; verify, upload and deploy --dry-run take the archive",
+  async (t) => {
+    const env = { BUNDLE_CACHE_DIR: path.join(root, "cache") };
+    const archive = path.join(root, "dep.tar");
+    const p = await runCli(
+      ["prepare", "-o", path.join(root, "for-archive"), "--archive", archive, "--split", "20K"],
+      { cwd: root, env },
+    );
+    t.is(p.code, 0, p.stderr);
+    const parts = (await readdir(root)).filter((f) => f.startsWith("dep.tar.")).sort();
+    t.true(parts.length >= 3, parts.join(", "));
+    t.is((await runCli(["verify", archive], { cwd: root })).code, 0);
+    const up = await runCli(
+      [
+        "--json",
+        "upload",
+        archive,
+        "--registry",
+        site.host,
+        "--fileserver",
+        server.url,
+        "--token-file",
+        "token",
+      ],
+      {
+        cwd: root,
+      },
+    );
+    t.is(up.code, 0, up.stderr);
+    t.is(
+      (JSON.parse(up.stdout) as { bytesMoved: number }).bytesMoved,
+      0,
+      "the site already holds everything",
+    );
+    const dry = await runCli(
+      ["deploy", archive, "--registry", site.host, "--fileserver", server.url, "--dry-run"],
+      { cwd: root },
+    );
+    t.is(dry.code, 0, dry.stderr);
+    t.regex(dry.stdout, new RegExp(`helm upgrade --install demo ${path.join(root, "bundle-deploy")}`));
+    const back = path.join(root, "unpacked");
+    t.is((await runCli(["unpack", archive, back], { cwd: root })).code, 0);
+    t.is(
+      await readFile(path.join(back, "bundle.lock.json"), "utf8"),
+      await readFile(path.join(root, "for-archive", "bundle.lock.json"), "utf8"),
+    );
+  },
+);

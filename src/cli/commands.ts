@@ -10,11 +10,11 @@ import { imageTable } from "../stages/images.js";
 import { readLock } from "../bundle/lock.js";
 import { resolveEndpoint } from "../registry/endpoint.js";
 import { formatBytes, table } from "../util/format.js";
-import { InputError, WorkError } from "../util/errors.js";
+import { InputError } from "../util/errors.js";
 import type { ImageItem } from "../config/model.js";
 import type { Output } from "./output.js";
 import path from "node:path";
-import { rm, stat } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import os from "node:os";
 import type { DockerDaemonSource } from "../store/docker.js";
@@ -34,6 +34,8 @@ export interface PrepareFlags extends RegistryFlags, ValueFlags {
   archive?: string;
   continueOnError?: boolean;
   withTool?: boolean | string;
+  signKey?: string;
+  split?: string;
 }
 
 export interface UploadFlags extends RegistryFlags, ValueFlags {
@@ -41,6 +43,7 @@ export interface UploadFlags extends RegistryFlags, ValueFlags {
   fileserver?: string;
   tokenFile?: string;
   continueOnError?: boolean;
+  publicKey?: string;
 }
 
 /** Transient faults are retried quietly; --verbose shows each retry. */
@@ -53,8 +56,8 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
   // A private repository without a credential helper would wait on a password prompt nobody
   // sees behind the progress display: fail instead, naming the URL.
   process.env.GIT_TERMINAL_PROMPT ??= "0";
-  if (flags.archive)
-    throw new WorkError("--archive is not built yet in this version; carry the bundle folder for now");
+  // Read before the long work, so a wrong path fails at once.
+  const signKey = flags.signKey ? await readKeyFile(flags.signKey, "--sign-key") : undefined;
   const def = await loadDefinition(flags.file, {
     ...(flags.name ? { name: flags.name } : {}),
     ...(flags.platform ? { platforms: parsePlatformList(flags.platform) } : {}),
@@ -79,6 +82,13 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     gitCacheDir: gitCacheDir(),
     out,
   }).finally(() => daemon.dispose());
+  if (signKey) {
+    const { signLock } = await import("../bundle/sign.js");
+    await signLock(result.dir, signKey);
+    out.info(`signed ${result.dir}/bundle.lock.json with ${flags.signKey}`);
+  }
+  if (flags.archive)
+    await packCommand(result.dir, flags.archive, { ...(flags.split ? { split: flags.split } : {}) }, out);
   out.result(
     {
       ok: true,
@@ -192,6 +202,7 @@ async function fileServer(flags: {
 }
 
 export async function uploadCommand(dir: string, flags: UploadFlags, out: Output): Promise<void> {
+  await checkSignature(dir, flags.publicKey, out);
   const lock = await readLock(dir);
   const host = flags.registry ? resolveEndpoint(flags.registry).host : undefined;
   const access = flags.registry ? await registryAccess(flags, [flags.registry], retryLogger(out)) : undefined;
@@ -254,6 +265,7 @@ export interface DeployFlags extends RegistryFlags, ValueFlags {
   kubeconfig?: string;
   atomic?: boolean;
   timeout: string;
+  workDir?: string;
 }
 
 export async function deployCommand(dir: string, flags: DeployFlags, out: Output): Promise<void> {
@@ -273,6 +285,7 @@ export async function deployCommand(dir: string, flags: DeployFlags, out: Output
     ...(flags.kubeContext ? { kubeContext: flags.kubeContext } : {}),
     ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}),
     ...(flags.atomic ? { atomic: true } : {}),
+    ...(flags.workDir ? { workDir: flags.workDir } : {}),
     out,
   }).finally(() => fileserver?.close());
   out.result(
@@ -341,8 +354,23 @@ export async function imagesCommand(
   );
 }
 
+/** With a public key, a lock not signed by it stops the command (exit 1) before anything else. */
+async function checkSignature(dir: string, publicKeyFile: string | undefined, out: Output): Promise<void> {
+  if (!publicKeyFile) return;
+  const { verifyLockSignature } = await import("../bundle/sign.js");
+  await verifyLockSignature(dir, await readKeyFile(publicKeyFile, "--public-key"));
+  out.info(`the lock's signature verifies with ${publicKeyFile}`);
+}
+
+async function readKeyFile(file: string, flag: string): Promise<string> {
+  return readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
+    throw new InputError(`${flag} ${file}: cannot read it (${err.code})`);
+  });
+}
+
 /** Exit 1 when anything is missing, corrupt or extra. */
-export async function verifyCommand(dir: string, out: Output): Promise<void> {
+export async function verifyCommand(dir: string, flags: { publicKey?: string }, out: Output): Promise<void> {
+  await checkSignature(dir, flags.publicKey, out);
   const { verifyBundle, formatVerify } = await import("../stages/verify.js");
   const report = await verifyBundle(dir);
   out.result(report, () => formatVerify(report));
@@ -353,4 +381,44 @@ export async function inspectCommand(dir: string, out: Output): Promise<void> {
   const { inspectBundle, formatInspect } = await import("../stages/inspect.js");
   const report = await inspectBundle(dir);
   out.result(report, () => formatInspect(report));
+}
+
+/**
+ * Every command that takes a bundle folder takes a one-file archive too. This version unpacks
+ * the archive into a temporary folder first (each member checked against its sha256) and runs
+ * the command there; the folder is removed afterwards.
+ */
+export async function withBundle(
+  arg: string,
+  out: Output,
+  run: (dir: string, fromArchive: boolean) => Promise<void>,
+): Promise<void> {
+  const { isArchive, unpackBundle } = await import("../bundle/archive.js");
+  if (!(await isArchive(arg))) return run(arg, false);
+  const tmp = await mkdtemp(path.join(process.env.BUNDLE_TMPDIR ?? os.tmpdir(), "bundle-unpacked-"));
+  try {
+    out.info(`unpacking ${arg} into ${tmp}`);
+    await unpackBundle(arg, tmp);
+    await run(tmp, true);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+export async function packCommand(dir: string, file: string, flags: { split?: string }, out: Output) {
+  const { packBundle } = await import("../bundle/archive.js");
+  const { parseByteSize } = await import("../fileserver/serve.js");
+  const splitBytes = flags.split ? parseByteSize(flags.split) : undefined;
+  const result = await packBundle(dir, file, splitBytes ? { splitBytes } : {});
+  out.result({ ok: true, ...result }, () => [
+    `${dir} packed into ${result.files.join(", ")} (${formatBytes(result.bytes)})`,
+  ]);
+}
+
+export async function unpackCommand(file: string, dir: string, out: Output) {
+  const { unpackBundle } = await import("../bundle/archive.js");
+  const result = await unpackBundle(file, dir);
+  out.result({ ok: true, ...result }, () => [
+    `${file} unpacked into ${dir} (${result.files} files, ${formatBytes(result.bytes)})`,
+  ]);
 }

@@ -69,11 +69,16 @@ export function buildProgram(out: () => Output): Command {
       "comma-separated platforms (default: the definition's, else linux/amd64,linux/arm64)",
     )
     .option("--mirror <SRC=URL>", "pull images of registry SRC from URL first (repeatable)", collect)
-    .option("--archive <FILE>", "also write the bundle as one tar file")
+    .option("--archive <FILE>", "also write the bundle as one tar file (its index first, blobs as they are)")
+    .option("--split <SIZE>", "with --archive: parts of at most SIZE (e.g. 4G), FILE.000, FILE.001, …")
     .option("--continue-on-error", "keep going past a failed item and list every failure at the end")
     .option(
       "--with-tool [FILE]",
       "carry the self-contained bundle.mjs as files/bundle.mjs, so the site needs only node",
+    )
+    .option(
+      "--sign-key <FILE>",
+      "sign bundle.lock.json with this ed25519 private key (PEM) into bundle.lock.json.sig",
     );
   withValues(withRegistryAccess(prepare));
   example(
@@ -101,15 +106,19 @@ export function buildProgram(out: () => Output): Command {
       "base URL of the file server, e.g. http://10.0.0.5:8003 (needed when the bundle has files)",
     )
     .option("--token-file <FILE>", "bearer token for the file server's uploads")
-    .option("--continue-on-error", "keep going past a failed item and list every failure at the end");
+    .option("--continue-on-error", "keep going past a failed item and list every failure at the end")
+    .option(
+      "--public-key <FILE>",
+      "refuse a bundle whose lock is not signed by this ed25519 public key (PEM)",
+    );
   withValues(withRegistryAccess(upload));
   example(
     upload,
     "bundle upload ./bundle-out/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --token-file token",
   );
   upload.action(async (dir: string, opts: UploadFlags) => {
-    const { uploadCommand } = await import("./commands.js");
-    await uploadCommand(dir, opts, out());
+    const { uploadCommand, withBundle } = await import("./commands.js");
+    await withBundle(dir, out(), (d) => uploadCommand(d, opts, out()));
   });
 
   const deploy = program
@@ -125,15 +134,23 @@ export function buildProgram(out: () => Output): Command {
     .option("--kube-context <NAME>", "passed to helm")
     .option("--kubeconfig <FILE>", "passed to helm")
     .option("--atomic", "passed to helm: roll back a failed release")
-    .option("--timeout <DURATION>", "passed to helm --timeout", "10m");
+    .option("--timeout <DURATION>", "passed to helm --timeout", "10m")
+    .option("--work-dir <DIR>", "where the final charts and values files go (default DIR/deploy)");
   withValues(withRegistryAccess(deploy));
   example(
     deploy,
     "bundle deploy ./bundle-out/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --dry-run",
   );
   deploy.action(async (dir: string, opts: DeployFlags) => {
-    const { deployCommand } = await import("./commands.js");
-    await deployCommand(dir, opts, out());
+    const { deployCommand, withBundle } = await import("./commands.js");
+    // From an archive the bundle folder is temporary: the final values files go to ./bundle-deploy.
+    await withBundle(dir, out(), (d, fromArchive) =>
+      deployCommand(
+        d,
+        { ...opts, ...(fromArchive && !opts.workDir ? { workDir: "bundle-deploy" } : {}) },
+        out(),
+      ),
+    );
   });
 
   const serve = program
@@ -178,18 +195,23 @@ export function buildProgram(out: () => Output): Command {
     "bundle load ./bundle-out/openwhisk --docker --tag-as mirror --registry 10.0.0.5:5000",
   );
   load.action(async (dir: string, opts: LoadFlags) => {
-    const { loadCommand } = await import("./commands.js");
-    await loadCommand(dir, opts, out());
+    const { loadCommand, withBundle } = await import("./commands.js");
+    await withBundle(dir, out(), (d) => loadCommand(d, opts, out()));
   });
 
   const verify = program
     .command("verify")
     .description("re-hash every blob and file of a bundle against its lock; name every mismatch")
-    .argument("<DIR>", "a prepared bundle (folder or archive)");
-  example(verify, "bundle verify /media/usb/openwhisk");
-  verify.action(async (dir: string) => {
-    const { verifyCommand } = await import("./commands.js");
-    await verifyCommand(dir, out());
+    .argument("<DIR>", "a prepared bundle (folder or archive)")
+    .option("--public-key <FILE>", "also check the lock's signature against this ed25519 public key (PEM)");
+  example(
+    verify,
+    "bundle verify /media/usb/openwhisk",
+    "bundle verify /media/usb/openwhisk --public-key site-signing.pub",
+  );
+  verify.action(async (dir: string, opts: { publicKey?: string }) => {
+    const { verifyCommand, withBundle } = await import("./commands.js");
+    await withBundle(dir, out(), (d) => verifyCommand(d, opts, out()));
   });
 
   const inspect = program
@@ -198,8 +220,8 @@ export function buildProgram(out: () => Output): Command {
     .argument("<DIR>", "a prepared bundle (folder or archive)");
   example(inspect, "bundle inspect ./bundle-out/openwhisk --json");
   inspect.action(async (dir: string) => {
-    const { inspectCommand } = await import("./commands.js");
-    await inspectCommand(dir, out());
+    const { inspectCommand, withBundle } = await import("./commands.js");
+    await withBundle(dir, out(), (d) => inspectCommand(d, out()));
   });
 
   const images = program
@@ -231,8 +253,31 @@ export function buildProgram(out: () => Output): Command {
     "bundle audit ./bundle-out/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003",
   );
   audit.action(async (dir: string, opts: { registry?: string; fileserver?: string }) => {
-    const { auditCommand } = await import("./commands.js");
-    await auditCommand(dir, opts, out());
+    const { auditCommand, withBundle } = await import("./commands.js");
+    await withBundle(dir, out(), (d) => auditCommand(d, opts, out()));
+  });
+
+  const pack = program
+    .command("pack")
+    .description("write a prepared bundle as one tar file (an index of contents first), optionally in parts")
+    .argument("<DIR>", "a prepared bundle")
+    .argument("<FILE>", "the archive to write")
+    .option("--split <SIZE>", "parts of at most SIZE (e.g. 4G): FILE.000, FILE.001, …");
+  example(pack, "bundle pack ./bundle-out/openwhisk /media/usb/openwhisk.tar --split 4G");
+  pack.action(async (dir: string, file: string, opts: { split?: string }) => {
+    const { packCommand } = await import("./commands.js");
+    await packCommand(dir, file, opts, out());
+  });
+
+  const unpack = program
+    .command("unpack")
+    .description("unpack a bundle archive (or its parts) into a folder, checking every member")
+    .argument("<FILE>", "the archive (FILE or FILE.000 …)")
+    .argument("<DIR>", "the folder to write");
+  example(unpack, "bundle unpack /media/usb/openwhisk.tar ./openwhisk");
+  unpack.action(async (file: string, dir: string) => {
+    const { unpackCommand } = await import("./commands.js");
+    await unpackCommand(file, dir, out());
   });
 
   const lintCmd = program
