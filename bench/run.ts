@@ -256,10 +256,46 @@ async function compare(c: Case): Promise<Row[]> {
   }
   logBundle(upload);
   rows.push(upload);
+  if (c.noop) rows.push(...(await packRows(config, out, dir)));
 
   await res.stop(skopeoDest, bundleDest);
   await rm(dir, { recursive: true, force: true });
   return rows;
+}
+
+/**
+ * One-file bundles against plain GNU tar on the same folder: `bundle pack` (index of members
+ * first, every member hashed as it goes) vs `tar -cf`, and `bundle unpack` (every member checked
+ * against its sha256) vs `tar -xf`. The reference column holds tar's figures.
+ */
+async function packRows(config: BenchConfig, out: string, dir: string): Promise<Row[]> {
+  const rows: Row[] = [];
+  const archive = path.join(dir, "bundle.tar");
+  const plain = path.join(dir, "plain.tar");
+  log();
+  log("pack / unpack (against GNU tar)");
+  const pack: Row = { id: "pack", step: "pack vs tar -cf", ...empty() };
+  pack.skopeo = await timed("tar", ["-cf", plain, "-C", out, "."]);
+  pack.bundle = await bundle(config, ["pack", out, archive]);
+  addNote(pack, "reference column: GNU tar -cf on the same bundle folder");
+  logBundle(pack);
+  rows.push(pack);
+  const unpack: Row = { id: "unpack", step: "unpack vs tar -xf", ...empty() };
+  const [tarDest, bundleDest] = [path.join(dir, "tar-x"), path.join(dir, "bundle-x")];
+  await mkdir(tarDest, { recursive: true });
+  unpack.skopeo = await timed("tar", ["-xf", plain, "-C", tarDest]);
+  unpack.bundle = await bundle(config, ["unpack", archive, bundleDest]);
+  addNote(unpack, "reference column: GNU tar -xf; bundle unpack also checks every member's sha256");
+  logBundle(unpack);
+  rows.push(unpack);
+  return rows;
+}
+
+async function timed(cmd: string, args: string[]): Promise<Measured> {
+  await settle();
+  const result = await run(cmd, args);
+  if (result.code !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${errorLine(result)}`);
+  return { seconds: result.seconds, peakMb: result.peakMb };
 }
 
 function addNote(row: Row, note: string): void {

@@ -345,3 +345,54 @@ test.serial(
     );
   },
 );
+
+test.serial(
+  "an update bundle carries only what is new; upload onto the site that has the old one works, onto an empty one names what is missing",
+  async (t) => {
+    const env = { BUNDLE_CACHE_DIR: path.join(root, "cache") };
+    const defFile = path.join(root, "bundle.yml");
+    const original = await readFile(defFile, "utf8");
+    t.teardown(() => writeFile(defFile, original));
+    await writeFile(
+      defFile,
+      original.replace(
+        `  - ${images.ociIndex.ref}`,
+        `  - ${images.ociIndex.ref}\n  - ${images.dockerList.ref}`,
+      ),
+    );
+    const update = path.join(root, "update");
+    const p = await runCli(["prepare", "-o", update, "--since", bundle], { cwd: root, env });
+    t.is(p.code, 0, p.stderr);
+    t.regex(p.stderr, /update bundle against .*: .* carried, .* left to the site's earlier upload/);
+    const lock = JSON.parse(await readFile(path.join(update, "bundle.lock.json"), "utf8")) as {
+      update: { omittedBlobs: string[]; omittedFiles: string[] };
+      images: { digest: string; blobs: { digest: string }[] }[];
+    };
+    const old = lock.images[0];
+    t.true(lock.update.omittedBlobs.includes(old?.digest ?? ""), "the image the old bundle had is left out");
+    const stored = await readdir(path.join(update, "images", "blobs", "sha256"));
+    for (const d of lock.update.omittedBlobs)
+      t.false(stored.includes(d.slice(7)), `left-out ${d} is not stored`);
+    t.true(lock.update.omittedFiles.length > 0);
+    t.is((await runCli(["verify", update])).code, 0, "verify knows what an update bundle leaves out");
+
+    const args = ["--json", "upload", update, "--fileserver", server.url, "--token-file", "token"];
+    const onto = await runCli([...args, "--registry", site.host], { cwd: root });
+    t.is(onto.code, 0, onto.stderr);
+    const pushed = await runCli(
+      ["deploy", update, "--registry", site.host, "--fileserver", server.url, "--dry-run"],
+      { cwd: root },
+    );
+    t.is(pushed.code, 0, pushed.stderr);
+
+    const fresh = await runCli([...args, "--registry", empty.host], { cwd: root });
+    t.is(fresh.code, 1);
+    t.regex(fresh.stderr, /the site lacks:/);
+    t.regex(
+      fresh.stderr,
+      new RegExp(
+        `manifest ${old?.digest} of ${images.ociIndex.ref.replace(/[.]/g, "\\.")} is not on the registry in teleinfra/multi-oci`,
+      ),
+    );
+  },
+);

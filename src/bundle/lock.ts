@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { InputError } from "../util/errors.js";
 import { writeAtomic } from "../store/layout.js";
+import type { UpdateInfo } from "./update.js";
 
 export const LOCK_FILE = "bundle.lock.json";
 export const LOCK_VERSION = 1;
@@ -99,6 +100,8 @@ export interface Lock {
   values: string;
   /** Site values the templates use, bound at upload and deploy. */
   siteValues: string[];
+  /** Set on an update bundle (`prepare --since`): what it leaves to the site's earlier upload. */
+  update?: UpdateInfo;
 }
 
 export async function readLock(bundleDir: string): Promise<Lock> {

@@ -188,26 +188,17 @@ export interface SiteHolder {
 export async function checkSiteHas(lock: Lock, has: SiteHolder): Promise<string[]> {
   const update = (lock as UpdateLock).update;
   if (!update) return [];
-  const omitted = new Set(update.omittedBlobs);
   const problems: string[] = [];
-  for (const img of lock.images) {
-    const repository = parseMirror(img.mirror).repository;
-    const manifests = new Set([img.digest, ...img.platforms.map((p) => p.digest)]);
-    const seen = new Set<string>();
-    for (const digest of [...manifests, ...img.blobs.map((b) => b.digest)]) {
-      if (!omitted.has(digest) || seen.has(digest)) continue;
-      seen.add(digest);
-      const isManifest = manifests.has(digest);
-      const ok =
-        isManifest && has.manifest
-          ? await has.manifest(digest, repository)
-          : await has.blob(digest, repository);
-      if (!ok) {
-        problems.push(
-          `${isManifest ? "manifest" : "blob"} ${digest} of ${img.ref} is not on the registry in ${repository} ` +
-            `(the update bundle leaves it out)`,
-        );
-      }
+  for (const [digest, where] of omittedHolders(lock)) {
+    const ok =
+      where.isManifest && has.manifest
+        ? await has.manifest(digest, where.repository)
+        : await has.blob(digest, where.repository);
+    if (!ok) {
+      problems.push(
+        `${where.isManifest ? "manifest" : "blob"} ${digest} of ${where.ref} is not on the registry in ${where.repository} ` +
+          `(the update bundle leaves it out)`,
+      );
     }
   }
   const files = lockFiles(lock);
@@ -224,6 +215,36 @@ export async function checkSiteHas(lock: Lock, has: SiteHolder): Promise<string[
     }
   }
   return problems;
+}
+
+/** An image the earlier bundle carried whole: its top manifest is left out. */
+export function isCarriedBefore(lock: Lock, img: Lock["images"][number]): boolean {
+  return (lock as UpdateLock).update?.omittedBlobs.includes(img.digest) ?? false;
+}
+
+/**
+ * Where the site should hold each left-out digest: the mirror repository of an image the earlier
+ * bundle carried whole (so upload can mount it from there into a new image's repository), else
+ * that of the first image using it.
+ */
+export function omittedHolders(
+  lock: Lock,
+): Map<string, { repository: string; ref: string; isManifest: boolean }> {
+  const omitted = new Set((lock as UpdateLock).update?.omittedBlobs ?? []);
+  const out = new Map<string, { repository: string; ref: string; isManifest: boolean }>();
+  const images = [...lock.images].sort(
+    (a, b) => Number(isCarriedBefore(lock, b)) - Number(isCarriedBefore(lock, a)),
+  );
+  for (const img of images) {
+    const repository = parseMirror(img.mirror).repository;
+    const manifests = new Set([img.digest, ...img.platforms.map((p) => p.digest)]);
+    for (const digest of [...manifests, ...img.blobs.map((b) => b.digest)]) {
+      if (omitted.has(digest) && !out.has(digest)) {
+        out.set(digest, { repository, ref: img.ref, isManifest: manifests.has(digest) });
+      }
+    }
+  }
+  return out;
 }
 
 /** Whether a lock is an update bundle's. */

@@ -35,6 +35,7 @@ export interface PrepareFlags extends RegistryFlags, ValueFlags {
   continueOnError?: boolean;
   withTool?: boolean | string;
   signKey?: string;
+  since?: string;
   split?: string;
 }
 
@@ -56,7 +57,8 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
   // A private repository without a credential helper would wait on a password prompt nobody
   // sees behind the progress display: fail instead, naming the URL.
   process.env.GIT_TERMINAL_PROMPT ??= "0";
-  // Read before the long work, so a wrong path fails at once.
+  // Read before the long work, so a wrong path or lock fails at once.
+  if (flags.since) await (await import("../bundle/update.js")).readOldLock(flags.since);
   const signKey = flags.signKey ? await readKeyFile(flags.signKey, "--sign-key") : undefined;
   const def = await loadDefinition(flags.file, {
     ...(flags.name ? { name: flags.name } : {}),
@@ -82,6 +84,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     gitCacheDir: gitCacheDir(),
     out,
   }).finally(() => daemon.dispose());
+  if (flags.since) await makeUpdate(result.dir, flags.since, out);
   if (signKey) {
     const { signLock } = await import("../bundle/sign.js");
     await signLock(result.dir, signKey);
@@ -174,6 +177,17 @@ async function standaloneTool(given: boolean | string): Promise<string> {
     throw new InputError(`--with-tool: ${candidate} does not exist; build it with npm run build:standalone`);
   }
   return candidate;
+}
+
+/** Turns the full bundle just written into an update bundle against OLD. */
+async function makeUpdate(dir: string, since: string, out: Output): Promise<void> {
+  const { applyUpdate, planUpdate, readOldLock } = await import("../bundle/update.js");
+  const plan = planUpdate(await readLock(dir), await readOldLock(since));
+  await applyUpdate(dir, plan);
+  out.info(
+    `update bundle against ${since}: ${formatBytes(plan.neededBytes)} carried, ` +
+      `${formatBytes(plan.savedBytes)} left to the site's earlier upload`,
+  );
 }
 
 /** Clones kept between prepares: $BUNDLE_CACHE_DIR, else the XDG cache folder. */

@@ -77,6 +77,10 @@ export function buildProgram(out: () => Output): Command {
       "carry the self-contained bundle.mjs as files/bundle.mjs, so the site needs only node",
     )
     .option(
+      "--since <OLD>",
+      "write an update bundle: leave out what bundle OLD (a folder or its lock file) carried",
+    )
+    .option(
       "--sign-key <FILE>",
       "sign bundle.lock.json with this ed25519 private key (PEM) into bundle.lock.json.sig",
     );

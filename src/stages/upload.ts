@@ -17,6 +17,7 @@ import { readFile } from "node:fs/promises";
 import type { Values } from "../config/model.js";
 import { applyValueOptions, mergeValues, siteValues, type ValueOptions } from "../config/values.js";
 import { uploadFiles, type FileTarget } from "./uploadFiles.js";
+import { checkSiteHas, isCarriedBefore, omittedHolders } from "../bundle/update.js";
 
 export interface UploadOptions {
   dir: string;
@@ -54,6 +55,7 @@ export async function upload(opts: UploadOptions): Promise<UploadResult> {
       `the bundle holds files: give the file server with --fileserver URL (e.g. http://10.0.0.5:8003)`,
     );
   }
+  if (lock.update) await checkUpdateBase(lock, opts);
   const images =
     opts.target && opts.registryHost
       ? await uploadImages(lock, opts, opts.target, opts.registryHost)
@@ -68,6 +70,38 @@ export async function upload(opts: UploadOptions): Promise<UploadResult> {
     files: { sent: files.sent, skipped: files.skipped },
     bytesMoved: images.moved + files.bytesMoved,
   };
+}
+
+/**
+ * An update bundle leaves out what an earlier upload put on the site: check the site holds every
+ * item left out before anything moves, naming each missing one; then tell the registry store
+ * where those blobs are, so new images mount them instead of needing their bytes.
+ */
+async function checkUpdateBase(lock: Lock, opts: UploadOptions): Promise<void> {
+  const target = opts.target;
+  const remote = opts.fileserver
+    ? new Map((await opts.fileserver.list(lock.name)).map((f) => [f.path, f.sha256]))
+    : new Map();
+  const at = (repository: string, digest: string) => ({
+    repository,
+    reference: digest,
+    name: `${repository}@${digest}`,
+  });
+  const missing = await checkSiteHas(lock, {
+    blob: async (digest, repository) =>
+      target ? target.hasBlob(at(repository, digest), { digest, size: 0, mediaType: "" }) : false,
+    manifest: async (digest, repository) =>
+      target ? target.hasManifest(at(repository, digest), digest) : false,
+    file: async (p, sha256) => remote.get(p) === sha256,
+  });
+  if (missing.length > 0) {
+    throw new WorkError(
+      `this update bundle (since ${lock.update?.since.slice(0, 12)}) needs what an earlier upload put on the site, and the site lacks:\n` +
+        missing.map((m) => `  - ${m}`).join("\n"),
+    );
+  }
+  const store = target as ImageTarget & { addHolder?: (digest: string, repository: string) => void };
+  for (const [digest, where] of omittedHolders(lock)) store.addHolder?.(digest, where.repository);
 }
 
 /** The values prepare used, then this run's --values and --set, then the site values. */
@@ -89,10 +123,12 @@ export async function bundleValues(
 
 async function uploadImages(lock: Lock, opts: UploadOptions, target: ImageTarget, host: string) {
   const layout = await OciLayout.open(path.join(opts.dir, "images"), { create: false });
+  // An update bundle leaves out images the site already has: they were checked, not copied.
+  const images = lock.images.filter((img) => !isCarriedBefore(lock, img));
   const copied = await transferImages(
     opts.out,
     "images",
-    lock.images.map((img) => ({
+    images.map((img) => ({
       title: `${img.ref} → ${host}/${img.mirror}`,
       request: () => ({
         source: layout,
@@ -106,7 +142,7 @@ async function uploadImages(lock: Lock, opts: UploadOptions, target: ImageTarget
     })),
     { continueOnError: opts.continueOnError, ...(opts.limits ? { limits: opts.limits } : {}) },
   );
-  const list = lock.images.map((img, i) => {
+  const list = images.map((img, i) => {
     const got = copied[i]?.targetDigest ?? "";
     if (got !== img.mirrorDigest) {
       throw new WorkError(

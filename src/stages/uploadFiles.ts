@@ -46,7 +46,9 @@ export async function uploadFiles(
   try {
     const outgoing = await plannedFiles(lock, dir, values, work);
     const remote = new Map((await target.list(lock.name)).map((f) => [f.path, f.sha256]));
-    const todo = outgoing.filter((f) => remote.get(f.path) !== f.sha256);
+    // An update bundle does not carry some files: the site has them already (checked before).
+    const carried = new Set(lock.update?.omittedFiles ?? []);
+    const todo = outgoing.filter((f) => remote.get(f.path) !== f.sha256 && !carried.has(f.path));
     let moved = 0;
     const jobs: Job<void>[] = todo.map((f) => ({
       title: target.url(lock.name, f.path),

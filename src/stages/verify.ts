@@ -9,6 +9,7 @@ import { createReadStream } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { readLock, type Lock } from "../bundle/lock.js";
+import { updateOf } from "../bundle/update.js";
 import { OciLayout, REF_NAME } from "../store/layout.js";
 import { DIGEST_PATTERN } from "../oci/types.js";
 import { formatBytes } from "../util/format.js";
@@ -62,7 +63,9 @@ export async function verifyBundle(dir: string): Promise<VerifyReport> {
   await verifyFiles(dir, lock, problems, checked);
 
   // Hashing runs in parallel: a stable order for the report.
-  problems.sort((a, b) => KIND_ORDER[a.kind] - KIND_ORDER[b.kind] || a.item.localeCompare(b.item));
+  problems.sort(
+    (a, b) => KIND_ORDER[a.kind] - KIND_ORDER[b.kind] || (a.item < b.item ? -1 : a.item > b.item ? 1 : 0),
+  );
   return { ok: problems.length === 0, checked, problems };
 }
 
@@ -74,6 +77,7 @@ async function verifyImages(
   problems: VerifyProblem[],
   checked: VerifyReport["checked"],
 ): Promise<void> {
+  const omittedBlobs = new Set(updateOf(lock)?.omittedBlobs ?? []);
   const imagesDir = path.join(dir, "images");
   if (lock.images.length === 0 && !(await exists(imagesDir))) return;
   let layout: OciLayout;
@@ -130,6 +134,7 @@ async function verifyImages(
       return;
     }
     const got = await hashFile(path.join(blobDir, blob.digest.slice("sha256:".length)));
+    if (!got && omittedBlobs.has(blob.digest)) return; // an update bundle leaves it to the site
     if (!got) {
       problems.push({
         kind: "missing",
@@ -167,6 +172,7 @@ async function verifyFiles(
   problems: VerifyProblem[],
   checked: VerifyReport["checked"],
 ): Promise<void> {
+  const omittedFiles = new Set((updateOf(lock)?.omittedFiles ?? []).map((f) => `files/${f}`));
   const wanted = new Map<string, WantedFile>();
   for (const f of lock.files)
     wanted.set(`files/${f.path}`, { rel: `files/${f.path}`, size: f.size, sha256: f.sha256 });
@@ -186,6 +192,7 @@ async function verifyFiles(
 
   await forEachLimit([...wanted.values()], CONCURRENCY, async (f) => {
     const got = await hashFile(path.join(dir, ...f.rel.split("/")));
+    if (!got && omittedFiles.has(f.rel)) return; // an update bundle leaves it to the site
     if (!got) {
       problems.push({ kind: "missing", item: f.rel, detail: "listed in the lock but not in the bundle" });
       return;

@@ -87,6 +87,11 @@ export class RegistryStore implements ImageSource, ImageTarget {
     return this.client.putManifest(loc.repository, loc.reference, manifest, loc.name);
   }
 
+  /** Tells the store a repository holds `digest` (e.g. from an earlier upload), so it can mount from there. */
+  addHolder(digest: string, repository: string): void {
+    this.remember(digest, repository);
+  }
+
   /** Repositories this store has seen holding `digest`. */
   knownHolders(digest: string): string[] {
     return [...(this.holders.get(digest) ?? [])];
