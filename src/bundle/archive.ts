@@ -171,7 +171,8 @@ export async function packBundle(
   });
 
   // The index's own size moves every offset after it: iterate until its block count is stable.
-  const now = Math.floor(Date.now() / 1000);
+  // The index takes the lock's mtime, not the clock's: packing the same bundle twice gives the same bytes.
+  const now = planned.find((p) => p.member.path === LOCK_FILE)?.mtime ?? 0;
   let indexBytes: Buffer = Buffer.alloc(0);
   let total = 0;
   for (let guess = 0, round = 0; ; round++) {
