@@ -40,10 +40,10 @@ function ociKind(mediaType: string): string {
 const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: "1.0.0" });
 /**
  * With the default 16 KiB, every network chunk waits for its own disk write before the socket
- * is read again; 4 MiB lets writes batch (writev) while the download goes on. Bounded per blob
+ * is read again; 1 MiB lets writes batch (writev) while the download goes on. Bounded per blob
  * in flight, so memory stays flat however large a blob is.
  */
-const WRITE_BUFFER = 4 << 20;
+const WRITE_BUFFER = 1 << 20;
 
 interface IndexFile {
   schemaVersion: 2;
