@@ -6,15 +6,9 @@
 import type { Readable } from "node:stream";
 import { readMember, type BundleArchive } from "../bundle/archive.js";
 import { WorkError } from "../util/errors.js";
-import { digestHex, sha256Digest, type Descriptor, type RawManifest } from "../oci/types.js";
-import { REF_NAME, SOURCE_MEDIA_TYPE } from "./layout.js";
+import { digestHex, type Descriptor, type RawManifest } from "../oci/types.js";
+import { headLayoutManifest, readLayoutManifest, type IndexFile, type LayoutReader } from "./layout.js";
 import type { ImageLocation, ImageSource, ManifestHead } from "./types.js";
-
-interface IndexFile {
-  schemaVersion: 2;
-  mediaType?: string;
-  manifests: Descriptor[];
-}
 
 export class ArchiveLayout implements ImageSource {
   readonly description: string;
@@ -48,44 +42,20 @@ export class ArchiveLayout implements ImageSource {
     return Promise.resolve(this.archive.read(p, { start: offset }));
   }
 
-  async headManifest(loc: ImageLocation): Promise<ManifestHead | undefined> {
-    if (loc.reference.startsWith("sha256:")) {
-      const m = this.archive.member(this.blobPath(loc.reference));
-      return m ? { digest: loc.reference, mediaType: "", size: m.size } : undefined;
-    }
-    const entry = (await this.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === loc.name);
-    return entry && { digest: entry.digest, mediaType: sourceMediaType(entry), size: entry.size };
+  headManifest(loc: ImageLocation): Promise<ManifestHead | undefined> {
+    return headLayoutManifest(loc, this.reader());
   }
 
-  async getManifest(loc: ImageLocation): Promise<RawManifest> {
-    const isDigest = loc.reference.startsWith("sha256:");
-    const entry = isDigest
-      ? undefined
-      : (await this.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === loc.name);
-    const digest = isDigest ? loc.reference : entry?.digest;
-    if (!digest) throw new WorkError(`${loc.name} is not in ${this.archive.file}`);
-    const p = this.blobPath(digest);
-    if (!this.archive.has(p))
-      throw new WorkError(`manifest ${digest} of ${loc.name} is missing from ${this.archive.file}`);
-    const bytes = await readMember(this.archive, p).catch((err: unknown) => {
-      throw new WorkError(
-        `manifest ${digest} of ${loc.name} in ${this.archive.file}: ${err instanceof Error ? err.message : String(err)}`,
-      );
-    });
-    if (sha256Digest(bytes) !== digest)
-      throw new WorkError(`manifest ${digest} of ${loc.name} in ${this.archive.file} is corrupt`);
-    return { bytes, digest, mediaType: entry ? sourceMediaType(entry) : mediaTypeOf(bytes) };
+  getManifest(loc: ImageLocation): Promise<RawManifest> {
+    return readLayoutManifest(loc, this.reader());
   }
-}
 
-function sourceMediaType(entry: Descriptor): string {
-  return entry.annotations?.[SOURCE_MEDIA_TYPE] ?? entry.mediaType;
-}
-
-function mediaTypeOf(bytes: Buffer): string {
-  try {
-    return (JSON.parse(bytes.toString("utf8")) as { mediaType?: string }).mediaType ?? "";
-  } catch {
-    return "";
+  private reader(): LayoutReader {
+    return {
+      where: this.archive.file,
+      readIndex: () => this.readIndex(),
+      blobSize: async (digest) => this.archive.member(this.blobPath(digest))?.size,
+      readBlob: (digest) => readMember(this.archive, this.blobPath(digest)),
+    };
   }
 }

@@ -45,7 +45,7 @@ const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: "1.0.0" });
  */
 const WRITE_BUFFER = 1 << 20;
 
-interface IndexFile {
+export interface IndexFile {
   schemaVersion: 2;
   mediaType?: string;
   manifests: Descriptor[];
@@ -171,28 +171,21 @@ export class OciLayout implements ImageSource, ImageTarget {
     return (await this.headManifest(loc))?.digest === digest;
   }
 
-  async headManifest(loc: ImageLocation): Promise<ManifestHead | undefined> {
-    if (loc.reference.startsWith("sha256:")) {
-      const s = await stat(this.blobPath(loc.reference)).catch(() => undefined);
-      return s ? { digest: loc.reference, mediaType: "", size: s.size } : undefined;
-    }
-    const entry = (await this.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === loc.name);
-    return entry && { digest: entry.digest, mediaType: sourceMediaType(entry), size: entry.size };
+  headManifest(loc: ImageLocation): Promise<ManifestHead | undefined> {
+    return headLayoutManifest(loc, this.reader());
   }
 
-  async getManifest(loc: ImageLocation): Promise<RawManifest> {
-    const isDigest = loc.reference.startsWith("sha256:");
-    const entry = isDigest
-      ? undefined
-      : (await this.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === loc.name);
-    const digest = isDigest ? loc.reference : entry?.digest;
-    if (!digest) throw new WorkError(`${loc.name} is not in ${this.dir}`);
-    const bytes = await readFile(this.blobPath(digest)).catch(() => {
-      throw new WorkError(`manifest ${digest} of ${loc.name} is missing from ${this.dir}`);
-    });
-    if (sha256Digest(bytes) !== digest)
-      throw new WorkError(`manifest ${digest} of ${loc.name} in ${this.dir} is corrupt`);
-    return { bytes, digest, mediaType: entry ? sourceMediaType(entry) : mediaTypeOf(bytes) };
+  getManifest(loc: ImageLocation): Promise<RawManifest> {
+    return readLayoutManifest(loc, this.reader());
+  }
+
+  private reader(): LayoutReader {
+    return {
+      where: this.dir,
+      readIndex: () => this.readIndex(),
+      blobSize: async (digest) => (await stat(this.blobPath(digest)).catch(() => undefined))?.size,
+      readBlob: (digest) => readFile(this.blobPath(digest)),
+    };
   }
 
   /**
@@ -289,6 +282,53 @@ async function exists(file: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/**
+ * How a layout's index and blobs are read: from a folder (OciLayout) or from inside a bundle
+ * archive (ArchiveLayout). Both look images up the same way, through the functions below.
+ */
+export interface LayoutReader {
+  /** For messages: the folder or archive. */
+  where: string;
+  readIndex(): Promise<IndexFile>;
+  /** undefined when the blob is absent. */
+  blobSize(digest: string): Promise<number | undefined>;
+  readBlob(digest: string): Promise<Buffer>;
+}
+
+/** The digest a name (or digest) points at in the layout, without reading the manifest. */
+export async function headLayoutManifest(
+  loc: ImageLocation,
+  r: LayoutReader,
+): Promise<ManifestHead | undefined> {
+  if (loc.reference.startsWith("sha256:")) {
+    const size = await r.blobSize(loc.reference);
+    return size === undefined ? undefined : { digest: loc.reference, mediaType: "", size };
+  }
+  const entry = (await r.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === loc.name);
+  return entry && { digest: entry.digest, mediaType: sourceMediaType(entry), size: entry.size };
+}
+
+/** A manifest by the image's name (index.json) or by digest, its bytes checked against the digest. */
+export async function readLayoutManifest(loc: ImageLocation, r: LayoutReader): Promise<RawManifest> {
+  const isDigest = loc.reference.startsWith("sha256:");
+  const entry = isDigest
+    ? undefined
+    : (await r.readIndex()).manifests.find((m) => m.annotations?.[REF_NAME] === loc.name);
+  const digest = isDigest ? loc.reference : entry?.digest;
+  if (!digest) throw new WorkError(`${loc.name} is not in ${r.where}`);
+  if ((await r.blobSize(digest)) === undefined) {
+    throw new WorkError(`manifest ${digest} of ${loc.name} is missing from ${r.where}`);
+  }
+  const bytes = await r.readBlob(digest).catch((err: unknown) => {
+    throw new WorkError(
+      `manifest ${digest} of ${loc.name} in ${r.where}: ${(err as Error)?.message ?? String(err)}`,
+    );
+  });
+  if (sha256Digest(bytes) !== digest)
+    throw new WorkError(`manifest ${digest} of ${loc.name} in ${r.where} is corrupt`);
+  return { bytes, digest, mediaType: entry ? sourceMediaType(entry) : mediaTypeOf(bytes) };
 }
 
 function sourceMediaType(entry: Descriptor): string {
