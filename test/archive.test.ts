@@ -6,7 +6,6 @@
 import test from "ava";
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { copyFile, mkdtemp, open, readdir, readFile, rm, stat, truncate } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
@@ -29,20 +28,12 @@ import { RegistryStore } from "../src/store/registry.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { CopyEngine } from "../src/copy/engine.js";
 import type { Lock } from "../src/bundle/lock.js";
+import { sha256File, standardImageLines } from "./helpers/bundles.js";
 
 const execFileAsync = promisify(execFile);
 
 function definition(images: StandardImages): string {
-  return [
-    "name: demo",
-    "images:",
-    `  - ${images.ociIndex.ref}`,
-    `  - ${images.dockerList.ref}`,
-    `  - ref: ${images.singleOci.ref}`,
-    "    platforms: [linux/amd64]",
-    `  - ref: ${images.singleDocker.ref}`,
-    "    allowMissingPlatforms: true",
-  ].join("\n");
+  return ["name: demo", ...standardImageLines(images)].join("\n");
 }
 
 interface Prepared {
@@ -78,12 +69,6 @@ async function workDir(t: { teardown: (fn: () => Promise<void>) => void }): Prom
   const dir = await mkdtemp(path.join(os.tmpdir(), "bundle-archive-"));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   return dir;
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
 }
 
 /** Every file under `dir` (relative path → sha256), skipping nothing. */

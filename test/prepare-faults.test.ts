@@ -5,8 +5,6 @@
  */
 import test from "ava";
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,12 +13,7 @@ import { pushImage, seedStandardImages } from "./helpers/images.js";
 import { startFaultProxy } from "./helpers/faultProxy.js";
 import { CLI, runCli, tempFiles } from "./helpers/cli.js";
 import { skopeoInspectLayout } from "./helpers/skopeo.js";
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
-}
+import { sha256File } from "./helpers/bundles.js";
 
 async function allBlobsVerify(layoutDir: string): Promise<string[]> {
   const dir = path.join(layoutDir, "blobs", "sha256");

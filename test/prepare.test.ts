@@ -4,7 +4,6 @@
  */
 import test from "ava";
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { startRegistry } from "./helpers/registry.js";
@@ -12,25 +11,10 @@ import { seedStandardImages, type StandardImages } from "./helpers/images.js";
 import { skopeoInspectLayout, skopeoInspectRaw } from "./helpers/skopeo.js";
 import { runCli, tempFiles } from "./helpers/cli.js";
 import type { Lock } from "../src/bundle/lock.js";
+import { sha256File, standardImageLines } from "./helpers/bundles.js";
 
 function definition(images: StandardImages, extra = ""): string {
-  return [
-    "name: demo",
-    "images:",
-    `  - ${images.ociIndex.ref}`,
-    `  - ${images.dockerList.ref}`,
-    `  - ref: ${images.singleOci.ref}`,
-    "    platforms: [linux/amd64]",
-    `  - ref: ${images.singleDocker.ref}`,
-    "    allowMissingPlatforms: true",
-    extra,
-  ].join("\n");
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
+  return ["name: demo", ...standardImageLines(images), extra].join("\n");
 }
 
 async function setup(t: { teardown: (fn: () => Promise<void>) => void }) {

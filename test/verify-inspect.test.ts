@@ -16,6 +16,7 @@ import { runCli, tempFiles } from "./helpers/cli.js";
 import type { Lock } from "../src/bundle/lock.js";
 import { formatVerify, verifyBundle } from "../src/stages/verify.js";
 import { formatInspect, inspectBundle } from "../src/stages/inspect.js";
+import { standardImageLines } from "./helpers/bundles.js";
 
 const tool = randomBytes(30_000);
 const toolSha = createHash("sha256").update(tool).digest("hex");
@@ -48,13 +49,7 @@ test.before(async () => {
     {
       "bundle.yml": [
         "name: vi-demo",
-        "images:",
-        `  - ${images.ociIndex.ref}`,
-        `  - ${images.dockerList.ref}`,
-        `  - ref: ${images.singleOci.ref}`,
-        "    platforms: [linux/amd64]",
-        `  - ref: ${images.singleDocker.ref}`,
-        "    allowMissingPlatforms: true",
+        ...standardImageLines(images),
         "git:",
         `  - url: ${repo.url}`,
         `    commit: ${repo.commits.at(-1) ?? ""}`,

@@ -1,0 +1,24 @@
+/** Small pieces several bundle tests share: the standard images as a definition, file hashing. */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import type { StandardImages } from "./images.js";
+
+/** The four standard images as a native definition's `images:` list (single-arch ones allowed so). */
+export function standardImageLines(images: StandardImages): string[] {
+  return [
+    "images:",
+    `  - ${images.ociIndex.ref}`,
+    `  - ${images.dockerList.ref}`,
+    `  - ref: ${images.singleOci.ref}`,
+    "    platforms: [linux/amd64]",
+    `  - ref: ${images.singleDocker.ref}`,
+    "    allowMissingPlatforms: true",
+  ];
+}
+
+/** The sha256 of a file in hex, streamed: the independent check of what a bundle wrote. */
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
