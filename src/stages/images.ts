@@ -34,7 +34,7 @@ export function sourceLocation(ref: ImageRef): ImageLocation {
 
 export interface TransferJob {
   title: string;
-  request: (engine: CopyEngine) => CopyRequest;
+  request: () => CopyRequest;
   /** Turns an error into what this stage should say (e.g. "not found" is the input's fault at prepare). */
   mapError?: (err: unknown) => unknown;
 }
@@ -68,7 +68,7 @@ export async function transferImages(
     jobs.map((job) => ({
       title: job.title,
       run: async (report) => {
-        const req = job.request(engine);
+        const req = job.request();
         reports.set(req.from.name, report);
         try {
           return await engine.copy(req);
