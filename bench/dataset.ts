@@ -78,6 +78,28 @@ export function planImages(count: number, totalBytes: number): ImagePlan[] {
   });
 }
 
+/**
+ * The next release of a set: the first `changed` images get a new tag whose application and
+ * per-image layers are new, on the same shared base and runtime layers; the rest stay as they
+ * were. What an update bundle (`prepare --since`) has to carry is exactly those new layers.
+ */
+export function planNextRelease(plans: ImagePlan[], changed: number): ImagePlan[] {
+  return plans.map((plan, i) => {
+    if (i >= changed) return plan;
+    const layers = plan.spec.layers.map((layer): LayerSpec => {
+      const seed = typeof layer === "string" ? layer : layer.seed;
+      const own = seed.startsWith("bench-app-") || seed.startsWith("bench-etc-");
+      if (!own) return layer;
+      return typeof layer === "string" ? `${layer}-v2` : { ...layer, seed: `${seed}-v2` };
+    });
+    return {
+      ...plan,
+      tag: "v2",
+      spec: { ...plan.spec, layers, label: `${plan.spec.label ?? plan.repo}-v2` },
+    };
+  });
+}
+
 /** One OCI index whose platforms share a single large layer: one big blob moving through. */
 export function planBigImage(sizeBytes: number): ImagePlan {
   return {

@@ -22,6 +22,8 @@ export interface Row {
   /** Digest checks of what each tool produced against the source. */
   checks: { skopeo?: Check; bundle?: Check };
   notes: string[];
+  /** For the update-bundle row: the bytes of the full bundle and of the update bundle. */
+  sizes?: { fullBytes: number; updateBytes: number };
 }
 
 export type Mark = "pass" | "FAIL" | "n/a";

@@ -13,15 +13,16 @@
  * source's digests with skopeo. Bundle stages that are not built yet are reported as such.
  */
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "../test/helpers/ports.js";
 import { startRegistry, type TestRegistry } from "../test/helpers/registry.js";
 import { ENV_HELP, readConfig, type BenchConfig } from "./config.js";
-import { planBigImage, planImages, pushAll, type Dataset } from "./dataset.js";
+import { planBigImage, planImages, planNextRelease, pushAll, type Dataset } from "./dataset.js";
 import { errorLine, hasGnuTime, GNU_TIME, killChildren, run, type RunResult } from "./exec.js";
 import {
+  bundleLabel,
   fmt,
   mb,
   printTable,
@@ -74,7 +75,12 @@ interface Case {
   dir: string;
   config: BenchConfig;
   res: Resources;
+  /** The set's next release, for the update-bundle rows: how many images change, and pushing them. */
+  next?: { changed: number; push: () => Promise<Expected[]> };
 }
+
+/** Images of the main set that change in its next release (update bundle rows). */
+const NEXT_CHANGED = 2;
 
 async function main(): Promise<number> {
   if (process.argv.includes("--help") || process.argv.includes("-h")) {
@@ -110,7 +116,8 @@ async function bench(config: BenchConfig, res: Resources, startedAt: Date): Prom
   log();
   log(`Generating ${config.images} multi-arch images, about ${mb(config.totalBytes)} of blobs…`);
   const layers = path.join(res.work, "layers");
-  const set = await pushAll(source, planImages(config.images, config.totalBytes), layers, (image, i) => {
+  const plans = planImages(config.images, config.totalBytes);
+  const set = await pushAll(source, plans, layers, (image, i) => {
     if (config.verbose) log(`  pushed ${image.ref} (${i + 1}/${config.images})`);
   });
   logDataset(set);
@@ -127,6 +134,13 @@ async function bench(config: BenchConfig, res: Resources, startedAt: Date): Prom
       dir: path.join(res.work, "set"),
       config,
       res,
+      next: {
+        changed: NEXT_CHANGED,
+        push: async () =>
+          expected(
+            await pushAll(source, planNextRelease(plans, NEXT_CHANGED), path.join(res.work, "layers-v2")),
+          ),
+      },
     })),
   );
 
@@ -176,6 +190,7 @@ async function bench(config: BenchConfig, res: Resources, startedAt: Date): Prom
         ...(row.checks.bundle ? { bundle: plainCheck(row.checks.bundle) } : {}),
       },
       notes: row.notes,
+      ...(row.sizes ? { sizes: row.sizes } : {}),
     })),
     targets: list,
   };
@@ -256,9 +271,10 @@ async function compare(c: Case): Promise<Row[]> {
   }
   logBundle(upload);
   rows.push(upload);
-  if (c.noop) rows.push(...(await packRows(config, out, dir)));
-
   await res.stop(skopeoDest, bundleDest);
+  if (c.noop) rows.push(...(await packRows(c, out, upload.skopeo)));
+  if (c.next) rows.push(await updateRow(c, c.next, out));
+
   await rm(dir, { recursive: true, force: true });
   return rows;
 }
@@ -266,9 +282,11 @@ async function compare(c: Case): Promise<Row[]> {
 /**
  * One-file bundles against plain GNU tar on the same folder: `bundle pack` (index of members
  * first, every member hashed as it goes) vs `tar -cf`, and `bundle unpack` (every member checked
- * against its sha256) vs `tar -xf`. The reference column holds tar's figures.
+ * against its sha256) vs `tar -xf`; the reference column holds tar's figures. Then `bundle
+ * upload` straight out of the archive, against skopeo's upload from its layout.
  */
-async function packRows(config: BenchConfig, out: string, dir: string): Promise<Row[]> {
+async function packRows(c: Case, out: string, skopeoUpload: Measured | null): Promise<Row[]> {
+  const { config, dir, res, images } = c;
   const rows: Row[] = [];
   const archive = path.join(dir, "bundle.tar");
   const plain = path.join(dir, "plain.tar");
@@ -288,7 +306,66 @@ async function packRows(config: BenchConfig, out: string, dir: string): Promise<
   addNote(unpack, "reference column: GNU tar -xf; bundle unpack also checks every member's sha256");
   logBundle(unpack);
   rows.push(unpack);
+  await Promise.all([plain, tarDest, bundleDest].map((p) => rm(p, { recursive: true, force: true })));
+
+  log();
+  log("upload straight out of the archive");
+  const dest = await res.registry();
+  const fromArchive: Row = { id: "upload-archive", step: "upload from the archive", ...empty() };
+  fromArchive.skopeo = skopeoUpload;
+  fromArchive.bundle = await bundle(config, ["upload", archive, "--registry", dest.host]);
+  if (fromArchive.bundle.status === "ok")
+    fromArchive.checks.bundle = await checkRegistry(dest.host, images, (image) =>
+      fullPathMirrorName(image.ref),
+    );
+  addNote(fromArchive, "reference column: skopeo's upload from its OCI layout folder (the upload row)");
+  logBundle(fromArchive);
+  rows.push(fromArchive);
+  await res.stop(dest);
+  await rm(archive, { force: true });
   return rows;
+}
+
+/**
+ * The next release of the set, with `changed` images rebuilt on the same bases: a full prepare
+ * of it (the reference column) against `prepare --since` the bundle the site has, and the sizes
+ * of the two bundles.
+ */
+async function updateRow(c: Case, next: NonNullable<Case["next"]>, out: string): Promise<Row> {
+  const { config, dir } = c;
+  log();
+  log(`update bundle (${next.changed} of ${c.images.length} images changed)`);
+  const images = await next.push();
+  const def = path.join(dir, "def-next", "bundle.yml");
+  await mkdir(path.dirname(def), { recursive: true });
+  await writeFile(def, definition(images));
+  const [full, update] = [path.join(dir, "next-full"), path.join(dir, "next-update")];
+  const row: Row = { id: "update", step: `update bundle (${next.changed} images changed)`, ...empty() };
+  const fullRun = await bundle(config, ["prepare", "-f", def, "-o", full]);
+  if (fullRun.status !== "ok")
+    throw new Error(`full prepare of the next release failed: ${bundleLabel(fullRun)}`);
+  row.skopeo = { seconds: fullRun.seconds, peakMb: fullRun.peakMb };
+  row.bundle = await bundle(config, ["prepare", "-f", def, "-o", update, "--since", out]);
+  if (row.bundle.status === "ok") {
+    const [fullBytes, updateBytes] = [await folderBytes(full), await folderBytes(update)];
+    const share = ((100 * updateBytes) / fullBytes).toFixed(1);
+    addNote(row, `update bundle ${mb(updateBytes)} against a full bundle of ${mb(fullBytes)} (${share} %)`);
+    log(`  full bundle ${mb(fullBytes)}, update bundle ${mb(updateBytes)} (${share} %)`);
+    row.sizes = { fullBytes, updateBytes };
+  }
+  addNote(row, "reference column: a full bundle prepare of the same release");
+  logBundle(row);
+  await Promise.all([full, update].map((p) => rm(p, { recursive: true, force: true })));
+  return row;
+}
+
+/** Bytes of every file under `dir`. */
+async function folderBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) total += (await stat(path.join(entry.parentPath, entry.name))).size;
+  }
+  return total;
 }
 
 async function timed(cmd: string, args: string[]): Promise<Measured> {
