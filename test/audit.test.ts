@@ -14,6 +14,7 @@ import { auditBundle, formatAuditFindings, type AuditFinding } from "../src/audi
 import type { Lock } from "../src/bundle/lock.js";
 import { InputError } from "../src/util/errors.js";
 import { REPO } from "./helpers/cli.js";
+import { openBundle } from "../src/bundle/contents.js";
 
 const FIXTURE = path.join(REPO, "test/fixtures/audit/bundle");
 const SITE = { registryHost: "registry.site.lan:5000", fileserverUrl: "http://files.site.lan:8003" };
@@ -152,11 +153,11 @@ async function addToLock(dir: string, ref: string, mirror: string, digest: strin
 }
 
 test("the fixture bundle: every reach outside the site, by file and line, and nothing else", async (t) => {
-  const findings = await auditBundle(FIXTURE, {});
+  const findings = await auditBundle(await openBundle(FIXTURE), {});
   t.deepEqual(findings.map(where), EXPECTED);
   for (const f of findings) t.true(f.why.length > 20, `${f.file}:${f.line} says why`);
   // Deterministic: the same bundle gives the same list, reasons included.
-  t.deepEqual(await auditBundle(FIXTURE, {}), findings);
+  t.deepEqual(await auditBundle(await openBundle(FIXTURE), {}), findings);
   // For a terminal: `file:line kind text`, the reason indented under it.
   t.is(
     formatAuditFindings(findings.slice(0, 1)),
@@ -167,7 +168,7 @@ test("the fixture bundle: every reach outside the site, by file and line, and no
 });
 
 test("each finding says why, naming the registry, the mirror or the host", async (t) => {
-  const findings = await auditBundle(FIXTURE, SITE);
+  const findings = await auditBundle(await openBundle(FIXTURE), SITE);
   const at = (file: string, line: number) => findings.find((f) => f.file === file && f.line === line)?.why;
   t.is(
     at("charts/demo/templates/grafana.yaml", 29),
@@ -197,11 +198,11 @@ test("each finding says why, naming the registry, the mirror or the host", async
 test("pointed at the file server and the site registry, the bundle reaches nothing outside", async (t) => {
   const dir = await copyFixture(t);
   await pointAtSite(dir);
-  t.deepEqual(await auditBundle(dir, SITE), []);
+  t.deepEqual(await auditBundle(await openBundle(dir), SITE), []);
 
   // The same bundle against another site: what it hard-codes for SITE now reaches outside, while the
   // templates, rendered with this site's values, stay clean.
-  const elsewhere = await auditBundle(dir, {});
+  const elsewhere = await auditBundle(await openBundle(dir), {});
   t.deepEqual(
     elsewhere.map((f) => `${f.file}:${f.line} ${f.kind}`),
     [
@@ -226,7 +227,7 @@ test("an image the bundle carries but names by its upstream reference still reac
   const digest = `sha256:${"4".repeat(64)}`;
   await addToLock(dir, "docker.io/appropriate/curl:latest", "teleinfra/curl:latest", digest);
   const curl = async () =>
-    (await auditBundle(dir, SITE)).filter(
+    (await auditBundle(await openBundle(dir), SITE)).filter(
       (f) => f.file === "charts/demo/templates/grafana.yaml" && f.line === 29,
     );
 
@@ -262,7 +263,9 @@ test("an image the bundle carries but names by its upstream reference still reac
 test("a chart default the override sets is not reported; one it leaves is", async (t) => {
   const dir = await copyFixture(t);
   const defaults = async () =>
-    (await auditBundle(dir, SITE)).filter((f) => f.file === "charts/demo/values.yaml").map(where);
+    (await auditBundle(await openBundle(dir), SITE))
+      .filter((f) => f.file === "charts/demo/values.yaml")
+      .map(where);
   t.deepEqual(await defaults(), [
     { file: "charts/demo/values.yaml", line: 10, kind: "image", text: "redis:4.0" },
   ]);
@@ -295,7 +298,7 @@ test("a chart default the override sets is not reported; one it leaves is", asyn
 test("a template still to render is audited as rendered, in place of the chart file it replaces", async (t) => {
   const dir = await copyFixture(t);
   const about = async (file: string) =>
-    (await auditBundle(dir, SITE)).filter((f) => f.file === file).map(where);
+    (await auditBundle(await openBundle(dir), SITE)).filter((f) => f.file === file).map(where);
   // The chart's own init.sh clones from GitHub, but deploy replaces it with the template's rendering.
   t.deepEqual(await about("charts/demo/files/init.sh"), []);
   t.deepEqual(await about("templates/charts/demo/files/init.sh"), []);
@@ -317,7 +320,7 @@ test("a template still to render is audited as rendered, in place of the chart f
   // Rendered with the bundle's values: {{mirror_host}} comes from templates/values.json.
   await edit(dir, "templates/values.json", "downloads.example.com", "mirror.example.net");
   t.true(
-    (await auditBundle(dir, SITE)).some(
+    (await auditBundle(await openBundle(dir), SITE)).some(
       (f) => f.text === "https://mirror.example.net/plugins.tgz" && f.line === 17,
     ),
   );
@@ -326,7 +329,9 @@ test("a template still to render is audited as rendered, in place of the chart f
 test("archives, what they unpacked to, binaries and docs are not read; text files under files/ are", async (t) => {
   const dir = await copyFixture(t);
   const files = async () =>
-    (await auditBundle(dir, SITE)).filter((f) => f.file.startsWith("files/")).map((f) => f.file);
+    (await auditBundle(await openBundle(dir), SITE))
+      .filter((f) => f.file.startsWith("files/"))
+      .map((f) => f.file);
   t.deepEqual([...new Set(await files())], ["files/setup.sh"]);
   // The same script, not unpacked from an archive, is read.
   await cp(path.join(dir, "files/tools/kit/install.sh"), path.join(dir, "files/tools/install.sh"));
@@ -336,7 +341,7 @@ test("archives, what they unpacked to, binaries and docs are not read; text file
 test("a folder without bundle.lock.json is an input error", async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), "bundle-audit-empty-"));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const err = await t.throwsAsync(auditBundle(dir, {}));
+  const err = await t.throwsAsync(async () => auditBundle(await openBundle(dir), {}));
   t.true(err instanceof InputError);
   t.regex(err?.message ?? "", /bundle\.lock\.json is missing/);
 });

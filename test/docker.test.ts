@@ -20,6 +20,7 @@ import { DockerDaemonSource, DockerDaemonTarget } from "../src/store/docker.js";
 import { CopyEngine } from "../src/copy/engine.js";
 import { loadIntoDocker, type LoadResult } from "../src/stages/load.js";
 import { writeLock, type Lock } from "../src/bundle/lock.js";
+import { packBundle } from "../src/bundle/archive.js";
 import { InputError, WorkError } from "../src/util/errors.js";
 import { sha256Digest } from "../src/oci/types.js";
 
@@ -161,6 +162,34 @@ test.serial(
       ["present", "present", "present", "present"],
     );
     t.deepEqual(events, [], "the daemon saw no load and no tag on the rerun");
+  },
+);
+
+test.serial(
+  "load from a split archive reads it in place: the amd64 image, its diff_ids, its tag",
+  async (t) => {
+    const { registry, dockerd } = env();
+    const img = await pushImage(registry, "testbed/from-archive", "v1", {
+      kind: "oci-index",
+      layers: ["archive-base", "archive-app"],
+      label: "from-archive",
+    });
+    const bundle = await bundleOf("archived", [img]);
+    const lock = { lockVersion: 1, images: [], files: [], templates: [] } as unknown as Lock;
+    await writeLock(bundle, lock);
+    const file = path.join(env().tmp, "archived.tar");
+    const { files } = await packBundle(bundle, file, { splitBytes: 4096 });
+    t.true(files.length > 1, files.join(", "));
+
+    const result = await loadIntoDocker(file, { docker: dockerd.docker, tagAs: "source" });
+    const expected = await bundleConfig(bundle, img.ref, "linux/amd64");
+    t.deepEqual(
+      result.images.map((i) => [i.ref, i.tag, i.platform, i.action, i.imageId]),
+      [[img.ref, img.ref, "linux/amd64", "loaded", expected.configDigest]],
+    );
+    const info = await dockerInspect(img.ref);
+    t.is(info.Id, expected.configDigest);
+    t.deepEqual(info.RootFS.Layers, expected.diffIds);
   },
 );
 

@@ -265,6 +265,13 @@ test("checkSiteHas asks manifests of the manifest holder when there is one", asy
   ]);
 });
 
+/** A bundle folder as verifyLockSignature reads it: the lock's bytes, never parsed. */
+const folder = (dir: string) => ({
+  where: dir,
+  isArchive: false,
+  readFile: (rel: string) => readFile(path.join(dir, rel)),
+});
+
 async function signedBundle(t: { teardown: (fn: () => Promise<void>) => void }) {
   const dir = await tempDir(t);
   await writeLock(dir, nextLock);
@@ -277,7 +284,7 @@ test("a signed lock verifies with its public key", async (t) => {
   const { dir, keys } = await signedBundle(t);
   t.regex(keys.privateKeyPem, /BEGIN PRIVATE KEY/);
   t.regex(keys.publicKeyPem, /BEGIN PUBLIC KEY/);
-  await t.notThrowsAsync(verifyLockSignature(dir, keys.publicKeyPem));
+  await t.notThrowsAsync(verifyLockSignature(folder(dir), keys.publicKeyPem));
   const sig = await readFile(path.join(dir, SIGNATURE_FILE), "utf8");
   t.regex(sig.split("\n")[0] ?? "", /^[A-Za-z0-9+/]{86}==$/);
 });
@@ -288,7 +295,9 @@ test("one flipped byte of the lock makes the signature invalid", async (t) => {
   const bytes = await readFile(file);
   bytes[10] = (bytes[10] ?? 0) ^ 1;
   await writeFile(file, bytes);
-  const err = await t.throwsAsync(verifyLockSignature(dir, keys.publicKeyPem), { instanceOf: WorkError });
+  const err = await t.throwsAsync(verifyLockSignature(folder(dir), keys.publicKeyPem), {
+    instanceOf: WorkError,
+  });
   t.regex(err.message, /is invalid/);
   t.notRegex(err.message, /PRIVATE|PUBLIC KEY/);
 });
@@ -296,14 +305,18 @@ test("one flipped byte of the lock makes the signature invalid", async (t) => {
 test("a signature made by another key is refused as another key's", async (t) => {
   const { dir } = await signedBundle(t);
   const other = generateKeyPair();
-  const err = await t.throwsAsync(verifyLockSignature(dir, other.publicKeyPem), { instanceOf: WorkError });
+  const err = await t.throwsAsync(verifyLockSignature(folder(dir), other.publicKeyPem), {
+    instanceOf: WorkError,
+  });
   t.regex(err.message, /made by another key/);
   t.notRegex(err.message, /BEGIN/);
   // Without the key line, a foreign signature still fails and says so.
   const sigFile = path.join(dir, SIGNATURE_FILE);
   const first = (await readFile(sigFile, "utf8")).split("\n")[0] ?? "";
   await writeFile(sigFile, `${first}\n`);
-  const bare = await t.throwsAsync(verifyLockSignature(dir, other.publicKeyPem), { instanceOf: WorkError });
+  const bare = await t.throwsAsync(verifyLockSignature(folder(dir), other.publicKeyPem), {
+    instanceOf: WorkError,
+  });
   t.regex(bare.message, /another key signed it/);
 });
 
@@ -311,12 +324,12 @@ test("a missing or malformed signature says so", async (t) => {
   const { dir, keys } = await signedBundle(t);
   const sigFile = path.join(dir, SIGNATURE_FILE);
   await writeFile(sigFile, "not a signature\n");
-  await t.throwsAsync(verifyLockSignature(dir, keys.publicKeyPem), {
+  await t.throwsAsync(verifyLockSignature(folder(dir), keys.publicKeyPem), {
     instanceOf: WorkError,
     message: /is invalid/,
   });
   await rm(sigFile);
-  await t.throwsAsync(verifyLockSignature(dir, keys.publicKeyPem), {
+  await t.throwsAsync(verifyLockSignature(folder(dir), keys.publicKeyPem), {
     instanceOf: WorkError,
     message: /is missing/,
   });
@@ -325,7 +338,7 @@ test("a missing or malformed signature says so", async (t) => {
 test("applyUpdate drops a signature the lock change made stale", async (t) => {
   const { dir, keys } = await signedBundle(t);
   await applyUpdate(dir, planUpdate(nextLock, oldLock));
-  await t.throwsAsync(verifyLockSignature(dir, keys.publicKeyPem), { message: /is missing/ });
+  await t.throwsAsync(verifyLockSignature(folder(dir), keys.publicKeyPem), { message: /is missing/ });
   await signLock(dir, keys.privateKeyPem);
-  await t.notThrowsAsync(verifyLockSignature(dir, keys.publicKeyPem));
+  await t.notThrowsAsync(verifyLockSignature(folder(dir), keys.publicKeyPem));
 });

@@ -17,6 +17,7 @@ import type { Lock } from "../src/bundle/lock.js";
 import { formatVerify, verifyBundle } from "../src/stages/verify.js";
 import { formatInspect, inspectBundle } from "../src/stages/inspect.js";
 import { standardImageLines } from "./helpers/bundles.js";
+import { openBundle } from "../src/bundle/contents.js";
 
 const tool = randomBytes(30_000);
 const toolSha = createHash("sha256").update(tool).digest("hex");
@@ -98,7 +99,7 @@ const blobFile = (dir: string, digest: string) =>
 
 test("a fresh bundle verifies, with every blob and file counted once", async (t) => {
   const { dir, lock, images } = await copyBundle();
-  const report = await verifyBundle(dir);
+  const report = await verifyBundle(await openBundle(dir));
   t.deepEqual(report.problems, []);
   t.true(report.ok);
 
@@ -129,7 +130,7 @@ test("one flipped byte in a shared layer is a mismatch naming the blob and every
   bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)] ?? 0) ^ 0xff;
   await writeFile(file, bytes);
 
-  const report = await verifyBundle(dir);
+  const report = await verifyBundle(await openBundle(dir));
   t.false(report.ok);
   t.is(report.problems.length, 1, JSON.stringify(report.problems));
   const p = report.problems[0];
@@ -153,7 +154,7 @@ test("a truncated file under files/ is a mismatch naming its path with expected 
   t.truthy(entry);
   await truncate(path.join(dir, "files", "tool-1.0.tgz"), 1000);
 
-  const report = await verifyBundle(dir);
+  const report = await verifyBundle(await openBundle(dir));
   t.false(report.ok);
   t.is(report.problems.length, 1, JSON.stringify(report.problems));
   t.is(report.problems[0]?.kind, "mismatch");
@@ -168,7 +169,7 @@ test("a deleted platform manifest is missing, named with its image and platform"
   t.truthy(arm);
   await rm(blobFile(dir, arm?.digest ?? ""));
 
-  const report = await verifyBundle(dir);
+  const report = await verifyBundle(await openBundle(dir));
   t.false(report.ok);
   t.is(report.problems.length, 1, JSON.stringify(report.problems));
   const p = report.problems[0];
@@ -188,7 +189,7 @@ test("a stray file under files/ and an unused blob are extra; work folders are i
   await mkdir(path.join(dir, "deploy"), { recursive: true });
   await writeFile(path.join(dir, "deploy", "values.yaml"), "x: 1\n");
 
-  const report = await verifyBundle(dir);
+  const report = await verifyBundle(await openBundle(dir));
   t.false(report.ok);
   t.deepEqual(
     report.problems.map((p) => [p.kind, p.item]),
@@ -213,7 +214,7 @@ test("a lock entry whose index.json names another digest is a mismatch of the im
   await writeFile(indexFile, JSON.stringify(index));
   await appendFile(path.join(dir, "templates", "files", "init.sh"), "# edited\n");
 
-  const report = await verifyBundle(dir);
+  const report = await verifyBundle(await openBundle(dir));
   t.deepEqual(
     report.problems.map((p) => [p.kind, p.item]),
     [
@@ -226,7 +227,7 @@ test("a lock entry whose index.json names another digest is a mismatch of the im
 
 test("inspect lists images, platforms, sizes and what sharing the base layer saves", async (t) => {
   const { dir, lock, images } = await copyBundle();
-  const report = await inspectBundle(dir);
+  const report = await inspectBundle(await openBundle(dir));
   t.is(report.name, "vi-demo");
   const all = [images.ociIndex, images.dockerList, images.singleOci, images.singleDocker];
   const size = (i: (typeof all)[number]) => i.blobs.reduce((s, b) => s + b.size, 0);

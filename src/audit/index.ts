@@ -6,9 +6,9 @@
  * site's), and the text files under files/ (not archives: the source code inside them is full of
  * URLs that nothing fetches at install time).
  */
-import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
-import { readLock, type Lock } from "../bundle/lock.js";
+import type { Lock } from "../bundle/lock.js";
+import type { BundleContents } from "../bundle/contents.js";
 import { parseDestPath, type Values } from "../config/model.js";
 import { mergeValues, siteValues } from "../config/values.js";
 import { renderTemplate } from "../templates/render.js";
@@ -60,15 +60,15 @@ const SKIPPED_DIRS = new Set([".git", ".partial"]);
 const VALUES_EXT = /\.(?:ya?ml|json)$/i;
 const CHART_DEFAULTS = /^charts\/[^/]+\/values\.ya?ml$/;
 
-/** Everything in the bundle at `dir` that would reach outside the site, sorted by file and line. */
-export async function auditBundle(dir: string, opts: AuditOptions = {}): Promise<AuditFinding[]> {
-  const lock = await readLock(dir);
+/** Everything in the bundle (folder or archive) that would reach outside the site, sorted by file and line. */
+export async function auditBundle(bundle: BundleContents, opts: AuditOptions = {}): Promise<AuditFinding[]> {
+  const lock = bundle.lock;
   const site = makeSite(opts);
   const judge = new ImageJudge(lock, site);
   const sources = [
-    ...(await renderPending(dir, lock, site)),
-    ...(await readTree(dir, "charts", pendingDests(lock))),
-    ...(await readTree(dir, "files", pendingDests(lock))),
+    ...(await renderPending(bundle, site)),
+    ...(await readTree(bundle, "charts", pendingDests(lock))),
+    ...(await readTree(bundle, "files", pendingDests(lock))),
   ];
 
   const parsed = new Map<Source, ValuesFile | undefined>();
@@ -144,15 +144,12 @@ function pendingDests(lock: Lock): Set<string> {
 }
 
 /** Templates still to render, rendered as upload and deploy would: the bundle's values, then the site's. */
-async function renderPending(dir: string, lock: Lock, site: Site): Promise<Source[]> {
+async function renderPending(bundle: BundleContents, site: Site): Promise<Source[]> {
+  const lock = bundle.lock;
   if (lock.templates.length === 0) return [];
-  const recorded = await readFile(path.join(dir, lock.values), "utf8").then(
-    (text) => JSON.parse(text) as Values,
-    (err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT") return {} as Values;
-      throw err;
-    },
-  );
+  const recorded = (await bundle.stat(lock.values))
+    ? (JSON.parse((await bundle.readFile(lock.values)).toString("utf8")) as Values)
+    : {};
   const values = mergeValues(
     recorded,
     siteValues({ bundleName: lock.name, registryHost: site.registryHost, fileserverUrl: site.fileserverUrl }),
@@ -161,11 +158,9 @@ async function renderPending(dir: string, lock: Lock, site: Site): Promise<Sourc
   for (const t of lock.templates) {
     let text: string;
     try {
-      text = await readFile(path.join(dir, t.source), "utf8");
+      text = (await bundle.readFile(t.source)).toString("utf8");
     } catch {
-      throw new InputError(
-        `${path.join(dir, t.source)}: the template for ${t.dest} is missing from the bundle`,
-      );
+      throw new InputError(`${t.source}: the template for ${t.dest} is missing from ${bundle.where}`);
     }
     const rendered = renderTemplate(
       { syntax: t.syntax, text, origin: t.origin, dest: parseDestPath(t.dest) },
@@ -177,36 +172,18 @@ async function renderPending(dir: string, lock: Lock, site: Site): Promise<Sourc
 }
 
 /** The text files under `top` (charts or files), minus archives, what they unpacked to, docs and binaries. */
-async function readTree(dir: string, top: string, replaced: Set<string>): Promise<Source[]> {
-  const rels = await walk(dir, top);
+async function readTree(bundle: BundleContents, top: string, replaced: Set<string>): Promise<Source[]> {
+  const rels = (await bundle.list(top)).filter((r) => !r.split("/").some((s) => SKIPPED_DIRS.has(s)));
   const extractedDirs = rels.filter((r) => EXTRACTED.test(r)).map((r) => `${r.replace(EXTRACTED, "")}/`);
   const out: Source[] = [];
   for (const rel of rels) {
     if (replaced.has(rel) || ARCHIVE.test(rel) || DOCS.test(path.posix.basename(rel))) continue;
     if (top === "files" && extractedDirs.some((d) => rel.startsWith(d))) continue;
-    const buf = await readFile(path.join(dir, rel));
+    const size = (await bundle.stat(rel))?.size ?? 0;
+    if (size > MAX_TEXT_BYTES) continue;
+    const buf = await bundle.readFile(rel);
     if (buf.length > MAX_TEXT_BYTES || buf.subarray(0, 8192).includes(0)) continue;
     out.push({ file: rel, as: rel, text: buf.toString("utf8") });
-  }
-  return out;
-}
-
-/** Regular files under `dir/rel`, as sorted bundle paths; symbolic links are not followed. */
-async function walk(dir: string, rel: string): Promise<string[]> {
-  const entries = await readdir(path.join(dir, rel), { withFileTypes: true }).catch(
-    (err: NodeJS.ErrnoException) => {
-      if (err.code === "ENOENT" || err.code === "ENOTDIR") return [];
-      throw err;
-    },
-  );
-  const out: string[] = [];
-  for (const e of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-    const child = `${rel}/${e.name}`;
-    if (e.isDirectory()) {
-      if (!SKIPPED_DIRS.has(e.name)) out.push(...(await walk(dir, child)));
-    } else if (e.isFile()) {
-      out.push(child);
-    }
   }
   return out;
 }

@@ -11,11 +11,10 @@
  * into `FILE.partial` (or `FILE.NNN.partial`) and renamed when whole.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, type Stats } from "node:fs";
+import { createReadStream, type Stats } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { Header, Pax } from "tar";
 import { LOCK_FILE, LOCK_VERSION, readLock, type Lock } from "./lock.js";
 import { InputError, WorkError } from "../util/errors.js";
@@ -46,6 +45,11 @@ export interface ArchiveIndex {
   totalBytes: number;
 }
 
+export interface ReadOptions {
+  start?: number;
+  check?: boolean;
+}
+
 export interface BundleArchive {
   /** The archive as named (`FILE`, even when it is split into `FILE.000`, …). */
   readonly file: string;
@@ -54,9 +58,10 @@ export interface BundleArchive {
   /**
    * A member's bytes, streamed from its offset (across split parts). When its sha256 is known the
    * stream fails at the end, naming the member, if the bytes do not match. `start` skips bytes
-   * (they are still hashed, so the check holds).
+   * (they are still hashed, so the check holds). `check: false` leaves the hashing to a caller
+   * that hashes the bytes itself (verify), so they are not hashed twice.
    */
-  read(memberPath: string, opts?: { start?: number }): Readable;
+  read(memberPath: string, opts?: ReadOptions): Readable;
   has(memberPath: string): boolean;
   member(memberPath: string): Member | undefined;
   close(): Promise<void>;
@@ -397,10 +402,11 @@ export async function openArchive(file: string): Promise<BundleArchive> {
   if (available < index.totalBytes)
     throw new WorkError(`${file} is truncated: ${index.totalBytes} bytes expected, ${available} found`);
 
-  const read = (memberPath: string, opts: { start?: number } = {}): Readable => {
+  const read = (memberPath: string, opts: ReadOptions = {}): Readable => {
     const m = members.get(memberPath);
     if (!m) throw new WorkError(`${file} holds no member ${memberPath}`);
-    return Readable.from(checkedRange(file, parts, m, opts.start ?? 0), { objectMode: false });
+    const checked = opts.check === false ? { ...m, sha256: undefined } : m;
+    return Readable.from(checkedRange(file, parts, checked, opts.start ?? 0), { objectMode: false });
   };
   const lockMember = members.get(LOCK_FILE);
   if (!lockMember) throw new InputError(`${file} holds no ${LOCK_FILE}: it is not a prepared bundle`);
@@ -419,7 +425,12 @@ export async function openArchive(file: string): Promise<BundleArchive> {
   };
 }
 
-async function* checkedRange(file: string, parts: Part[], m: Member, start: number): AsyncGenerator<Buffer> {
+async function* checkedRange(
+  file: string,
+  parts: Part[],
+  m: Omit<Member, "sha256"> & { sha256?: string | undefined },
+  start: number,
+): AsyncGenerator<Buffer> {
   const hash = m.sha256 ? createHash("sha256") : undefined;
   // Without a known sha256 there is nothing to check: skip straight to `start`.
   let pos = hash ? 0 : start;
@@ -459,68 +470,4 @@ async function collect(stream: Readable): Promise<Buffer> {
 /** A member's whole bytes, checked; for small members (index.json, manifests, the lock). */
 export function readMember(archive: BundleArchive, memberPath: string): Promise<Buffer> {
   return collect(archive.read(memberPath));
-}
-
-/**
- * Extracts an archive into the folder `dir`, each file streamed to a temporary name, checked
- * when its sha256 is known, then renamed. The lock is written last: a folder cut short by a
- * failure is not taken for a bundle.
- */
-export async function unpackBundle(file: string, dir: string): Promise<{ files: number; bytes: number }> {
-  const archive = await openArchive(file);
-  try {
-    let bytes = 0;
-    const order = [
-      ...archive.index.filter((m) => m.path !== LOCK_FILE),
-      ...archive.index.filter((m) => m.path === LOCK_FILE),
-    ];
-    for (const m of order) {
-      const dest = path.join(dir, ...m.path.split("/"));
-      await mkdir(path.dirname(dest), { recursive: true });
-      const tmp = `${dest}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-      try {
-        await pipeline(
-          archive.read(m.path),
-          createWriteStream(tmp, { mode: m.mode || 0o644, highWaterMark: WRITE_BUFFER }),
-        );
-        await rename(tmp, dest);
-      } catch (err) {
-        await rm(tmp, { force: true });
-        throw err;
-      }
-      bytes += m.size;
-    }
-    return { files: order.length, bytes };
-  } finally {
-    await archive.close();
-  }
-}
-
-export interface ArchiveProblem {
-  member: string;
-  detail: string;
-}
-
-/**
- * Reads every member of an archive, checking each sha256 it knows (every blob, file and
- * template), and names each member that is damaged. Pair with the lock checks of `verify`.
- */
-export async function verifyArchive(
-  file: string,
-): Promise<{ ok: boolean; checked: number; problems: ArchiveProblem[] }> {
-  const archive = await openArchive(file);
-  const problems: ArchiveProblem[] = [];
-  let checked = 0;
-  for (const m of archive.index) {
-    try {
-      for await (const _ of archive.read(m.path)) {
-        // drained for the check
-      }
-      checked++;
-    } catch (err) {
-      problems.push({ member: m.path, detail: err instanceof Error ? err.message : String(err) });
-    }
-  }
-  await archive.close();
-  return { ok: problems.length === 0, checked, problems };
 }

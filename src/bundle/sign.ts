@@ -17,6 +17,7 @@ import path from "node:path";
 import { LOCK_FILE } from "./lock.js";
 import { writeAtomic } from "../store/layout.js";
 import { InputError, WorkError } from "../util/errors.js";
+import type { BundleContents } from "./contents.js";
 
 export const SIGNATURE_FILE = `${LOCK_FILE}.sig`;
 
@@ -93,19 +94,25 @@ export async function signLock(dir: string, privateKeyPem: string): Promise<void
 }
 
 /**
- * Checks `bundle.lock.json.sig` against `publicKeyPem`. Throws a WorkError that says whether the
- * signature is missing, malformed, made by another key, or does not match the lock's bytes.
+ * Checks `bundle.lock.json.sig` of a bundle folder or archive against `publicKeyPem`. Throws a
+ * WorkError that says whether the signature is missing, malformed, made by another key, or does
+ * not match the lock's bytes.
  */
-export async function verifyLockSignature(dir: string, publicKeyPem: string): Promise<void> {
+export async function verifyLockSignature(
+  bundle: Pick<BundleContents, "where" | "isArchive" | "readFile">,
+  publicKeyPem: string,
+): Promise<void> {
   const key = publicKey(publicKeyPem);
   const expected = keyIdOf(key);
-  const sigFile = path.join(dir, SIGNATURE_FILE);
-  let text: string;
-  try {
-    text = await readFile(sigFile, "utf8");
-  } catch {
-    throw new WorkError(`${sigFile} is missing: the bundle is not signed`);
-  }
+  const sigFile = bundle.isArchive
+    ? `${SIGNATURE_FILE} in ${bundle.where}`
+    : path.join(bundle.where, SIGNATURE_FILE);
+  const text = await bundle.readFile(SIGNATURE_FILE).then(
+    (b) => b.toString("utf8"),
+    () => {
+      throw new WorkError(`${sigFile} is missing: the bundle is not signed`);
+    },
+  );
   const [first = "", ...rest] = text.split("\n").map((l) => l.trim());
   const signature = Buffer.from(first, "base64");
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(first) || signature.length !== 64) {
@@ -120,7 +127,7 @@ export async function verifyLockSignature(dir: string, publicKeyPem: string): Pr
       `${sigFile} was made by another key (${signer}), not the given public key (${expected})`,
     );
   }
-  const bytes = await readLockBytes(dir);
+  const bytes = await bundle.readFile(LOCK_FILE);
   if (verify(null, bytes, key, signature)) return;
   throw new WorkError(
     signer

@@ -14,10 +14,11 @@ import { InputError } from "../util/errors.js";
 import type { ImageItem } from "../config/model.js";
 import type { Output } from "./output.js";
 import path from "node:path";
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { readFile, rm, stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import os from "node:os";
 import type { DockerDaemonSource } from "../store/docker.js";
+import type { BundleContents } from "../bundle/contents.js";
 import { registryAccess, type RegistryFlags } from "./registries.js";
 import { firstLine } from "./progress.js";
 
@@ -215,14 +216,14 @@ async function fileServer(flags: {
   });
 }
 
-export async function uploadCommand(dir: string, flags: UploadFlags, out: Output): Promise<void> {
-  await checkSignature(dir, flags.publicKey, out);
-  const lock = await readLock(dir);
+export async function uploadCommand(bundle: BundleContents, flags: UploadFlags, out: Output): Promise<void> {
+  await checkSignature(bundle, flags.publicKey, out);
+  const lock = bundle.lock;
   const host = flags.registry ? resolveEndpoint(flags.registry).host : undefined;
   const access = flags.registry ? await registryAccess(flags, [flags.registry], retryLogger(out)) : undefined;
   const fileserver = await fileServer(flags);
   const result = await upload({
-    dir,
+    bundle,
     ...(host ? { registryHost: host } : {}),
     ...(access && flags.registry ? { target: access.store(flags.registry) } : {}),
     ...(fileserver && flags.fileserver ? { fileserver, fileserverUrl: flags.fileserver } : {}),
@@ -282,12 +283,12 @@ export interface DeployFlags extends RegistryFlags, ValueFlags {
   workDir?: string;
 }
 
-export async function deployCommand(dir: string, flags: DeployFlags, out: Output): Promise<void> {
+export async function deployCommand(bundle: BundleContents, flags: DeployFlags, out: Output): Promise<void> {
   const access = await registryAccess(flags, [flags.registry], retryLogger(out));
   const fileserver = await fileServer(flags);
   const { deploy, shellQuote } = await import("../stages/deploy.js");
   const result = await deploy({
-    dir,
+    bundle,
     registryHost: resolveEndpoint(flags.registry).host,
     registry: access.store(flags.registry),
     fileserver: fileserver as NonNullable<typeof fileserver>,
@@ -315,12 +316,12 @@ export async function deployCommand(dir: string, flags: DeployFlags, out: Output
 }
 
 export async function auditCommand(
-  dir: string,
+  bundle: BundleContents,
   flags: { registry?: string; fileserver?: string },
   out: Output,
 ) {
   const { auditBundle, formatAuditFindings } = await import("../audit/index.js");
-  const findings = await auditBundle(dir, {
+  const findings = await auditBundle(bundle, {
     ...(flags.registry ? { registryHost: resolveEndpoint(flags.registry).host } : {}),
     ...(flags.fileserver ? { fileserverUrl: flags.fileserver } : {}),
   });
@@ -369,10 +370,14 @@ export async function imagesCommand(
 }
 
 /** With a public key, a lock not signed by it stops the command (exit 1) before anything else. */
-async function checkSignature(dir: string, publicKeyFile: string | undefined, out: Output): Promise<void> {
+async function checkSignature(
+  bundle: BundleContents,
+  publicKeyFile: string | undefined,
+  out: Output,
+): Promise<void> {
   if (!publicKeyFile) return;
   const { verifyLockSignature } = await import("../bundle/sign.js");
-  await verifyLockSignature(dir, await readKeyFile(publicKeyFile, "--public-key"));
+  await verifyLockSignature(bundle, await readKeyFile(publicKeyFile, "--public-key"));
   out.info(`the lock's signature verifies with ${publicKeyFile}`);
 }
 
@@ -383,40 +388,31 @@ async function readKeyFile(file: string, flag: string): Promise<string> {
 }
 
 /** Exit 1 when anything is missing, corrupt or extra. */
-export async function verifyCommand(dir: string, flags: { publicKey?: string }, out: Output): Promise<void> {
-  await checkSignature(dir, flags.publicKey, out);
+export async function verifyCommand(
+  bundle: BundleContents,
+  flags: { publicKey?: string },
+  out: Output,
+): Promise<void> {
+  await checkSignature(bundle, flags.publicKey, out);
   const { verifyBundle, formatVerify } = await import("../stages/verify.js");
-  const report = await verifyBundle(dir);
+  const report = await verifyBundle(bundle);
   out.result(report, () => formatVerify(report));
   if (!report.ok) process.exitCode = 1;
 }
 
-export async function inspectCommand(dir: string, out: Output): Promise<void> {
+export async function inspectCommand(bundle: BundleContents, out: Output): Promise<void> {
   const { inspectBundle, formatInspect } = await import("../stages/inspect.js");
-  const report = await inspectBundle(dir);
+  const report = await inspectBundle(bundle);
   out.result(report, () => formatInspect(report));
 }
 
 /**
- * Every command that takes a bundle folder takes a one-file archive too. This version unpacks
- * the archive into a temporary folder first (each member checked against its sha256) and runs
- * the command there; the folder is removed afterwards.
+ * Every command that takes a bundle folder takes a one-file archive too (whole or split), and
+ * reads it in place: members are streamed from their offsets, nothing is unpacked to disk.
  */
-export async function withBundle(
-  arg: string,
-  out: Output,
-  run: (dir: string, fromArchive: boolean) => Promise<void>,
-): Promise<void> {
-  const { isArchive, unpackBundle } = await import("../bundle/archive.js");
-  if (!(await isArchive(arg))) return run(arg, false);
-  const tmp = await mkdtemp(path.join(process.env.BUNDLE_TMPDIR ?? os.tmpdir(), "bundle-unpacked-"));
-  try {
-    out.info(`unpacking ${arg} into ${tmp}`);
-    await unpackBundle(arg, tmp);
-    await run(tmp, true);
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-  }
+export async function withBundle(arg: string, run: (bundle: BundleContents) => Promise<void>): Promise<void> {
+  const { openBundle } = await import("../bundle/contents.js");
+  await run(await openBundle(arg));
 }
 
 export async function packCommand(dir: string, file: string, flags: { split?: string }, out: Output) {
@@ -430,7 +426,7 @@ export async function packCommand(dir: string, file: string, flags: { split?: st
 }
 
 export async function unpackCommand(file: string, dir: string, out: Output) {
-  const { unpackBundle } = await import("../bundle/archive.js");
+  const { unpackBundle } = await import("../bundle/contents.js");
   const result = await unpackBundle(file, dir);
   out.result({ ok: true, ...result }, () => [
     `${file} unpacked into ${dir} (${result.files} files, ${formatBytes(result.bytes)})`,

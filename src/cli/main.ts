@@ -122,7 +122,7 @@ export function buildProgram(out: () => Output): Command {
   );
   upload.action(async (dir: string, opts: UploadFlags) => {
     const { uploadCommand, withBundle } = await import("./commands.js");
-    await withBundle(dir, out(), (d) => uploadCommand(d, opts, out()));
+    await withBundle(dir, (bundle) => uploadCommand(bundle, opts, out()));
   });
 
   const deploy = program
@@ -139,7 +139,10 @@ export function buildProgram(out: () => Output): Command {
     .option("--kubeconfig <FILE>", "passed to helm")
     .option("--atomic", "passed to helm: roll back a failed release")
     .option("--timeout <DURATION>", "passed to helm --timeout", "10m")
-    .option("--work-dir <DIR>", "where the final charts and values files go (default DIR/deploy)");
+    .option(
+      "--work-dir <DIR>",
+      "where the final charts and values files go (default DIR/deploy; ./bundle-deploy for an archive)",
+    );
   withValues(withRegistryAccess(deploy));
   example(
     deploy,
@@ -147,14 +150,7 @@ export function buildProgram(out: () => Output): Command {
   );
   deploy.action(async (dir: string, opts: DeployFlags) => {
     const { deployCommand, withBundle } = await import("./commands.js");
-    // From an archive the bundle folder is temporary: the final values files go to ./bundle-deploy.
-    await withBundle(dir, out(), (d, fromArchive) =>
-      deployCommand(
-        d,
-        { ...opts, ...(fromArchive && !opts.workDir ? { workDir: "bundle-deploy" } : {}) },
-        out(),
-      ),
-    );
+    await withBundle(dir, (bundle) => deployCommand(bundle, opts, out()));
   });
 
   const serve = program
@@ -181,7 +177,7 @@ export function buildProgram(out: () => Output): Command {
     .description(
       "single hosts without a registry: load a bundle's images for this machine's platform into the Docker daemon",
     )
-    .argument("<DIR>", "a prepared bundle")
+    .argument("<DIR>", "a prepared bundle (folder or archive)")
     .option("--docker", "load into the Docker daemon (DOCKER_HOST, else /var/run/docker.sock)")
     .option("--image <REF>", "load only this image (repeatable), e.g. redis:4.0", collect)
     .option(
@@ -199,8 +195,8 @@ export function buildProgram(out: () => Output): Command {
     "bundle load ./bundle-out/openwhisk --docker --tag-as mirror --registry 10.0.0.5:5000",
   );
   load.action(async (dir: string, opts: LoadFlags) => {
-    const { loadCommand, withBundle } = await import("./commands.js");
-    await withBundle(dir, out(), (d) => loadCommand(d, opts, out()));
+    const { loadCommand } = await import("./commands.js");
+    await loadCommand(dir, opts, out());
   });
 
   const verify = program
@@ -215,7 +211,7 @@ export function buildProgram(out: () => Output): Command {
   );
   verify.action(async (dir: string, opts: { publicKey?: string }) => {
     const { verifyCommand, withBundle } = await import("./commands.js");
-    await withBundle(dir, out(), (d) => verifyCommand(d, opts, out()));
+    await withBundle(dir, (bundle) => verifyCommand(bundle, opts, out()));
   });
 
   const inspect = program
@@ -225,7 +221,7 @@ export function buildProgram(out: () => Output): Command {
   example(inspect, "bundle inspect ./bundle-out/openwhisk --json");
   inspect.action(async (dir: string) => {
     const { inspectCommand, withBundle } = await import("./commands.js");
-    await withBundle(dir, out(), (d) => inspectCommand(d, out()));
+    await withBundle(dir, (bundle) => inspectCommand(bundle, out()));
   });
 
   const images = program
@@ -258,7 +254,7 @@ export function buildProgram(out: () => Output): Command {
   );
   audit.action(async (dir: string, opts: { registry?: string; fileserver?: string }) => {
     const { auditCommand, withBundle } = await import("./commands.js");
-    await withBundle(dir, out(), (d) => auditCommand(d, opts, out()));
+    await withBundle(dir, (bundle) => auditCommand(bundle, opts, out()));
   });
 
   const pack = program

@@ -7,6 +7,7 @@
  */
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import type { Readable } from "node:stream";
 import type { Method, Response } from "got";
 import { BundleError, InputError, WorkError } from "../util/errors.js";
 import { TransientError, withRetry, type RetryOptions } from "../util/retry.js";
@@ -29,6 +30,15 @@ export interface FileServerClientOptions {
   caFile?: string;
   retry?: RetryOptions;
   timeouts?: HttpTimeouts;
+}
+
+/**
+ * Bytes to upload that need not be a file of their own: a member of a bundle archive, a template
+ * rendered in memory. `open` is called again for each attempt.
+ */
+export interface FileBody {
+  size: number;
+  open(): Readable;
 }
 
 /** A file the server holds, as `GET /_list/<bundle>` tells. */
@@ -86,25 +96,26 @@ export class FileServerClient {
   }
 
   /**
-   * Uploads the local `file` as the bundle's `path`, declaring its sha256: the server keeps it
-   * only if the bytes match. `onBytes` gets each increment sent; when a failed attempt is
+   * Uploads `source` (a local file's path, or a body) as the bundle's `path`, declaring its
+   * sha256: the server keeps it only if the bytes match. `onBytes` gets each increment sent; when a failed attempt is
    * retried it first gets minus what that attempt had sent, so a running total stays right.
    */
   async put(
     bundle: string,
     path: string,
-    file: string,
+    source: string | FileBody,
     sha256: string,
     onBytes?: (n: number) => void,
   ): Promise<void> {
-    if (!SHA256_HEX.test(sha256)) throw new InputError(`${file}: "${sha256}" is not a sha256 in hex`);
     const url = this.url(bundle, path);
-    const size = await fileSize(file);
+    if (!SHA256_HEX.test(sha256)) throw new InputError(`${url}: "${sha256}" is not a sha256 in hex`);
+    const body = typeof source === "string" ? await fileBody(source) : source;
+    const size = body.size;
     let sent = 0;
     const res = await this.retrying(`PUT ${url}`, () => {
       if (sent > 0) onBytes?.(-sent);
       sent = 0;
-      return this.send(url, file, size, sha256, (transferred) => {
+      return this.send(url, body, sha256, (transferred) => {
         onBytes?.(transferred - sent);
         sent = transferred;
       });
@@ -119,18 +130,17 @@ export class FileServerClient {
 
   private send(
     url: string,
-    file: string,
-    size: number,
+    body: FileBody,
     sha256: string,
     progress: (sent: number) => void,
   ): Promise<Response<Buffer>> {
     const request = this.http.got(url, {
       method: "PUT",
-      body: createReadStream(file),
+      body: body.open(),
       headers: {
         ...this.authorization(),
         "content-type": "application/octet-stream",
-        "content-length": String(size),
+        "content-length": String(body.size),
         "x-checksum-sha256": sha256,
       },
       responseType: "buffer",
@@ -196,9 +206,10 @@ function encodeSegments(...parts: string[]): string {
   return segments.map(encodeURIComponent).join("/");
 }
 
-async function fileSize(file: string): Promise<number> {
+async function fileBody(file: string): Promise<FileBody> {
   try {
-    return (await stat(file)).size;
+    const { size } = await stat(file);
+    return { size, open: () => createReadStream(file) };
   } catch (err) {
     throw new WorkError(`${file}: cannot read the file to upload (${(err as NodeJS.ErrnoException).code})`);
   }

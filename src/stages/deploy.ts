@@ -5,10 +5,10 @@
  * surfaced. `--dry-run` prints the commands and writes the final values files instead.
  */
 import { spawn } from "node:child_process";
-import { access, chmod, constants, cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import os from "node:os";
+import { access, chmod, constants, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { LOCK_FILE, readLock, type Lock, type LockRelease } from "../bundle/lock.js";
+import { LOCK_FILE, type Lock, type LockRelease } from "../bundle/lock.js";
+import { extractFile, extractFolder, type BundleContents } from "../bundle/contents.js";
 import type { Definition, Values } from "../config/model.js";
 import { parseImageRef } from "../config/imageRef.js";
 import { parseMirror } from "../config/mirror.js";
@@ -34,7 +34,8 @@ export interface GeneratedOverrides {
 }
 
 export interface DeployOptions {
-  dir: string;
+  /** The bundle, a folder or an archive: only its charts (and a carried helm) are copied out. */
+  bundle: BundleContents;
   registryHost: string;
   /** The site's registry, asked for every image's digest. */
   registry: ImageSource;
@@ -47,7 +48,7 @@ export interface DeployOptions {
   kubeconfig?: string;
   atomic?: boolean;
   timeout: string;
-  /** Where the final charts and values files go; default `<DIR>/deploy`. */
+  /** Where the final charts and values files go; default `<DIR>/deploy`, `./bundle-deploy` for an archive. */
   workDir?: string;
   overrides?: OverrideMaker;
   out: Output;
@@ -62,10 +63,11 @@ export interface DeployedRelease {
 }
 
 export async function deploy(opts: DeployOptions): Promise<{ lock: Lock; releases: DeployedRelease[] }> {
-  const lock = await readLock(opts.dir);
-  const values = await bundleValues(lock, opts);
-  const helm = await preflight(lock, values, opts);
-  const workDir = path.resolve(opts.workDir ?? path.join(opts.dir, "deploy"));
+  const bundle = opts.bundle;
+  const lock = bundle.lock;
+  const values = await bundleValues(bundle, opts);
+  const workDir = path.resolve(opts.workDir ?? defaultWorkDir(bundle));
+  const helm = await preflight(lock, values, workDir, opts);
   const releases: DeployedRelease[] = [];
   for (const release of lock.releases) {
     const prepared = await prepareRelease(lock, release, values, path.join(workDir, release.name), opts);
@@ -82,13 +84,20 @@ export async function deploy(opts: DeployOptions): Promise<{ lock: Lock; release
   return { lock, releases };
 }
 
+/** A folder's own `deploy/`; an archive is not written to, so `./bundle-deploy`. */
+function defaultWorkDir(bundle: BundleContents): string {
+  return bundle.isArchive ? "bundle-deploy" : path.join(bundle.where, "deploy");
+}
+
 /** Everything that must hold before helm runs, listed together; returns the helm to run. */
-async function preflight(lock: Lock, values: Values, opts: DeployOptions): Promise<string> {
+async function preflight(lock: Lock, values: Values, workDir: string, opts: DeployOptions): Promise<string> {
   const problems: string[] = [];
-  const helm = await findHelm(lock, opts).catch((err: Error) => (problems.push(err.message), "helm"));
+  const helm = await findHelm(lock, workDir, opts).catch(
+    (err: Error) => (problems.push(err.message), "helm"),
+  );
   problems.push(...(await missingImages(lock, opts)), ...(await missingFiles(lock, values, opts)));
   for (const t of lock.templates) {
-    await renderLockTemplate(t, opts.dir, values).catch((err: Error) => problems.push(err.message));
+    await renderLockTemplate(t, opts.bundle, values).catch((err: Error) => problems.push(err.message));
   }
   if (problems.length > 0) {
     throw new WorkError(
@@ -113,28 +122,24 @@ async function missingImages(lock: Lock, opts: DeployOptions): Promise<string[]>
 }
 
 async function missingFiles(lock: Lock, values: Values, opts: DeployOptions): Promise<string[]> {
-  const work = await mkdtemp(path.join(os.tmpdir(), "bundle-deploy-"));
-  try {
-    const planned = await plannedFiles(lock, opts.dir, values, work).catch((err: Error) => err);
-    if (planned instanceof Error) return [planned.message];
-    const remote = new Map((await opts.fileserver.list(lock.name)).map((f) => [f.path, f.sha256]));
-    return planned
-      .filter((f) => remote.get(f.path) !== f.sha256)
-      .map((f) =>
-        remote.has(f.path)
-          ? `${opts.fileserver.url(lock.name, f.path)} holds sha256 ${remote.get(f.path)}; the bundle expects ${f.sha256}`
-          : `${opts.fileserver.url(lock.name, f.path)} is missing; run bundle upload first`,
-      );
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  const planned = await plannedFiles(opts.bundle, values).catch((err: Error) => err);
+  if (planned instanceof Error) return [planned.message];
+  const remote = new Map((await opts.fileserver.list(lock.name)).map((f) => [f.path, f.sha256]));
+  return planned
+    .filter((f) => remote.get(f.path) !== f.sha256)
+    .map((f) =>
+      remote.has(f.path)
+        ? `${opts.fileserver.url(lock.name, f.path)} holds sha256 ${remote.get(f.path)}; the bundle expects ${f.sha256}`
+        : `${opts.fileserver.url(lock.name, f.path)} is missing; run bundle upload first`,
+    );
 }
 
 /**
  * `--helm PATH`, else a helm the bundle carries (a file named `helm`, e.g. from an extracted
- * release archive), else helm on PATH. A dry run needs none.
+ * release archive; copied out to the work folder when the bundle is an archive), else helm on
+ * PATH. A dry run needs none.
  */
-async function findHelm(lock: Lock, opts: DeployOptions): Promise<string> {
+async function findHelm(lock: Lock, workDir: string, opts: DeployOptions): Promise<string> {
   if (opts.helm) {
     await access(opts.helm, constants.X_OK).catch(() => {
       throw new WorkError(`--helm ${opts.helm}: not an executable file`);
@@ -143,7 +148,11 @@ async function findHelm(lock: Lock, opts: DeployOptions): Promise<string> {
   }
   const carried = lock.files.find((f) => path.posix.basename(f.path) === "helm");
   if (carried) {
-    const file = path.join(opts.dir, "files", carried.path);
+    const rel = `files/${carried.path}`;
+    const file = opts.bundle.isArchive
+      ? path.join(workDir, "bin", "helm")
+      : path.join(opts.bundle.where, rel);
+    if (opts.bundle.isArchive) await extractFile(opts.bundle, rel, file);
     await chmod(file, 0o755).catch(() => undefined);
     return file;
   }
@@ -179,7 +188,7 @@ async function prepareRelease(
 ): Promise<PreparedRelease> {
   await rm(dir, { recursive: true, force: true });
   const chartDir = path.join(dir, "chart");
-  await cp(path.join(opts.dir, "charts", release.chart), chartDir, { recursive: true });
+  await extractFolder(opts.bundle, `charts/${release.chart}`, chartDir);
   const generated = opts.overrides
     ? await opts.overrides(chartDir, lock, opts.registryHost)
     : { yaml: "{}\n" };
@@ -189,7 +198,7 @@ async function prepareRelease(
     await writeInside(
       chartDir,
       t.dest.slice(prefix.length),
-      await renderLockTemplate(t, opts.dir, values),
+      await renderLockTemplate(t, opts.bundle, values),
       t.mode,
     );
   }
@@ -214,12 +223,11 @@ async function valuesFileText(
   opts: DeployOptions,
 ): Promise<string> {
   const template = lock.templates.find((t) => t.dest === bundlePath);
-  if (template) return renderLockTemplate(template, opts.dir, values);
+  if (template) return renderLockTemplate(template, opts.bundle, values);
   const inChart = `charts/${release.chart}/`;
-  const file = bundlePath.startsWith(inChart)
-    ? path.join(chartDir, bundlePath.slice(inChart.length))
-    : path.join(opts.dir, bundlePath);
-  return readFile(file, "utf8");
+  if (bundlePath.startsWith(inChart))
+    return readFile(path.join(chartDir, bundlePath.slice(inChart.length)), "utf8");
+  return (await opts.bundle.readFile(bundlePath)).toString("utf8");
 }
 
 async function writeInside(root: string, rel: string, text: string, mode = 0o644): Promise<void> {

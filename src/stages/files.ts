@@ -5,8 +5,9 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { chmod, cp, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, cp, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { listFiles } from "../util/files.js";
 import type { Definition, GitItem, TemplateItem } from "../config/model.js";
 import { destPath } from "../config/model.js";
 import { isSiteValue } from "../config/values.js";
@@ -210,17 +211,6 @@ async function pruneFiles(dir: string, keep: Set<string>): Promise<void> {
   const root = path.join(dir, "files");
   for (const rel of await listFiles(root))
     if (!keep.has(rel)) await rm(path.join(root, rel), { force: true });
-}
-
-export async function listFiles(root: string, prefix = ""): Promise<string[]> {
-  const entries = await readdir(path.join(root, prefix), { withFileTypes: true }).catch(() => []);
-  const out: string[] = [];
-  for (const e of entries) {
-    const rel = prefix ? `${prefix}/${e.name}` : e.name;
-    if (e.isDirectory()) out.push(...(await listFiles(root, rel)));
-    else out.push(rel);
-  }
-  return out;
 }
 
 /** Written under a temporary name with its mode set (chmod, since umask trims writeFile's), then renamed. */

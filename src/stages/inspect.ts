@@ -3,9 +3,8 @@
  * ref, digest, platforms, size, mirror name), git archives, files, charts, releases and the
  * site values still to bind, with what sharing blobs between images saves on disk.
  */
-import { stat } from "node:fs/promises";
-import path from "node:path";
-import { readLock, type LockRelease } from "../bundle/lock.js";
+import type { LockRelease } from "../bundle/lock.js";
+import type { BundleContents } from "../bundle/contents.js";
 import { DIGEST_PATTERN } from "../oci/types.js";
 import { formatBytes, table } from "../util/format.js";
 
@@ -39,8 +38,8 @@ export interface InspectReport {
   };
 }
 
-export async function inspectBundle(dir: string): Promise<InspectReport> {
-  const lock = await readLock(dir);
+export async function inspectBundle(bundle: BundleContents): Promise<InspectReport> {
+  const lock = bundle.lock;
   const images: InspectImage[] = lock.images.map((img) => ({
     ref: img.ref,
     digest: img.digest,
@@ -55,13 +54,12 @@ export async function inspectBundle(dir: string): Promise<InspectReport> {
   // Distinct blobs, sized from the layout where the blob is there (the lock's size otherwise).
   const distinct = new Map<string, number>();
   for (const img of lock.images) for (const b of img.blobs) distinct.set(b.digest, b.size);
-  const blobDir = path.join(dir, "images", "blobs", "sha256");
   let blobBytes = 0;
   for (const [digest, size] of distinct) {
-    const onDisk = DIGEST_PATTERN.test(digest)
-      ? await stat(path.join(blobDir, digest.slice("sha256:".length))).catch(() => undefined)
+    const held = DIGEST_PATTERN.test(digest)
+      ? await bundle.stat(`images/blobs/sha256/${digest.slice("sha256:".length)}`)
       : undefined;
-    blobBytes += onDisk?.size ?? size;
+    blobBytes += held?.size ?? size;
   }
   // Git archives are usually among the files already; count each path once.
   const filePaths = new Set(files.map((f) => f.path));

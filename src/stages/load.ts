@@ -1,7 +1,9 @@
 /**
  * `bundle load DIR --docker`: a single host without a registry gets the bundle's images straight
  * into its Docker daemon, for the daemon's own platform only. The same copy engine as prepare
- * and upload, from the bundle's OCI layout to the daemon.
+ * and upload, from the bundle's OCI layout to the daemon. DIR may be a bundle folder, a bare OCI
+ * layout's parent (no lock), or a one-file archive, read in place: only the blobs of the chosen
+ * platform are copied out of it, to a staging folder the daemon reads.
  */
 import { access } from "node:fs/promises";
 import path from "node:path";
@@ -17,6 +19,9 @@ import { formatImageRef, parseImageRef } from "../config/imageRef.js";
 import { LOCK_FILE, readLock, type Lock } from "../bundle/lock.js";
 import { readAll } from "../util/streams.js";
 import type { ImageLocation } from "../store/types.js";
+import { isArchive, openArchive } from "../bundle/archive.js";
+import { ArchiveLayout } from "../store/archive.js";
+import type { LayoutSource } from "../bundle/contents.js";
 
 export interface LoadOptions {
   docker: Dockerode;
@@ -58,11 +63,10 @@ interface BundleImage {
 }
 
 export async function loadIntoDocker(bundleDir: string, opts: LoadOptions): Promise<LoadResult> {
-  const layout = await OciLayout.open(path.join(bundleDir, "images"), { create: false });
-  const lock = await readLockIfAny(bundleDir);
+  const { layout, lock, local } = await openLoadSource(bundleDir);
   const images = selectImages(await bundleImages(layout), opts.images);
   const platform = await daemonPlatform(opts.docker);
-  const target = new DockerDaemonTarget(opts.docker, { local: layout });
+  const target = new DockerDaemonTarget(opts.docker, local ? { local } : {});
   const engine = new CopyEngine({ blobLimit: pLimit(4), ...(opts.events ? { events: opts.events } : {}) });
   try {
     const loaded: LoadedImage[] = [];
@@ -90,6 +94,18 @@ export async function loadIntoDocker(bundleDir: string, opts: LoadOptions): Prom
   }
 }
 
+/** A folder's layout is also the daemon's `local` store: its blob files are read in place. */
+async function openLoadSource(
+  bundleDir: string,
+): Promise<{ layout: LayoutSource; lock: Lock | undefined; local?: OciLayout }> {
+  if (await isArchive(bundleDir)) {
+    const archive = await openArchive(bundleDir);
+    return { layout: new ArchiveLayout(archive), lock: archive.lock };
+  }
+  const local = await OciLayout.open(path.join(bundleDir, "images"), { create: false });
+  return { layout: local, lock: await readLockIfAny(bundleDir), local };
+}
+
 async function readLockIfAny(bundleDir: string): Promise<Lock | undefined> {
   const present = await access(path.join(bundleDir, LOCK_FILE)).then(
     () => true,
@@ -98,7 +114,7 @@ async function readLockIfAny(bundleDir: string): Promise<Lock | undefined> {
   return present ? readLock(bundleDir) : undefined;
 }
 
-async function bundleImages(layout: OciLayout): Promise<BundleImage[]> {
+async function bundleImages(layout: LayoutSource): Promise<BundleImage[]> {
   const index = await layout.readIndex();
   return index.manifests.flatMap((top) => {
     const ref = top.annotations?.[REF_NAME];
@@ -138,7 +154,7 @@ function location(ref: string): ImageLocation {
  * platform of the source, but holds only those prepare was asked for: the rest are named
  * in the message as not held, rather than failing later on a missing manifest.
  */
-async function requirePlatform(layout: OciLayout, image: BundleImage, platform: string): Promise<void> {
+async function requirePlatform(layout: LayoutSource, image: BundleImage, platform: string): Promise<void> {
   const held = await heldPlatforms(layout, image);
   if (held.some((p) => platformMatches(platform, parsePlatform(p)))) return;
   throw new InputError(
@@ -147,7 +163,7 @@ async function requirePlatform(layout: OciLayout, image: BundleImage, platform: 
   );
 }
 
-async function heldPlatforms(layout: OciLayout, image: BundleImage): Promise<string[]> {
+async function heldPlatforms(layout: LayoutSource, image: BundleImage): Promise<string[]> {
   const loc = location(image.ref);
   const top = parseManifest(image.ref, await layout.getManifest(loc));
   if ("manifests" in top) {

@@ -1,11 +1,12 @@
 /**
- * `bundle upload`: the bundle's images to the site's registry under their mirror names (and,
- * once built, its files to the file server). The same engine as prepare, the other way round;
- * a second upload only checks, since every manifest is asked about before anything moves.
+ * `bundle upload`: the bundle's images to the site's registry under their mirror names, and its
+ * files to the file server. The same engine as prepare, the other way round; a second upload
+ * only checks, since every manifest is asked about before anything moves. The bundle may be a
+ * folder or a one-file archive: both are read in place, an archive member by member from its
+ * offset, so nothing is unpacked to disk.
  */
-import path from "node:path";
-import { readLock, type Lock, type LockImage } from "../bundle/lock.js";
-import { OciLayout } from "../store/layout.js";
+import type { Lock, LockImage } from "../bundle/lock.js";
+import type { BundleContents } from "../bundle/contents.js";
 import type { ImageLocation, ImageTarget } from "../store/types.js";
 import { parseMirror } from "../config/mirror.js";
 import type { Output } from "../cli/output.js";
@@ -13,14 +14,14 @@ import { InputError, WorkError } from "../util/errors.js";
 import { transferImages, type TransferLimits } from "./images.js";
 import { parseImageRef } from "../config/imageRef.js";
 import { sourceLocation } from "./images.js";
-import { readFile } from "node:fs/promises";
 import type { Values } from "../config/model.js";
 import { applyValueOptions, mergeValues, siteValues, type ValueOptions } from "../config/values.js";
 import { uploadFiles, type FileTarget } from "./uploadFiles.js";
 import { checkSiteHas, isCarriedBefore, omittedHolders } from "../bundle/update.js";
 
 export interface UploadOptions {
-  dir: string;
+  /** The bundle, a folder or an archive read in place. */
+  bundle: BundleContents;
   /** `host[:port]` of the site's registry, as image references name it. */
   registryHost?: string;
   /** The site's registry as a copy target; required when the bundle has images. */
@@ -43,7 +44,7 @@ export interface UploadResult {
 }
 
 export async function upload(opts: UploadOptions): Promise<UploadResult> {
-  const lock = await readLock(opts.dir);
+  const lock = opts.bundle.lock;
   if (lock.images.length > 0 && (!opts.target || !opts.registryHost)) {
     throw new InputError(
       `the bundle holds ${lock.images.length} images: give the site's registry with --registry HOST[:PORT]`,
@@ -62,7 +63,7 @@ export async function upload(opts: UploadOptions): Promise<UploadResult> {
       : { list: [], moved: 0 };
   const files =
     hasFiles && opts.fileserver
-      ? await uploadFiles(lock, opts.dir, opts.fileserver, await bundleValues(lock, opts), opts)
+      ? await uploadFiles(opts.bundle, opts.fileserver, await bundleValues(opts.bundle, opts), opts)
       : { sent: [], skipped: [], bytesMoved: 0 };
   return {
     lock,
@@ -106,10 +107,11 @@ async function checkUpdateBase(lock: Lock, opts: UploadOptions): Promise<void> {
 
 /** The values prepare used, then this run's --values and --set, then the site values. */
 export async function bundleValues(
-  lock: Lock,
-  opts: { dir: string; registryHost?: string; fileserverUrl?: string; valueOptions?: ValueOptions },
+  bundle: BundleContents,
+  opts: { registryHost?: string; fileserverUrl?: string; valueOptions?: ValueOptions },
 ): Promise<Values> {
-  const recorded = JSON.parse(await readFile(path.join(opts.dir, lock.values), "utf8")) as Values;
+  const lock = bundle.lock;
+  const recorded = JSON.parse((await bundle.readFile(lock.values)).toString("utf8")) as Values;
   const values = await applyValueOptions(recorded, opts.valueOptions ?? {});
   return mergeValues(
     values,
@@ -122,7 +124,7 @@ export async function bundleValues(
 }
 
 async function uploadImages(lock: Lock, opts: UploadOptions, target: ImageTarget, host: string) {
-  const layout = await OciLayout.open(path.join(opts.dir, "images"), { create: false });
+  const layout = await opts.bundle.images();
   // An update bundle leaves out images the site already has: they were checked, not copied.
   const images = lock.images.filter((img) => !isCarriedBefore(lock, img));
   const copied = await transferImages(

@@ -1,19 +1,18 @@
 /**
- * `bundle verify DIR`: re-hashes every blob and file of a prepared bundle against its lock
+ * `bundle verify DIR|FILE`: re-hashes every blob and file of a prepared bundle against its lock
  * (SPEC.md "The prepared bundle") and names every mismatch, missing item and extra item.
- * Each blob is hashed once however many images share it, streamed so memory stays flat.
- * Nothing is trusted but the lock: index.json, blob names and file names are all checked.
+ * Each blob is hashed once however many images share it, streamed so memory stays flat; an
+ * archive is read in place, each member once. Nothing is trusted but the lock: index.json,
+ * blob names and file names are all checked.
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { readdir, stat } from "node:fs/promises";
 import path from "node:path";
-import { readLock, type Lock } from "../bundle/lock.js";
+import type { Lock } from "../bundle/lock.js";
+import type { BundleContents, LayoutSource } from "../bundle/contents.js";
 import { updateOf } from "../bundle/update.js";
-import { OciLayout, REF_NAME } from "../store/layout.js";
+import { REF_NAME } from "../store/layout.js";
 import { DIGEST_PATTERN } from "../oci/types.js";
 import { formatBytes } from "../util/format.js";
-import { listFiles } from "./files.js";
 
 export type ProblemKind = "mismatch" | "missing" | "extra";
 
@@ -54,13 +53,13 @@ interface WantedFile {
   sha256: string;
 }
 
-export async function verifyBundle(dir: string): Promise<VerifyReport> {
-  const lock = await readLock(dir);
+export async function verifyBundle(bundle: BundleContents): Promise<VerifyReport> {
+  const lock = bundle.lock;
   const problems: VerifyProblem[] = [];
   const checked = { blobs: 0, files: 0, bytes: 0 };
 
-  await verifyImages(dir, lock, problems, checked);
-  await verifyFiles(dir, lock, problems, checked);
+  await verifyImages(bundle, lock, problems, checked);
+  await verifyFiles(bundle, lock, problems, checked);
 
   // Hashing runs in parallel: a stable order for the report.
   problems.sort(
@@ -72,17 +71,16 @@ export async function verifyBundle(dir: string): Promise<VerifyReport> {
 const KIND_ORDER: Record<ProblemKind, number> = { missing: 0, mismatch: 1, extra: 2 };
 
 async function verifyImages(
-  dir: string,
+  bundle: BundleContents,
   lock: Lock,
   problems: VerifyProblem[],
   checked: VerifyReport["checked"],
 ): Promise<void> {
   const omittedBlobs = new Set(updateOf(lock)?.omittedBlobs ?? []);
-  const imagesDir = path.join(dir, "images");
-  if (lock.images.length === 0 && !(await exists(imagesDir))) return;
-  let layout: OciLayout;
+  if (lock.images.length === 0 && (await bundle.list("images")).length === 0) return;
+  let layout: LayoutSource;
   try {
-    layout = await OciLayout.open(imagesDir, { create: false });
+    layout = await bundle.images();
   } catch (err) {
     problems.push({ kind: "missing", item: "images/", detail: (err as Error).message });
     return;
@@ -126,14 +124,14 @@ async function verifyImages(
     for (const b of img.blobs) want(b.digest, b.size, img.ref);
   }
 
-  const blobDir = path.join(imagesDir, "blobs", "sha256");
+  const blobDir = "images/blobs/sha256";
   await forEachLimit([...wanted.values()], CONCURRENCY, async (blob) => {
     const item = `blob ${blob.digest} (${blob.uses.join(", ")})`;
     if (!DIGEST_PATTERN.test(blob.digest)) {
       problems.push({ kind: "mismatch", item, detail: "the lock's digest is not a sha256 digest" });
       return;
     }
-    const got = await hashFile(path.join(blobDir, blob.digest.slice("sha256:".length)));
+    const got = await hashFile(bundle, `${blobDir}/${blob.digest.slice("sha256:".length)}`);
     if (!got && omittedBlobs.has(blob.digest)) return; // an update bundle leaves it to the site
     if (!got) {
       problems.push({
@@ -154,7 +152,7 @@ async function verifyImages(
       });
   });
 
-  const present = await readdir(blobDir).catch(() => [] as string[]);
+  const present = (await bundle.list(blobDir)).map((rel) => path.posix.basename(rel));
   const known = new Set([...wanted.keys()].map((d) => d.slice("sha256:".length)));
   for (const name of present.sort()) {
     if (known.has(name) || name.includes(".tmp-")) continue;
@@ -167,7 +165,7 @@ async function verifyImages(
 }
 
 async function verifyFiles(
-  dir: string,
+  bundle: BundleContents,
   lock: Lock,
   problems: VerifyProblem[],
   checked: VerifyReport["checked"],
@@ -191,7 +189,7 @@ async function verifyFiles(
   for (const t of lock.templates) wanted.set(t.source, { rel: t.source, sha256: t.sha256 });
 
   await forEachLimit([...wanted.values()], CONCURRENCY, async (f) => {
-    const got = await hashFile(path.join(dir, ...f.rel.split("/")));
+    const got = await hashFile(bundle, f.rel);
     if (!got && omittedFiles.has(f.rel)) return; // an update bundle leaves it to the site
     if (!got) {
       problems.push({ kind: "missing", item: f.rel, detail: "listed in the lock but not in the bundle" });
@@ -211,12 +209,12 @@ async function verifyFiles(
     }
   });
 
-  if (lock.values && !(await exists(path.join(dir, ...lock.values.split("/")))))
+  if (lock.values && !(await bundle.stat(lock.values)))
     problems.push({ kind: "missing", item: lock.values, detail: "the template values file is missing" });
 
-  for (const rel of (await listFiles(path.join(dir, "files"))).sort()) {
-    if (wanted.has(`files/${rel}`) || ignored(rel)) continue;
-    problems.push({ kind: "extra", item: `files/${rel}`, detail: "under files/ but not in the lock" });
+  for (const rel of await bundle.list("files")) {
+    if (wanted.has(rel) || ignored(rel)) continue;
+    problems.push({ kind: "extra", item: rel, detail: "under files/ but not in the lock" });
   }
 }
 
@@ -227,13 +225,15 @@ function ignored(rel: string): boolean {
     .some((s) => s === ".partial" || s === ".docker-export" || s.endsWith(".partial") || s.includes(".tmp-"));
 }
 
-/** Size and sha256 (hex) of a file, streamed; undefined when there is no such file. */
-async function hashFile(file: string): Promise<Hashed | undefined> {
-  const s = await stat(file).catch(() => undefined);
-  if (!s?.isFile()) return undefined;
+/**
+ * Size and sha256 (hex) of a bundle file, streamed; undefined when there is no such file. The
+ * hash here is the check, so an archive member is read without its own (a second) hashing.
+ */
+async function hashFile(bundle: BundleContents, rel: string): Promise<Hashed | undefined> {
+  if (!(await bundle.stat(rel))) return undefined;
   const hash = createHash("sha256");
   let size = 0;
-  for await (const chunk of createReadStream(file)) {
+  for await (const chunk of bundle.open(rel, { check: false })) {
     hash.update(chunk as Buffer);
     size += (chunk as Buffer).length;
   }
@@ -249,13 +249,6 @@ async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promi
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
-async function exists(file: string): Promise<boolean> {
-  return stat(file).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** Human output: one line per problem, then a summary. */

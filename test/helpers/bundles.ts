@@ -1,6 +1,7 @@
 /** Small pieces several bundle tests share: the standard images as a definition, file hashing. */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
 import type { StandardImages } from "./images.js";
 
 /** The four standard images as a native definition's `images:` list (single-arch ones allowed so). */
@@ -21,4 +22,17 @@ export async function sha256File(file: string): Promise<string> {
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   return hash.digest("hex");
+}
+
+/** Flips every bit of the byte at `offset` of `file`, in place: damage a digest must catch. */
+export async function flipByte(file: string, offset: number): Promise<void> {
+  const fh = await open(file, "r+");
+  try {
+    const one = Buffer.alloc(1);
+    await fh.read(one, 0, 1, offset);
+    one[0] = (one[0] ?? 0) ^ 0xff;
+    await fh.write(one, 0, 1, offset);
+  } finally {
+    await fh.close();
+  }
 }

@@ -1,0 +1,147 @@
+/**
+ * A prepared bundle as the offline stages read it, whether it is a folder or a one-file archive
+ * (src/bundle/archive.ts). Upload, deploy, load and inspect ask this for the lock, a file's
+ * bytes or the image layout, and never care which of the two it is: so an archive is read in
+ * place, each member from its offset, and nothing is unpacked to disk.
+ */
+import { createReadStream, createWriteStream } from "node:fs";
+import { chmod, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { listFiles } from "../util/files.js";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { isArchive, openArchive, readMember, type BundleArchive } from "./archive.js";
+import { LOCK_FILE, readLock, type Lock } from "./lock.js";
+import { ArchiveLayout } from "../store/archive.js";
+import { OciLayout, type IndexFile } from "../store/layout.js";
+import type { ImageLocation, ImageSource } from "../store/types.js";
+import type { Descriptor } from "../oci/types.js";
+import { WorkError } from "../util/errors.js";
+
+/** The bundle's `images/` layout as a copy source that can also list what it holds. */
+export type LayoutSource = ImageSource & {
+  readIndex(): Promise<IndexFile>;
+  hasBlob(loc: ImageLocation, desc: Descriptor): Promise<boolean>;
+};
+
+export interface BundleContents {
+  /** The folder or the archive, as given: for messages. */
+  readonly where: string;
+  /** True for a one-file archive (whole or split). */
+  readonly isArchive: boolean;
+  readonly lock: Lock;
+  /** Size and mode of the file at bundle path `rel` (`/`-separated); undefined when it lacks it. */
+  stat(rel: string): Promise<{ size: number; mode: number } | undefined>;
+  /**
+   * The file's bytes, streamed. From an archive the stream fails at its end, naming the member,
+   * when the bytes do not match the sha256 the archive's index knows; `check: false` leaves that
+   * to a caller that hashes the bytes itself.
+   */
+  open(rel: string, opts?: { check?: boolean }): Readable;
+  /** A small file's whole bytes (values.json, a template, the lock's signature). */
+  readFile(rel: string): Promise<Buffer>;
+  /** Bundle paths of the files under folder `prefix` (e.g. `charts/owdev`), sorted. */
+  list(prefix: string): Promise<string[]>;
+  /** The `images/` OCI layout, read in place. */
+  images(): Promise<LayoutSource>;
+}
+
+/** Opens a bundle folder or archive; fails naming `where` when it is neither. */
+export async function openBundle(where: string): Promise<BundleContents> {
+  return (await isArchive(where)) ? archiveContents(await openArchive(where)) : folderContents(where);
+}
+
+export async function folderContents(dir: string): Promise<BundleContents> {
+  const lock = await readLock(dir);
+  const abs = (rel: string) => path.join(dir, ...rel.split("/"));
+  return {
+    where: dir,
+    isArchive: false,
+    lock,
+    stat: async (rel) => {
+      const s = await stat(abs(rel)).catch(() => undefined);
+      return s?.isFile() ? { size: s.size, mode: s.mode & 0o777 } : undefined;
+    },
+    open: (rel) => createReadStream(abs(rel)),
+    readFile: (rel) => readFile(abs(rel)).catch((err: NodeJS.ErrnoException) => missing(dir, rel, err)),
+    list: async (prefix) => (await listFiles(abs(prefix))).map((r) => `${prefix}/${r}`).sort(),
+    images: () => OciLayout.open(abs("images"), { create: false }),
+  };
+}
+
+export function archiveContents(archive: BundleArchive): BundleContents {
+  return {
+    where: archive.file,
+    isArchive: true,
+    lock: archive.lock,
+    stat: (rel) => {
+      const m = archive.member(rel);
+      return Promise.resolve(m ? { size: m.size, mode: m.mode || 0o644 } : undefined);
+    },
+    open: (rel, opts) => archive.read(rel, opts),
+    readFile: (rel) => {
+      if (!archive.has(rel)) return missing(archive.file, rel);
+      return readMember(archive, rel);
+    },
+    list: (prefix) =>
+      Promise.resolve(
+        archive.index
+          .map((m) => m.path)
+          .filter((p) => p.startsWith(`${prefix}/`))
+          .sort(),
+      ),
+    images: () => Promise.resolve(new ArchiveLayout(archive)),
+  };
+}
+
+/**
+ * Copies the file `rel` out of the bundle to `dest`, through a temporary name: a reader never
+ * sees a partial file, and a damaged archive member is never written under its name.
+ */
+export async function extractFile(bundle: BundleContents, rel: string, dest: string): Promise<void> {
+  const info = await bundle.stat(rel);
+  if (!info) missing(bundle.where, rel);
+  await mkdir(path.dirname(dest), { recursive: true });
+  const tmp = `${dest}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  try {
+    await pipeline(bundle.open(rel), createWriteStream(tmp, { mode: info.mode }));
+    await chmod(tmp, info.mode);
+    await rename(tmp, dest);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Copies the bundle's folder `prefix` (e.g. `charts/owdev`) to `dest`, file by file. */
+export async function extractFolder(bundle: BundleContents, prefix: string, dest: string): Promise<void> {
+  const files = await bundle.list(prefix);
+  if (files.length === 0) missing(bundle.where, `${prefix}/`);
+  for (const rel of files)
+    await extractFile(bundle, rel, path.join(dest, ...rel.slice(prefix.length + 1).split("/")));
+}
+
+/**
+ * Extracts an archive into the folder `dir`, each file checked when its sha256 is known and
+ * renamed into place when whole. The lock is written last: a folder cut short by a failure is
+ * not taken for a bundle.
+ */
+export async function unpackBundle(file: string, dir: string): Promise<{ files: number; bytes: number }> {
+  const archive = await openArchive(file);
+  const bundle = archiveContents(archive);
+  try {
+    const order = [
+      ...archive.index.filter((m) => m.path !== LOCK_FILE),
+      ...archive.index.filter((m) => m.path === LOCK_FILE),
+    ];
+    for (const m of order) await extractFile(bundle, m.path, path.join(dir, ...m.path.split("/")));
+    return { files: order.length, bytes: order.reduce((n, m) => n + m.size, 0) };
+  } finally {
+    await archive.close();
+  }
+}
+
+function missing(where: string, rel: string, err?: NodeJS.ErrnoException): never {
+  const why = err && err.code !== "ENOENT" ? ` (${err.code})` : "";
+  throw new WorkError(`${where} holds no ${rel}${why}: the bundle is incomplete`);
+}
