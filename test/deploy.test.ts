@@ -361,13 +361,35 @@ test.serial(
       ),
     );
     const update = path.join(root, "update");
-    const p = await runCli(["prepare", "-o", update, "--since", bundle], { cwd: root, env });
+    const p = await runCli(["--json", "prepare", "-o", update, "--since", bundle], { cwd: root, env });
     t.is(p.code, 0, p.stderr);
     t.regex(p.stderr, /update bundle against .*: .* carried, .* left to the site's earlier upload/);
+    type Images = {
+      digest: string;
+      size: number;
+      blobs: { digest: string; size: number; mediaType: string }[];
+    }[];
     const lock = JSON.parse(await readFile(path.join(update, "bundle.lock.json"), "utf8")) as {
       update: { omittedBlobs: string[]; omittedFiles: string[] };
-      images: { digest: string; blobs: { digest: string }[] }[];
+      images: Images;
     };
+    // The site's layers were not even downloaded: only the new layers, the configs and manifests.
+    const before = JSON.parse(await readFile(path.join(bundle, "bundle.lock.json"), "utf8")) as {
+      images: Images;
+    };
+    const siteLayers = new Set(
+      before.images.flatMap((i) => i.blobs.filter((b) => /layer/.test(b.mediaType)).map((b) => b.digest)),
+    );
+    const blobs = new Map(lock.images.flatMap((i) => i.blobs.map((b) => [b.digest, b.size] as const)));
+    const sum = (sizes: number[]) => sizes.reduce((a, b) => a + b, 0);
+    const full = sum([...blobs.values()]);
+    const lacking = sum([...blobs].filter(([d]) => !siteLayers.has(d)).map(([, size]) => size));
+    const moved = (JSON.parse(p.stdout) as { bytesMoved: number }).bytesMoved;
+    t.true(siteLayers.size > 0);
+    t.true(
+      moved <= lacking,
+      `${moved} bytes fetched; the site lacks ${lacking} (a full prepare fetches ${full})`,
+    );
     const old = lock.images[0];
     t.true(lock.update.omittedBlobs.includes(old?.digest ?? ""), "the image the old bundle had is left out");
     const stored = await readdir(path.join(update, "images", "blobs", "sha256"));

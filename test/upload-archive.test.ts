@@ -27,6 +27,8 @@ let root: string;
 /** The archive as named: it exists only as parts arc.tar.000, arc.tar.001, … */
 let archive: string;
 let lock: Lock;
+/** The parts prepare reported writing. */
+let parts: string[] = [];
 let cleanups: (() => Promise<void>)[] = [];
 
 test.before(async () => {
@@ -55,11 +57,13 @@ test.before(async () => {
   cleanups.push(tmp.cleanup);
   root = tmp.dir;
   archive = path.join(root, "media", "arc.tar");
-  const p = await runCli(["prepare", "-o", path.join(root, "out"), "--archive", archive, "--split", "16K"], {
-    cwd: root,
-    env: { BUNDLE_CACHE_DIR: path.join(root, "cache") },
-  });
+  const p = await runCli(
+    ["--json", "prepare", "-o", path.join(root, "out"), "--archive", archive, "--split", "16K"],
+    { cwd: root, env: { BUNDLE_CACHE_DIR: path.join(root, "cache") } },
+  );
   if (p.code !== 0) throw new Error(p.stderr);
+  // One JSON document, the archive's parts in it.
+  parts = (JSON.parse(p.stdout) as { archive: { files: string[] } }).archive.files;
   const opened = await openArchive(archive);
   lock = opened.lock;
   await opened.close();
@@ -126,8 +130,12 @@ const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 test.serial(
   "upload streams images and files straight out of a split archive, unpacking nothing",
   async (t) => {
-    const parts = (await readdir(path.dirname(archive))).filter((f) => f.startsWith("arc.tar."));
     t.true(parts.length >= 3, `split into ${parts.join(", ")}`);
+    t.deepEqual(
+      (await readdir(path.dirname(archive))).sort(),
+      parts.map((f) => path.basename(f)).sort(),
+      "the parts prepare reported, and nothing else",
+    );
     const site = await freshSite(t, "ok");
     const before = { media: await listing(path.dirname(archive)), cwd: await listing(root) };
 

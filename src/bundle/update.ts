@@ -92,6 +92,20 @@ export function lockBlobs(lock: Lock): Map<string, number> {
   return out;
 }
 
+/**
+ * The layers of a lock's images: what a site that took that bundle holds, and what
+ * `prepare --since` need not download. Configs are left out (the copy reads them back).
+ */
+export function lockLayers(lock: Lock): Set<string> {
+  const out = new Set<string>();
+  for (const img of lock.images) for (const b of img.blobs) if (!isConfigType(b.mediaType)) out.add(b.digest);
+  return out;
+}
+
+function isConfigType(mediaType: string): boolean {
+  return /config|container\.image/.test(mediaType);
+}
+
 /** Every file under files/ (downloads, templates, git archives), path → {size, sha256}. */
 export function lockFiles(lock: Lock): Map<string, { size: number; sha256: string }> {
   const out = new Map<string, { size: number; sha256: string }>();

@@ -59,7 +59,8 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
   // sees behind the progress display: fail instead, naming the URL.
   process.env.GIT_TERMINAL_PROMPT ??= "0";
   // Read before the long work, so a wrong path or lock fails at once.
-  if (flags.since) await (await import("../bundle/update.js")).readOldLock(flags.since);
+  const update = flags.since ? await import("../bundle/update.js") : undefined;
+  const old = flags.since ? await update?.readOldLock(flags.since) : undefined;
   const signKey = flags.signKey ? await readKeyFile(flags.signKey, "--sign-key") : undefined;
   const def = await loadDefinition(flags.file, {
     ...(flags.name ? { name: flags.name } : {}),
@@ -84,6 +85,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     ...(flags.withTool ? { toolFile: await standaloneTool(flags.withTool) } : {}),
     gitCacheDir: gitCacheDir(),
     out,
+    ...(old && update ? { siteLayers: update.lockLayers(old) } : {}),
   }).finally(() => daemon.dispose());
   if (flags.since) await makeUpdate(result.dir, flags.since, out);
   if (signKey) {
@@ -91,8 +93,8 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     await signLock(result.dir, signKey);
     out.info(`signed ${result.dir}/bundle.lock.json with ${flags.signKey}`);
   }
-  if (flags.archive)
-    await packCommand(result.dir, flags.archive, { ...(flags.split ? { split: flags.split } : {}) }, out);
+  // One result on stdout (one JSON document with --json): the archive is part of it.
+  const archive = flags.archive ? await packArchive(result.dir, flags.archive, flags.split) : undefined;
   out.result(
     {
       ok: true,
@@ -100,10 +102,12 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
       name: result.lock.name,
       bytesMoved: result.bytesMoved,
       images: result.lock.images,
+      ...(archive ? { archive } : {}),
     },
     () => [
       ...table(["IMAGE", "PLATFORMS", "SIZE", "MIRROR"], imageTable(result.lock.images)),
       `bundle "${result.lock.name}" written to ${result.dir} (${formatBytes(result.bytesMoved)} fetched)`,
+      ...(archive ? [packedLine(result.dir, archive)] : []),
     ],
   );
 }
@@ -415,14 +419,20 @@ export async function withBundle(arg: string, run: (bundle: BundleContents) => P
   await run(await openBundle(arg));
 }
 
-export async function packCommand(dir: string, file: string, flags: { split?: string }, out: Output) {
+async function packArchive(dir: string, file: string, split: string | undefined) {
   const { packBundle } = await import("../bundle/archive.js");
   const { parseByteSize } = await import("../fileserver/serve.js");
-  const splitBytes = flags.split ? parseByteSize(flags.split) : undefined;
-  const result = await packBundle(dir, file, splitBytes ? { splitBytes } : {});
-  out.result({ ok: true, ...result }, () => [
-    `${dir} packed into ${result.files.join(", ")} (${formatBytes(result.bytes)})`,
-  ]);
+  const splitBytes = split ? parseByteSize(split) : undefined;
+  return packBundle(dir, file, splitBytes ? { splitBytes } : {});
+}
+
+function packedLine(dir: string, packed: { files: string[]; bytes: number }): string {
+  return `${dir} packed into ${packed.files.join(", ")} (${formatBytes(packed.bytes)})`;
+}
+
+export async function packCommand(dir: string, file: string, flags: { split?: string }, out: Output) {
+  const result = await packArchive(dir, file, flags.split);
+  out.result({ ok: true, ...result }, () => [packedLine(dir, result)]);
 }
 
 export async function unpackCommand(file: string, dir: string, out: Output) {

@@ -10,7 +10,7 @@ import type { Definition, ImageItem } from "../config/model.js";
 import { DefinitionError, formatPos, InputError } from "../util/errors.js";
 import { NotFoundError } from "../registry/errors.js";
 import { OciLayout } from "../store/layout.js";
-import type { ImageSource } from "../store/types.js";
+import type { ImageSource, ImageTarget } from "../store/types.js";
 import { LOCK_VERSION, readLock, writeLock, type Lock, type LockImage } from "../bundle/lock.js";
 import { prepareFiles, type GitOps } from "./files.js";
 import type { Output } from "../cli/output.js";
@@ -31,6 +31,11 @@ export interface PrepareOptions {
   gitCacheDir: string;
   out: Output;
   limits?: TransferLimits;
+  /**
+   * Layer digests the site already holds (`--since OLD`): not downloaded, since the update
+   * bundle leaves them out anyway.
+   */
+  siteLayers?: ReadonlySet<string>;
 }
 
 export interface PrepareResult {
@@ -77,6 +82,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
 
 async function prepareImages(def: Definition, dir: string, opts: PrepareOptions) {
   const layout = await OciLayout.open(path.join(dir, "images"), { create: true });
+  const target = opts.siteLayers ? skippingLayers(layout, opts.siteLayers) : layout;
   const copied = await transferImages(
     opts.out,
     "images",
@@ -84,7 +90,7 @@ async function prepareImages(def: Definition, dir: string, opts: PrepareOptions)
       title: sourceLocation(img.ref).name,
       request: () => ({
         source: opts.openSource(img),
-        target: layout,
+        target,
         targetReader: layout,
         from: sourceLocation(img.ref),
         to: sourceLocation(img.ref),
@@ -108,4 +114,20 @@ async function prepareImages(def: Definition, dir: string, opts: PrepareOptions)
   const { removedBlobs } = await layout.prune(names, digests);
   if (removedBlobs > 0) opts.out.debug(`removed ${removedBlobs} blobs no image uses any more`);
   return { images, bytesMoved: copied.reduce((n, c) => n + c.bytesMoved, 0) };
+}
+
+/**
+ * The layout, counting the site's layers as present so the engine does not fetch them. Configs
+ * and manifests are never in the set: they are small, and the engine reads them back from the
+ * layout.
+ */
+function skippingLayers(layout: OciLayout, siteLayers: ReadonlySet<string>): ImageTarget {
+  return {
+    description: layout.description,
+    acceptsPartialIndex: layout.acceptsPartialIndex,
+    hasBlob: async (loc, desc) => siteLayers.has(desc.digest) || layout.hasBlob(loc, desc),
+    putBlob: (loc, desc, open, onBytes) => layout.putBlob(loc, desc, open, onBytes),
+    hasManifest: (loc, digest) => layout.hasManifest(loc, digest),
+    putManifest: (loc, manifest, role) => layout.putManifest(loc, manifest, role),
+  };
 }
