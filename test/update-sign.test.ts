@@ -7,6 +7,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { LOCK_FILE, writeLock, type Lock, type LockBlob, type LockImage } from "../src/bundle/lock.js";
+import { packBundle } from "../src/bundle/archive.js";
 import { applyUpdate, checkSiteHas, planUpdate, readOldLock, type UpdateLock } from "../src/bundle/update.js";
 import { generateKeyPair, signLock, SIGNATURE_FILE, verifyLockSignature } from "../src/bundle/sign.js";
 import { WorkError } from "../src/util/errors.js";
@@ -181,7 +182,7 @@ async function writeBundle(dir: string, l: Lock, files: Record<string, Buffer>):
   await writeLock(dir, l);
 }
 
-test("readOldLock reads a bundle folder or a lock file, and since names the exact bytes", async (t) => {
+test("readOldLock reads a bundle folder, archive or lock file, and since names the exact bytes", async (t) => {
   const dir = await tempDir(t);
   const odd = `${JSON.stringify(oldLock)}\n`; // not as writeLock would write it
   await writeFile(path.join(dir, LOCK_FILE), odd);
@@ -190,6 +191,15 @@ test("readOldLock reads a bundle folder or a lock file, and since names the exac
   t.deepEqual(fromDir, oldLock);
   t.is(planUpdate(nextLock, fromDir).since, sha(odd));
   t.is(planUpdate(nextLock, fromFile).since, sha(odd));
+  // An old bundle carried as an archive, whole or in parts, names the same bytes.
+  const media = await tempDir(t);
+  await packBundle(dir, path.join(media, "old.tar"));
+  await packBundle(dir, path.join(media, "split.tar"), { splitBytes: 1024 });
+  for (const archive of ["old.tar", "split.tar"]) {
+    const fromArchive = await readOldLock(path.join(media, archive));
+    t.deepEqual(fromArchive, oldLock, archive);
+    t.is(planUpdate(nextLock, fromArchive).since, sha(odd), archive);
+  }
   await t.throwsAsync(readOldLock(path.join(dir, "nope")), { message: /no such bundle/ });
   await writeFile(path.join(dir, "x.json"), "{}");
   await t.throwsAsync(readOldLock(path.join(dir, "x.json")), { message: /not a bundle lock/ });

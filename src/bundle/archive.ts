@@ -67,6 +67,19 @@ export interface BundleArchive {
   close(): Promise<void>;
 }
 
+/** Whether `file` begins as a bundle archive does: the tar header of `bundle-index.json`. */
+export async function startsAsArchive(file: string): Promise<boolean> {
+  const fh = await open(file, "r").catch(() => undefined);
+  if (!fh) return false;
+  try {
+    const head = Buffer.alloc(ARCHIVE_INDEX.length + 1);
+    const { bytesRead } = await fh.read(head, 0, head.length, 0);
+    return bytesRead === head.length && head.equals(Buffer.from(`${ARCHIVE_INDEX}\0`));
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Whether `file` names a bundle archive (whole or split) rather than a bundle folder. */
 export async function isArchive(file: string): Promise<boolean> {
   const s = await stat(file).catch(() => undefined);

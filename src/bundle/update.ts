@@ -11,6 +11,7 @@ import { createHash } from "node:crypto";
 import { readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { LOCK_FILE, LOCK_VERSION, readLock, writeLock, type Lock } from "./lock.js";
+import { isArchive, openArchive, readMember, startsAsArchive } from "./archive.js";
 import { parseMirror } from "../config/mirror.js";
 import { InputError } from "../util/errors.js";
 
@@ -53,17 +54,9 @@ export function lockSha256(lock: Lock): string {
   return lockBytesHash.get(lock) ?? sha256Hex(`${JSON.stringify(lock, null, 2)}\n`);
 }
 
-/** The old bundle's lock: `path` is a bundle folder or a `bundle.lock.json` file. */
+/** The old bundle's lock: `p` is a bundle folder, a bundle archive (whole or split), or a lock file. */
 export async function readOldLock(p: string): Promise<Lock> {
-  let info;
-  try {
-    info = await stat(p);
-  } catch {
-    throw new InputError(`--since ${p}: no such bundle folder or lock file`);
-  }
-  const file = info.isDirectory() ? path.join(p, LOCK_FILE) : p;
-  if (info.isDirectory()) await readLock(p); // its error names a folder that is not a bundle
-  const bytes = await readFile(file);
+  const { file, bytes } = await oldLockBytes(p);
   let lock: Lock;
   try {
     lock = JSON.parse(bytes.toString("utf8")) as Lock;
@@ -79,6 +72,21 @@ export async function readOldLock(p: string): Promise<Lock> {
   }
   lockBytesHash.set(lock, sha256Hex(bytes));
   return lock;
+}
+
+async function oldLockBytes(p: string): Promise<{ file: string; bytes: Buffer }> {
+  const info = await stat(p).catch(() => undefined);
+  if (info?.isDirectory()) {
+    await readLock(p); // its error names a folder that is not a bundle
+    return { file: path.join(p, LOCK_FILE), bytes: await readFile(path.join(p, LOCK_FILE)) };
+  }
+  const split = !info && (await isArchive(p));
+  if (!info && !split) throw new InputError(`--since ${p}: no such bundle folder, archive or lock file`);
+  if (split || (await startsAsArchive(p))) {
+    const archive = await openArchive(p);
+    return { file: `${LOCK_FILE} in ${p}`, bytes: await readMember(archive, LOCK_FILE) };
+  }
+  return { file: p, bytes: await readFile(p) };
 }
 
 /** Every blob and manifest of a lock's images, digest → size, each once. */

@@ -78,7 +78,7 @@ export function buildProgram(out: () => Output): Command {
     )
     .option(
       "--since <OLD>",
-      "write an update bundle: leave out what bundle OLD (a folder or its lock file) carried",
+      "write an update bundle: leave out what bundle OLD (a folder, an archive or its lock file) carried",
     )
     .option(
       "--sign-key <FILE>",
