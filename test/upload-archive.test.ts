@@ -19,6 +19,7 @@ import { startFileServer, type FileServer } from "../src/fileserver/server.js";
 import { openArchive, type Member } from "../src/bundle/archive.js";
 import type { Lock } from "../src/bundle/lock.js";
 import { parseMirror } from "../src/config/mirror.js";
+import { generateKeyPair } from "../src/bundle/sign.js";
 
 let source: TestRegistry;
 let images: StandardImages;
@@ -30,6 +31,10 @@ let lock: Lock;
 /** The parts prepare reported writing. */
 let parts: string[] = [];
 let cleanups: (() => Promise<void>)[] = [];
+
+/** The lock is signed at prepare; upload checks the signature inside the archive. */
+const signer = generateKeyPair();
+const stranger = generateKeyPair();
 
 test.before(async () => {
   source = await startRegistry();
@@ -51,6 +56,9 @@ test.before(async () => {
       ].join("\n"),
       "fetch.sh": "curl {{FILESERVER_URL}}/x.tar.gz\n",
       token: "tok\n",
+      "sign.pem": signer.privateKeyPem,
+      "sign.pub": signer.publicKeyPem,
+      "stranger.pub": stranger.publicKeyPem,
     },
     "arc",
   );
@@ -58,7 +66,18 @@ test.before(async () => {
   root = tmp.dir;
   archive = path.join(root, "media", "arc.tar");
   const p = await runCli(
-    ["--json", "prepare", "-o", path.join(root, "out"), "--archive", archive, "--split", "16K"],
+    [
+      "--json",
+      "prepare",
+      "-o",
+      path.join(root, "out"),
+      "--archive",
+      archive,
+      "--split",
+      "16K",
+      "--sign-key",
+      "sign.pem",
+    ],
     { cwd: root, env: { BUNDLE_CACHE_DIR: path.join(root, "cache") } },
   );
   if (p.code !== 0) throw new Error(p.stderr);
@@ -104,6 +123,8 @@ function uploadArgs(file: string, site: { registry: TestRegistry; server: FileSe
     site.server.url,
     "--token-file",
     "token",
+    "--public-key",
+    "sign.pub",
   ];
 }
 
@@ -240,5 +261,26 @@ test.serial(
       method: "HEAD",
     });
     t.is(head.status, 404, `${digest} is not on the registry`);
+  },
+);
+
+test.serial(
+  "a signature check reads the lock inside the archive: another key's public key stops the upload",
+  async (t) => {
+    const site = await freshSite(t, "stranger");
+    const args = uploadArgs(archive, site).map((a) => (a === "sign.pub" ? "stranger.pub" : a));
+    const up = await runCli(args, { cwd: root, env: NO_TMP });
+    t.is(up.code, 1, up.stdout);
+    t.regex(
+      up.stderr,
+      new RegExp(`bundle\\.lock\\.json\\.sig in ${archive.replace(/[.]/g, "\\.")} was made by another key`),
+    );
+    t.is((await fetchBytes(`${site.server.url}/_list/arc`)).status, 404, "nothing was uploaded");
+    const verified = await runCli(["verify", archive, "--public-key", "sign.pub"], {
+      cwd: root,
+      env: NO_TMP,
+    });
+    t.is(verified.code, 0, verified.stderr);
+    t.regex(verified.stdout, /bundle ok/);
   },
 );
