@@ -245,7 +245,7 @@ export function buildProgram(out: () => Output): Command {
     .description(
       "list everything a bundle would still fetch from outside the site at install time (exit 1 if any)",
     )
-    .argument("<DIR>", "a prepared bundle")
+    .argument("<DIR>", "a prepared bundle (folder or archive)")
     .option("--registry <REG>", "the site's registry, counted as inside the site")
     .option("--fileserver <URL>", "the site's file server, counted as inside the site");
   example(
