@@ -1,8 +1,9 @@
 /**
  * A prepared bundle as the offline stages read it, whether it is a folder or a one-file archive
- * (src/bundle/archive.ts). Upload, deploy, load and inspect ask this for the lock, a file's
- * bytes or the image layout, and never care which of the two it is: so an archive is read in
- * place, each member from its offset, and nothing is unpacked to disk.
+ * (src/bundle/archive.ts). Upload, deploy, verify, inspect, audit and the signature check ask
+ * this for the lock, a file's bytes or the image layout, and never care which of the two it is:
+ * so an archive is read in place, each member from its offset, and nothing is unpacked to disk.
+ * (`load` opens its layout itself: it also takes a bare OCI layout without a lock.)
  */
 import { createReadStream, createWriteStream } from "node:fs";
 import { chmod, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
