@@ -11,6 +11,8 @@ import { NotFoundError, RegistryClient, type RegistryClientOptions } from "../sr
 import { MirroredSource, RegistryStore } from "../src/store/registry.js";
 import type { ImageLocation, ImageSource, ImageTarget } from "../src/store/types.js";
 import { WorkError } from "../src/util/errors.js";
+import { CopyEngine } from "../src/copy/engine.js";
+import pLimit from "p-limit";
 import { startFaultProxy, type FaultProxy } from "./helpers/faultProxy.js";
 import {
   makeLayer,
@@ -275,4 +277,53 @@ test("connections are kept alive and reused; a mount the registry cannot do is c
   t.is(proxy.count("DELETE", /\/v2\/testbed\/elsewhere\/blobs\/uploads\//), 1);
   t.true(await client.mountBlob("testbed/elsewhere", only, images.singleDocker.repo));
   t.is(await client.headBlob("testbed/elsewhere", only), images.singleDocker.blobs.at(-1)!.size);
+});
+
+test("images copied at once by the engine send each shared blob once: the second copy waits and mounts", async (t) => {
+  const source = await registryFor(t);
+  const images = await seedStandardImages(source);
+  // Both platforms of this index use the same 8 MB layer.
+  const twin = await pushImage(source, "testbed/twin", "v1", {
+    kind: "oci-index",
+    layers: [{ seed: "twin-layer", sizeBytes: 8_000_000, samePerPlatform: true }, "twin-app"],
+    label: "twin",
+  });
+  const target = await registryFor(t);
+  const proxy = await proxyFor(t, target);
+  const src = storeFor(t, source.host);
+  const dst = storeFor(t, proxy.host);
+  const all = [images.ociIndex, images.dockerList, images.singleOci, images.singleDocker, twin];
+  let moved = 0;
+  const engine = new CopyEngine({
+    blobLimit: pLimit(8),
+    events: { onBytes: (_n, bytes) => (moved += bytes) },
+  });
+  const copied = await Promise.all(
+    all.map((image) =>
+      engine.copy({
+        source: src,
+        target: dst,
+        from: loc(image),
+        to: loc(image),
+        platforms: ["linux/amd64", "linux/arm64"],
+        allowMissingPlatforms: true,
+      }),
+    ),
+  );
+  t.deepEqual(
+    copied.map((c) => c.digest),
+    all.map((i) => i.digest),
+  );
+  const distinct = new Map(all.flatMap((i) => i.blobs).map((b) => [b.digest, b.size]));
+  for (const digest of distinct.keys())
+    t.is(proxy.count("PUT", new RegExp(`digest=${encodeURIComponent(digest)}`)), 1, `${digest} sent once`);
+  t.is(
+    moved,
+    [...distinct.values()].reduce((a, b) => a + b, 0),
+    "bytes sent: each distinct blob once",
+  );
+  for (const image of all) {
+    const raw = await skopeoInspectRaw(`${target.host}/${image.repo}:${image.tag}`);
+    t.true(raw.equals(image.manifestBytes), image.ref);
+  }
 });

@@ -22,6 +22,8 @@ export class RegistryStore implements ImageSource, ImageTarget {
   readonly acceptsPartialIndex = false;
   /** Repositories of this registry seen holding each blob: where a mount can come from. */
   private readonly holders = new Map<string, Set<string>>();
+  /** The put of each blob under way: a second put of the same digest waits for it. */
+  private readonly putting = new Map<string, Promise<void>>();
 
   /**
    * `verifyBlobs: false` skips hashing blobs read from this registry: right when the target
@@ -66,7 +68,30 @@ export class RegistryStore implements ImageSource, ImageTarget {
     return true;
   }
 
+  /**
+   * One put per digest at a time: images (or the platforms of one image) copied at once often
+   * share a layer, and without this each would send it whole. The later put waits, then finds
+   * the blob there or mounts it from the repository that just received it.
+   */
   async putBlob(
+    loc: ImageLocation,
+    desc: Descriptor,
+    open: BlobOpener,
+    onBytes?: (n: number) => void,
+  ): Promise<void> {
+    for (let earlier = this.putting.get(desc.digest); earlier; earlier = this.putting.get(desc.digest))
+      await earlier.catch(() => undefined);
+    // No await between the check above and this: two puts cannot both pass it.
+    const put = this.putOnce(loc, desc, open, onBytes);
+    this.putting.set(desc.digest, put);
+    try {
+      await put;
+    } finally {
+      if (this.putting.get(desc.digest) === put) this.putting.delete(desc.digest);
+    }
+  }
+
+  private async putOnce(
     loc: ImageLocation,
     desc: Descriptor,
     open: BlobOpener,
