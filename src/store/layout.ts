@@ -45,6 +45,9 @@ const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: "1.0.0" });
  */
 const WRITE_BUFFER = 1 << 20;
 
+/** Blob reads (upload, load) in 1 MiB pieces; bounded per blob in flight, like the writes. */
+const READ_BUFFER = 1 << 20;
+
 export interface IndexFile {
   schemaVersion: 2;
   mediaType?: string;
@@ -162,7 +165,8 @@ export class OciLayout implements ImageSource, ImageTarget {
     const file = this.blobPath(desc.digest);
     if (!(await exists(file)))
       throw new WorkError(`blob ${desc.digest} of ${loc.name} is missing from ${this.dir}`);
-    return createReadStream(file, { start: offset });
+    // 1 MiB reads: 16 times fewer reads and socket writes than the default 64 KiB per blob.
+    return createReadStream(file, { start: offset, highWaterMark: READ_BUFFER });
   }
 
   async hasManifest(loc: ImageLocation, digest: string): Promise<boolean> {
