@@ -6,10 +6,10 @@ import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import got from "got";
 import { InputError, WorkError } from "../util/errors.js";
+import { countingHasher } from "../util/streams.js";
 import { TransientError, withRetry, type RetryOptions } from "../util/retry.js";
 
 export interface Downloaded {
@@ -59,19 +59,11 @@ async function fetchInto(url: string, partial: string, onBytes?: (n: number) => 
   const resumed = status === 206;
   // A server that ignores Range sends it all again: hash and write from the start.
   const fresh = resumed ? hash : createHash("sha256");
-  let size = resumed ? have : 0;
-  const counter = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      fresh.update(chunk);
-      size += chunk.length;
-      onBytes?.(chunk.length);
-      cb(null, chunk);
-    },
-  });
+  const counter = countingHasher(fresh, onBytes);
   try {
-    await pipeline(stream, counter, createWriteStream(partial, { flags: resumed ? "a" : "w" }));
+    await pipeline(stream, counter.stream, createWriteStream(partial, { flags: resumed ? "a" : "w" }));
   } catch (err) {
     throw new TransientError(`${url}: download interrupted: ${(err as Error).message}`);
   }
-  return { size, sha256: fresh.digest("hex") };
+  return { size: (resumed ? have : 0) + counter.bytes(), sha256: fresh.digest("hex") };
 }

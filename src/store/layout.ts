@@ -8,10 +8,11 @@
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { Transform, type Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createHash, type Hash } from "node:crypto";
 import { WorkError } from "../util/errors.js";
+import { countingHasher } from "../util/streams.js";
 import { digestHex, sha256Digest, type Descriptor, type RawManifest } from "../oci/types.js";
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from "../oci/mediaTypes.js";
 import type {
@@ -253,20 +254,6 @@ export class OciLayout implements ImageSource, ImageTarget {
   private writeIndex(index: IndexFile): Promise<void> {
     return writeAtomic(path.join(this.dir, "index.json"), `${JSON.stringify(index, null, 2)}\n`);
   }
-}
-
-/** Passes bytes through while hashing and counting them. */
-function countingHasher(hash: Hash, onBytes?: (n: number) => void) {
-  let total = 0;
-  const stream = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      total += chunk.length;
-      onBytes?.(chunk.length);
-      cb(null, chunk);
-    },
-  });
-  return { stream, bytes: () => total };
 }
 
 /** Writes a file under a temporary name, then renames it: readers see the old or the new file. */
