@@ -21,9 +21,7 @@ const judge = new ImageJudge(lock, site);
 
 /** `line kind text` for each finding of `text` read as the bundle file `file`. */
 function scan(file: string, text: string): string[] {
-  return scanText(text, styleOf(file), { site, judge, imageLines: true }).map(
-    (f) => `${f.line} ${f.kind} ${f.text}`,
-  );
+  return scanText(text, styleOf(file), { site, judge }).map((f) => `${f.line} ${f.kind} ${f.text}`);
 }
 
 test("comments do not run: whole-line and trailing # comments, Helm and block comments", (t) => {

@@ -98,7 +98,7 @@ export async function auditBundle(bundle: BundleContents, opts: AuditOptions = {
     const overridden = (p: ValuePath | undefined) =>
       defaults && p !== undefined && overrides.some((o) => setsPath(o, p));
 
-    const found: LineFinding[] = scanText(s.text, styleOf(s.as), { site, judge, imageLines: !values });
+    const found: LineFinding[] = scanText(s.text, styleOf(s.as), { site, ...(values ? {} : { judge }) });
     const kept = found.filter((f) => !overridden(values?.linePaths.get(f.line)));
     for (const c of values?.images ?? []) {
       const why = judge.judge(c.text);

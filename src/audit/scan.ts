@@ -324,9 +324,8 @@ function imageValue(code: string): { value: string; col: number } | undefined {
 
 export interface ScanOptions {
   site: Site;
-  judge: ImageJudge;
-  /** Look for `image:` lines (files whose images were not found by parsing them as YAML). */
-  imageLines: boolean;
+  /** Judges `image:` lines; without one, they are not looked for (files whose images were found by parsing them). */
+  judge?: ImageJudge;
 }
 
 /** Every finding of `text`, a file of the given style, line by line. */
@@ -348,7 +347,7 @@ export function scanText(text: string, style: FileStyle, opts: ScanOptions): Lin
     for (const hit of urls.outside) out.push(urlFinding(hit, line, gitLine, commands.any));
     // A command whose line names a URL is judged by that URL (a site mirror, or the finding above).
     if (!urls.any) out.push(...commands.findings);
-    if (opts.imageLines) {
+    if (opts.judge) {
       const image = imageValue(code);
       const why = image ? opts.judge.judge(image.value) : undefined;
       if (image && why) out.push({ kind: "image", line, col: image.col, text: image.value, why });

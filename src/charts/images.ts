@@ -74,8 +74,13 @@ export function compareImages(
   };
 }
 
+/** What carries images under mirror names: a definition, or a bundle's lock read back. */
+export interface Carrying {
+  images: readonly Pick<ImageItem, "ref" | "mirror">[];
+}
+
 /** The definition's item for a chart image, if it carries it. */
-export function carriedItem(def: Definition, ref: string): ImageItem | undefined {
+export function carriedItem(def: Carrying, ref: string): Pick<ImageItem, "ref" | "mirror"> | undefined {
   const key = imageKey(parseImageRef(ref));
   return def.images.find((i) => imageKey(i.ref) === key);
 }

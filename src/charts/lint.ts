@@ -18,10 +18,15 @@ export { isOpenWhiskChart } from "./openwhisk.js";
 type Rule = (v: ValuesStack) => Diagnostic[];
 
 /** `files`: the chart's values.yaml first (for its defaults), then the override files in order. */
-export function lintOpenWhiskValues(files: { file: string; text: string }[]): Diagnostic[] {
+export function lintOpenWhiskValues(
+  files: { file: string; text: string }[],
+  skip: readonly string[] = [],
+): Diagnostic[] {
   const stack = ValuesStack.tryParse(files);
   if (Array.isArray(stack)) return stack;
-  return RULES.flatMap((rule) => rule(stack));
+  return Object.entries(RULES)
+    .filter(([name]) => !skip.includes(name))
+    .flatMap(([name, rule]) => rule(stack).map((d) => ({ ...d, rule: name })));
 }
 
 /** The scheduler keeps activations in Elasticsearch; with CouchDB it crash-loops. */
@@ -109,13 +114,14 @@ const registryNameEndsWithSlash: Rule = (v) => {
   ];
 };
 
-const RULES: Rule[] = [
-  schedulerNeedsElasticSearch,
-  kafkaSaslComplete,
-  limitsNotScientific,
-  elasticsearchMajorVersion,
-  registryNameEndsWithSlash,
-];
+/** By the names `--skip-lint` takes. */
+export const RULES: Record<string, Rule> = {
+  "scheduler-elasticsearch": schedulerNeedsElasticSearch,
+  "kafka-sasl": kafkaSaslComplete,
+  "limits-notation": limitsNotScientific,
+  "elasticsearch-major": elasticsearchMajorVersion,
+  "registry-name-slash": registryNameEndsWithSlash,
+};
 
 /** Unset, null, "", 0 and false are all false to a Helm `if`. */
 function isSet(v: unknown): boolean {

@@ -8,10 +8,11 @@ import path from "node:path";
 import { stringify } from "yaml";
 import { parseImageRef } from "../config/imageRef.js";
 import { formatMirror } from "../config/mirror.js";
-import type { Definition, MirrorName } from "../config/model.js";
+import type { MirrorName } from "../config/model.js";
 import { InputError } from "../util/errors.js";
 import {
   carriedItem,
+  type Carrying,
   findChartImages,
   isTemplateFile,
   listFiles,
@@ -60,7 +61,7 @@ export interface Overrides {
 /** `registryHost` is the registry's `host[:port]`, as images are named on it. */
 export function generateOverrides(
   found: ChartImage[],
-  def: Definition,
+  def: Carrying,
   registryHost: string,
   opts: OverrideOptions = {},
 ): Overrides {
@@ -181,7 +182,7 @@ function setEsMajorVersion(values: Tree, img: ChartImage): void {
 
 function rewriteManifest(
   manifest: { file: string; text: string },
-  def: Definition,
+  def: Carrying,
   host: string,
   registryPart: string,
 ): { file: string; json: string } {
@@ -229,7 +230,7 @@ export async function loadRuntimesManifest(
  */
 export async function templateOverlays(
   chartDir: string,
-  def: Definition,
+  def: Carrying,
   registryHost: string,
 ): Promise<{ file: string; text: string }[]> {
   const out: { file: string; text: string }[] = [];
@@ -252,7 +253,7 @@ export async function templateOverlays(
 /** Everything at once, for a chart folder: what `bundle deploy` needs to point a chart at the mirrors. */
 export async function chartOverrides(
   chartDir: string,
-  def: Definition,
+  def: Carrying,
   registryHost: string,
   opts: { style?: OverrideStyle; valuesFiles?: string[] } = {},
 ): Promise<Overrides & { templates: { file: string; text: string }[] }> {

@@ -276,8 +276,8 @@ export async function serveCommand(flags: ServeFlags, out: Output): Promise<void
 }
 
 export interface DeployFlags extends RegistryFlags, ValueFlags {
-  registry: string;
-  fileserver: string;
+  registry?: string;
+  fileserver?: string;
   dryRun?: boolean;
   helm?: string;
   kubeContext?: string;
@@ -285,18 +285,20 @@ export interface DeployFlags extends RegistryFlags, ValueFlags {
   atomic?: boolean;
   timeout: string;
   workDir?: string;
+  strict?: boolean;
+  skipLint?: string[];
 }
 
 export async function deployCommand(bundle: BundleContents, flags: DeployFlags, out: Output): Promise<void> {
-  const access = await registryAccess(flags, [flags.registry], retryLogger(out));
+  const access = flags.registry ? await registryAccess(flags, [flags.registry], retryLogger(out)) : undefined;
   const fileserver = await fileServer(flags);
   const { deploy, shellQuote } = await import("../stages/deploy.js");
   const result = await deploy({
     bundle,
-    registryHost: resolveEndpoint(flags.registry).host,
-    registry: access.store(flags.registry),
-    fileserver: fileserver as NonNullable<typeof fileserver>,
-    fileserverUrl: flags.fileserver,
+    ...(flags.registry && access
+      ? { registryHost: resolveEndpoint(flags.registry).host, registry: access.store(flags.registry) }
+      : {}),
+    ...(fileserver && flags.fileserver ? { fileserver, fileserverUrl: flags.fileserver } : {}),
     valueOptions: { set: flags.set ?? [], valuesFiles: flags.values ?? [] },
     dryRun: flags.dryRun ?? false,
     timeout: flags.timeout,
@@ -305,17 +307,21 @@ export async function deployCommand(bundle: BundleContents, flags: DeployFlags, 
     ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}),
     ...(flags.atomic ? { atomic: true } : {}),
     ...(flags.workDir ? { workDir: flags.workDir } : {}),
+    ...(flags.strict ? { strict: true } : {}),
+    ...(flags.skipLint ? { skipLint: flags.skipLint } : {}),
     out,
   }).finally(() => fileserver?.close());
   out.result(
     { ok: true, name: result.lock.name, dryRun: flags.dryRun ?? false, releases: result.releases },
-    () => [
-      ...result.releases.map((r) =>
-        flags.dryRun
-          ? r.command.map(shellQuote).join(" ")
-          : `release ${r.name} deployed in namespace ${r.namespace}`,
-      ),
-    ],
+    () =>
+      result.releases.length === 0
+        ? [`${result.lock.name}: no releases to deploy`]
+        : result.releases.map((r) =>
+            flags.dryRun
+              ? r.command.map(shellQuote).join(" ")
+              : `release ${r.name} deployed in namespace ${r.namespace}` +
+                (r.proof ? ` (${r.proof.images} images proved on the site registry)` : ""),
+          ),
   );
 }
 

@@ -131,9 +131,15 @@ export function buildProgram(out: () => Output): Command {
       "offline side: check the mirrors hold everything, then helm upgrade --install each release against them",
     )
     .argument("<DIR>", "a prepared bundle (folder or archive)")
-    .requiredOption("--registry <REG>", "the private registry: host[:port] or http(s)://host[:port]")
-    .requiredOption("--fileserver <URL>", "base URL of the file server")
-    .option("--dry-run", "print each helm command and write the final values files without running helm")
+    .option(
+      "--registry <REG>",
+      "the private registry, needed when the bundle has images: host[:port] or http(s)://host[:port]",
+    )
+    .option("--fileserver <URL>", "base URL of the file server, needed when the bundle has files")
+    .option(
+      "--dry-run",
+      "prepare, lint, render and prove each release, print each helm command; install nothing",
+    )
     .option("--helm <PATH>", "the helm executable (default: helm on PATH)")
     .option("--kube-context <NAME>", "passed to helm")
     .option("--kubeconfig <FILE>", "passed to helm")
@@ -142,6 +148,15 @@ export function buildProgram(out: () => Output): Command {
     .option(
       "--work-dir <DIR>",
       "where the final charts and values files go (default DIR/deploy; ./bundle-deploy for an archive)",
+    )
+    .option(
+      "--strict",
+      "fetches from outside the site in the rendered charts stop the deploy (default: warnings)",
+    )
+    .option(
+      "--skip-lint <RULE>",
+      "do not apply this OpenWhisk rule (repeatable): scheduler-elasticsearch, kafka-sasl, limits-notation, elasticsearch-major, registry-name-slash",
+      collect,
     );
   withValues(withRegistryAccess(deploy));
   example(

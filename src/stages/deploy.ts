@@ -1,46 +1,40 @@
 /**
  * `bundle deploy`: preflight first (helm, every image digest on the site's registry, every file
- * on the file server, every value bound), then `helm upgrade --install` for each release of the
- * bundle against the local mirrors, each under its own name, helm's exit code and output
- * surfaced. `--dry-run` prints the commands and writes the final values files instead.
+ * on the file server, every value bound), then each release's chart is prepared (overlays,
+ * generated mirror overrides, the definition's values files), checked against the rules known to
+ * break it, rendered with `helm template` exactly as it will be installed, and proved: every image
+ * the rendered objects run must be on the site registry under its mirror name. Only when every
+ * release passes does `helm upgrade --install` run, release by release. `--dry-run` does all of
+ * it but the install and prints the commands.
  */
 import { spawn } from "node:child_process";
-import { access, chmod, constants, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { access, chmod, constants, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { LOCK_FILE, type Lock, type LockRelease } from "../bundle/lock.js";
+import { parse } from "yaml";
+import { type Lock, type LockRelease } from "../bundle/lock.js";
 import { extractFile, extractFolder, type BundleContents } from "../bundle/contents.js";
-import type { Definition, Values } from "../config/model.js";
+import type { Values } from "../config/model.js";
 import { parseImageRef } from "../config/imageRef.js";
 import { parseMirror } from "../config/mirror.js";
 import type { ImageSource } from "../store/types.js";
 import type { Output } from "../cli/output.js";
-import { WorkError } from "../util/errors.js";
+import { InputError, WorkError, formatDiagnostic } from "../util/errors.js";
+import { relativePath, segmentName, writeInside, permissionBits } from "../util/paths.js";
 import { bundleValues, mirrorLocation } from "./upload.js";
 import { plannedFiles, renderLockTemplate, type FileTarget } from "./uploadFiles.js";
 import type { ValueOptions } from "../config/values.js";
-
-/** Values that point a chart's images at the site's registry, made from the chart and the lock. */
-export type OverrideMaker = (
-  chartDir: string,
-  lock: Lock,
-  registryHost: string,
-) => Promise<GeneratedOverrides>;
-
-export interface GeneratedOverrides {
-  /** A values file applied before the definition's own. */
-  yaml: string;
-  /** Files to overlay in the chart (e.g. a runtimes manifest), before the definition's overlays. */
-  overlays?: { path: string; text: string }[];
-}
+import { proveRelease, type Proof } from "./proof.js";
 
 export interface DeployOptions {
   /** The bundle, a folder or an archive: only its charts (and a carried helm) are copied out. */
   bundle: BundleContents;
-  registryHost: string;
-  /** The site's registry, asked for every image's digest. */
-  registry: ImageSource;
-  fileserver: FileTarget;
-  fileserverUrl: string;
+  /** The site's registry `host[:port]` and a client for it; needed when the bundle has images. */
+  registryHost?: string;
+  registry?: ImageSource;
+  /** The file server; needed when the bundle has files. */
+  fileserver?: FileTarget;
+  fileserverUrl?: string;
   valueOptions?: ValueOptions;
   dryRun: boolean;
   helm?: string;
@@ -50,7 +44,10 @@ export interface DeployOptions {
   timeout: string;
   /** Where the final charts and values files go; default `<DIR>/deploy`, `./bundle-deploy` for an archive. */
   workDir?: string;
-  overrides?: OverrideMaker;
+  /** Outside fetches in the rendered charts are errors, not warnings. */
+  strict?: boolean;
+  /** Lint rules not to apply (`--skip-lint RULE`). */
+  skipLint?: string[];
   out: Output;
 }
 
@@ -60,28 +57,95 @@ export interface DeployedRelease {
   command: string[];
   valuesFiles: string[];
   ran: boolean;
+  /** What the render proof found; absent when no helm was there to render with (a dry run). */
+  proof?: { images: number; outside: number; file: string };
 }
+
+/** Helm's rule for release names (DNS-1123 subdomain, at most 53 characters). */
+const RELEASE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** A Kubernetes namespace: a DNS-1123 label. */
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 export async function deploy(opts: DeployOptions): Promise<{ lock: Lock; releases: DeployedRelease[] }> {
   const bundle = opts.bundle;
   const lock = bundle.lock;
-  const values = await bundleValues(bundle, opts);
+  checkReleases(lock);
+  const values = await bundleValues(bundle, siteOf(opts));
+  await requireSite(lock, values, opts);
   const workDir = path.resolve(opts.workDir ?? defaultWorkDir(bundle));
   const helm = await preflight(lock, values, workDir, opts);
-  const releases: DeployedRelease[] = [];
+  if (lock.releases.length === 0) {
+    opts.out.info(
+      `the bundle ${lock.name} has no releases: nothing to deploy (the mirrors hold what it carries)`,
+    );
+    return { lock, releases: [] };
+  }
+  const prepared: PreparedRelease[] = [];
   for (const release of lock.releases) {
-    const prepared = await prepareRelease(lock, release, values, path.join(workDir, release.name), opts);
-    const command = [helm, ...helmArgs(release, prepared, opts)];
-    if (!opts.dryRun) await runHelm(command, release.name, opts.out);
+    prepared.push(await prepareRelease(lock, release, values, path.join(workDir, release.name), opts));
+  }
+  await lintGate(prepared, opts);
+  const proofs = await proveAll(prepared, helm, opts);
+  const releases: DeployedRelease[] = [];
+  for (const [i, p] of prepared.entries()) {
+    const command = [helm ?? "helm", ...helmArgs("upgrade", p, opts)];
+    if (!opts.dryRun) await runHelm(command, p.release.name, opts.out);
+    const proof = proofs[i];
     releases.push({
-      name: release.name,
-      namespace: release.namespace,
+      name: p.release.name,
+      namespace: p.release.namespace,
       command,
-      valuesFiles: prepared.valuesFiles,
+      valuesFiles: p.valuesFiles,
       ran: !opts.dryRun,
+      ...(proof
+        ? { proof: { images: distinctImages(proof), outside: proof.outside.length, file: proof.file } }
+        : {}),
     });
   }
   return { lock, releases };
+}
+
+function siteOf(opts: DeployOptions) {
+  return {
+    ...(opts.registryHost ? { registryHost: opts.registryHost } : {}),
+    ...(opts.fileserverUrl ? { fileserverUrl: opts.fileserverUrl } : {}),
+    ...(opts.valueOptions ? { valueOptions: opts.valueOptions } : {}),
+  };
+}
+
+/**
+ * Names from the lock become folder names and helm arguments: each must be what Helm and
+ * Kubernetes accept, so `../x` or `--post-renderer=…` never reaches the file system or helm.
+ */
+function checkReleases(lock: Lock): void {
+  for (const [i, r] of lock.releases.entries()) {
+    const at = `bundle.lock.json releases[${i}]`;
+    if (!RELEASE_NAME.test(r.name) || r.name.length > 53)
+      throw new InputError(
+        `${at}.name: ${JSON.stringify(r.name)} is not a Helm release name (lower-case letters, digits, - and ., at most 53)`,
+      );
+    if (!NAMESPACE.test(r.namespace) || r.namespace.length > 63)
+      throw new InputError(`${at}.namespace: ${JSON.stringify(r.namespace)} is not a Kubernetes namespace`);
+    segmentName(r.chart, `${at}.chart`);
+    for (const [j, v] of r.valuesFiles.entries()) {
+      const p = relativePath(v, `${at}.valuesFiles[${j}]`);
+      if (!p.startsWith("files/") && !p.startsWith(`charts/${r.chart}/`))
+        throw new InputError(
+          `${at}.valuesFiles[${j}]: ${v} is neither under files/ nor under charts/${r.chart}/`,
+        );
+    }
+  }
+}
+
+/** The SPEC: --registry is needed when the bundle has images, --fileserver when it has files. */
+async function requireSite(lock: Lock, values: Values, opts: DeployOptions): Promise<void> {
+  if (lock.images.length > 0 && (!opts.registryHost || !opts.registry))
+    throw new InputError(`the bundle carries ${lock.images.length} images: give --registry REG`);
+  if (!opts.fileserver) {
+    const files = await plannedFiles(opts.bundle, values).catch(() => [{}]);
+    if (files.length > 0)
+      throw new InputError(`the bundle carries ${files.length} files: give --fileserver URL`);
+  }
 }
 
 /** A folder's own `deploy/`; an archive is not written to, so `./bundle-deploy`. */
@@ -90,12 +154,19 @@ function defaultWorkDir(bundle: BundleContents): string {
 }
 
 /** Everything that must hold before helm runs, listed together; returns the helm to run. */
-async function preflight(lock: Lock, values: Values, workDir: string, opts: DeployOptions): Promise<string> {
+async function preflight(
+  lock: Lock,
+  values: Values,
+  workDir: string,
+  opts: DeployOptions,
+): Promise<string | undefined> {
   const problems: string[] = [];
   const helm = await findHelm(lock, workDir, opts).catch(
-    (err: Error) => (problems.push(err.message), "helm"),
+    (err: Error) => (problems.push(err.message), undefined),
   );
-  problems.push(...(await missingImages(lock, opts)), ...(await missingFiles(lock, values, opts)));
+  const images = await missingImages(lock, opts);
+  const files = await missingFiles(lock, values, opts);
+  problems.push(...images.problems, ...files.problems);
   for (const t of lock.templates) {
     await renderLockTemplate(t, opts.bundle, values).catch((err: Error) => problems.push(err.message));
   }
@@ -104,13 +175,30 @@ async function preflight(lock: Lock, values: Values, workDir: string, opts: Depl
       `preflight failed; nothing was deployed:\n${problems.map((p) => `  - ${p}`).join("\n")}`,
     );
   }
+  const out = opts.out;
+  out.debug(`preflight: helm ${helm ?? "not found (dry run: the render proof is skipped)"}`);
+  out.debug(
+    `preflight: ${images.checked} images on ${opts.registryHost ?? "no registry"} with the lock's digests`,
+  );
+  out.debug(
+    `preflight: ${files.checked} files on ${opts.fileserverUrl ?? "no file server"} with the lock's sha256`,
+  );
+  out.debug(`preflight: ${lock.templates.length} templates render with the site's values`);
+  out.info(
+    `preflight: ${images.checked} images, ${files.checked} files and ${lock.templates.length} templates in place`,
+  );
   return helm;
 }
 
-async function missingImages(lock: Lock, opts: DeployOptions): Promise<string[]> {
+async function missingImages(
+  lock: Lock,
+  opts: DeployOptions,
+): Promise<{ checked: number; problems: string[] }> {
+  const { registry, registryHost } = opts;
+  if (!registry || !registryHost) return { checked: 0, problems: [] };
   const checks = lock.images.map(async (img) => {
-    const loc = mirrorLocation(img, opts.registryHost);
-    const head = await opts.registry.headManifest(loc).catch((err: Error) => err);
+    const loc = mirrorLocation(img, registryHost);
+    const head = await registry.headManifest(loc).catch((err: Error) => err);
     if (head instanceof Error) return `${loc.name}: ${head.message}`;
     if (!head)
       return `${loc.name} is not on the registry (expected ${img.mirrorDigest}); run bundle upload first`;
@@ -118,28 +206,36 @@ async function missingImages(lock: Lock, opts: DeployOptions): Promise<string[]>
       return `${loc.name} names ${head.digest}; the bundle expects ${img.mirrorDigest}`;
     return undefined;
   });
-  return (await Promise.all(checks)).filter((p): p is string => p !== undefined);
+  const problems = (await Promise.all(checks)).filter((p): p is string => p !== undefined);
+  return { checked: lock.images.length, problems };
 }
 
-async function missingFiles(lock: Lock, values: Values, opts: DeployOptions): Promise<string[]> {
+async function missingFiles(
+  lock: Lock,
+  values: Values,
+  opts: DeployOptions,
+): Promise<{ checked: number; problems: string[] }> {
+  const fileserver = opts.fileserver;
+  if (!fileserver) return { checked: 0, problems: [] };
   const planned = await plannedFiles(opts.bundle, values).catch((err: Error) => err);
-  if (planned instanceof Error) return [planned.message];
-  const remote = new Map((await opts.fileserver.list(lock.name)).map((f) => [f.path, f.sha256]));
-  return planned
+  if (planned instanceof Error) return { checked: 0, problems: [planned.message] };
+  const remote = new Map((await fileserver.list(lock.name)).map((f) => [f.path, f.sha256]));
+  const problems = planned
     .filter((f) => remote.get(f.path) !== f.sha256)
     .map((f) =>
       remote.has(f.path)
-        ? `${opts.fileserver.url(lock.name, f.path)} holds sha256 ${remote.get(f.path)}; the bundle expects ${f.sha256}`
-        : `${opts.fileserver.url(lock.name, f.path)} is missing; run bundle upload first`,
+        ? `${fileserver.url(lock.name, f.path)} holds sha256 ${remote.get(f.path)}; the bundle expects ${f.sha256}`
+        : `${fileserver.url(lock.name, f.path)} is missing; run bundle upload first`,
     );
+  return { checked: planned.length, problems };
 }
 
 /**
  * `--helm PATH`, else a helm the bundle carries (a file named `helm`, e.g. from an extracted
  * release archive; copied out to the work folder when the bundle is an archive), else helm on
- * PATH. A dry run needs none.
+ * PATH. A dry run needs none (and then proves nothing).
  */
-async function findHelm(lock: Lock, workDir: string, opts: DeployOptions): Promise<string> {
+async function findHelm(lock: Lock, workDir: string, opts: DeployOptions): Promise<string | undefined> {
   if (opts.helm) {
     await access(opts.helm, constants.X_OK).catch(() => {
       throw new WorkError(`--helm ${opts.helm}: not an executable file`);
@@ -148,7 +244,7 @@ async function findHelm(lock: Lock, workDir: string, opts: DeployOptions): Promi
   }
   const carried = lock.files.find((f) => path.posix.basename(f.path) === "helm");
   if (carried) {
-    const rel = `files/${carried.path}`;
+    const rel = `files/${relativePath(carried.path, "bundle.lock.json files[].path")}`;
     const file = opts.bundle.isArchive
       ? path.join(workDir, "bin", "helm")
       : path.join(opts.bundle.where, rel);
@@ -158,27 +254,33 @@ async function findHelm(lock: Lock, workDir: string, opts: DeployOptions): Promi
   }
   for (const dir of (process.env.PATH ?? "").split(path.delimiter).filter(Boolean)) {
     const file = path.join(dir, "helm");
-    if (
-      await access(file, constants.X_OK).then(
-        () => true,
-        () => false,
-      )
-    )
-      return file;
+    const found = await access(file, constants.X_OK).then(
+      () => true,
+      () => false,
+    );
+    if (found) return file;
   }
-  if (opts.dryRun) return "helm";
+  if (opts.dryRun) return undefined;
   throw new WorkError(
     "helm was not found: install it, give --helm PATH, or carry it in the bundle as a file named helm",
   );
 }
 
-interface PreparedRelease {
+export interface PreparedRelease {
+  release: LockRelease;
+  dir: string;
   chartDir: string;
   generated: string;
   valuesFiles: string[];
+  /** Each values file's name for messages: its bundle path. */
+  valuesNames: string[];
 }
 
-/** The chart copied with its overlays applied, the generated overrides and the definition's values files. */
+/**
+ * The chart copied with the definition's overlays applied, then the generated overrides that
+ * point every image it names at the site registry (overlaid files and a values file placed first),
+ * then the definition's values files, which have the last word.
+ */
 async function prepareRelease(
   lock: Lock,
   release: LockRelease,
@@ -189,28 +291,29 @@ async function prepareRelease(
   await rm(dir, { recursive: true, force: true });
   const chartDir = path.join(dir, "chart");
   await extractFolder(opts.bundle, `charts/${release.chart}`, chartDir);
-  const generated = opts.overrides
-    ? await opts.overrides(chartDir, lock, opts.registryHost)
-    : { yaml: "{}\n" };
-  for (const o of generated.overlays ?? []) await writeInside(chartDir, o.path, o.text);
   const prefix = `charts/${release.chart}/`;
   for (const t of lock.templates.filter((x) => x.dest.startsWith(prefix))) {
+    const rel = relativePath(t.dest.slice(prefix.length), `bundle.lock.json templates[].dest ${t.dest}`);
     await writeInside(
       chartDir,
-      t.dest.slice(prefix.length),
+      rel,
       await renderLockTemplate(t, opts.bundle, values),
-      t.mode,
+      permissionBits(t.mode),
     );
   }
-  const generatedFile = path.join(dir, "generated-values.yaml");
-  await writeFile(generatedFile, generated.yaml);
   const valuesFiles: string[] = [];
   for (const [i, bundlePath] of release.valuesFiles.entries()) {
     const file = path.join(dir, `values-${i + 1}-${path.posix.basename(bundlePath)}`);
     await writeFile(file, await valuesFileText(lock, bundlePath, release, chartDir, values, opts));
     valuesFiles.push(file);
   }
-  return { chartDir, generated: generatedFile, valuesFiles };
+  const generated = path.join(dir, "generated-values.yaml");
+  const overrides = opts.registryHost
+    ? await generatedOverrides(chartDir, lock, opts.registryHost, valuesFiles)
+    : { yaml: "{}\n", overlays: [] };
+  for (const o of overrides.overlays) await writeInside(chartDir, o.path, o.text);
+  await writeFile(generated, overrides.yaml);
+  return { release, dir, chartDir, generated, valuesFiles, valuesNames: release.valuesFiles };
 }
 
 /** A values file of the definition: a template rendered now, a bundle file, or a file of the chart. */
@@ -230,31 +333,28 @@ async function valuesFileText(
   return (await opts.bundle.readFile(bundlePath)).toString("utf8");
 }
 
-async function writeInside(root: string, rel: string, text: string, mode = 0o644): Promise<void> {
-  const file = path.join(root, rel);
-  await mkdir(path.dirname(file), { recursive: true });
-  await writeFile(file, text);
-  await chmod(file, mode);
-}
-
 /**
- * The values that point every image the chart names at its mirror, read from the chart as
- * prepared (before the definition's overlays, which then have the last word). Telego's
- * image-name style: `docker.registry.name` empty and each imageName the full mirror path, which
- * agrees with a Telego override that sets the same.
+ * The values that point every image the chart names at its mirror, read from the chart with the
+ * definition's overlays and values files, so what they leave pointing outside is pointed at the
+ * mirror too. Where the values set `docker.registry.name` (OpenWhisk's prefix of every
+ * imageName), imageNames are paths under it; otherwise each is the full mirror reference, as
+ * Telego writes them.
  */
-export const generatedOverrides: OverrideMaker = async (chartDir, lock, registryHost) => {
+export async function generatedOverrides(
+  chartDir: string,
+  lock: Lock,
+  registryHost: string,
+  valuesFiles: string[],
+): Promise<{ yaml: string; overlays: { path: string; text: string }[] }> {
   const { chartOverrides } = await import("../charts/overrides.js");
   const images = lock.images.map((i) => ({
-    ref: parseImageRef(i.ref),
-    source: i.source,
-    platforms: i.platforms.map((p) => p.platform),
-    allowMissingPlatforms: true,
+    ref: parseImageRef(i.ref.replace(/^docker-daemon:/, "")),
     mirror: parseMirror(i.mirror),
-    at: { file: LOCK_FILE, line: 1, col: 1 },
   }));
-  const o = await chartOverrides(chartDir, { images } as unknown as Definition, registryHost, {
-    style: "image-name",
+  const registryName = await userRegistryName(valuesFiles);
+  const o = await chartOverrides(chartDir, { images }, registryHost, {
+    style: registryName ? "registry-name" : "image-name",
+    valuesFiles,
   });
   return {
     yaml: o.yaml,
@@ -263,20 +363,107 @@ export const generatedOverrides: OverrideMaker = async (chartDir, lock, registry
       ...o.templates.map((t) => ({ path: t.file, text: t.text })),
     ],
   };
-};
+}
 
-function helmArgs(release: LockRelease, prepared: PreparedRelease, opts: DeployOptions): string[] {
+/** The last `docker.registry.name` the values files set to something other than "". */
+async function userRegistryName(files: string[]): Promise<string | undefined> {
+  let name: string | undefined;
+  for (const file of files) {
+    const data: unknown = parse(await readFile(file, "utf8"));
+    const value = (data as { docker?: { registry?: { name?: unknown } } } | null)?.docker?.registry?.name;
+    if (typeof value === "string") name = value === "" ? undefined : value;
+  }
+  return name;
+}
+
+/** The OpenWhisk rules (CONTEXT.md) on the values each OpenWhisk release will be installed with. */
+async function lintGate(prepared: PreparedRelease[], opts: DeployOptions): Promise<void> {
+  const { lintOpenWhiskValues, isOpenWhiskChart } = await import("../charts/lint.js");
+  const lines: string[] = [];
+  for (const p of prepared) {
+    if (!(await isOpenWhiskChart(p.chartDir))) continue;
+    const named = [
+      { file: `charts/${p.release.chart}/values.yaml`, path: path.join(p.chartDir, "values.yaml") },
+      { file: "generated overrides", path: p.generated },
+      ...p.valuesFiles.map((f, i) => ({ file: p.valuesNames[i] ?? f, path: f })),
+    ];
+    const files = await Promise.all(
+      named.map(async (n) => ({ file: n.file, text: await readFile(n.path, "utf8").catch(() => "") })),
+    );
+    for (const d of lintOpenWhiskValues(files, opts.skipLint ?? [])) {
+      lines.push(
+        `  - release ${p.release.name}: ${formatDiagnostic(d)}${d.rule ? ` (--skip-lint ${d.rule} to go on)` : ""}`,
+      );
+    }
+  }
+  if (lines.length > 0)
+    throw new InputError(`the values would break the deployment; nothing was deployed:\n${lines.join("\n")}`);
+}
+
+/** Renders and proves every release before any is installed; writes each proof.json. */
+async function proveAll(
+  prepared: PreparedRelease[],
+  helm: string | undefined,
+  opts: DeployOptions,
+): Promise<(Proof | undefined)[]> {
+  if (!helm) {
+    opts.out.warn(
+      "helm was not found: the charts were not rendered, so no image was proved to be on the mirror",
+    );
+    return prepared.map(() => undefined);
+  }
+  const proofs: Proof[] = [];
+  const problems: string[] = [];
+  for (const p of prepared) {
+    const rendered = path.join(p.dir, "rendered.yaml");
+    await renderChart(helm, helmArgs("template", p, opts), rendered, p.release.name);
+    const proof = await proveRelease({
+      release: p.release.name,
+      rendered,
+      file: path.join(p.dir, "proof.json"),
+      lock: opts.bundle.lock,
+      ...siteOf(opts),
+      ...(opts.registry ? { registry: opts.registry } : {}),
+    });
+    proofs.push(proof);
+    problems.push(...proof.problems.map((x) => `release ${p.release.name}: ${x}`));
+    const outside = proof.outside.map(
+      (f) => `release ${p.release.name}: ${f.object} ${f.where}: ${f.text} (${f.why})`,
+    );
+    if (opts.strict) problems.push(...outside);
+    else for (const line of outside) opts.out.warn(line);
+    opts.out.info(
+      `proof: release ${p.release.name} runs ${distinctImages(proof)} images, ` +
+        (proof.problems.length > 0
+          ? `${proof.problems.length} of them pulled from outside the site registry`
+          : "all on the site registry") +
+        `; ${proof.outside.length} fetches from outside the site (${path.relative(process.cwd(), proof.file) || proof.file})`,
+    );
+  }
+  if (problems.length > 0) {
+    throw new WorkError(
+      `the rendered charts reach outside the site; helm upgrade did not run:\n${problems.map((p) => `  - ${p}`).join("\n")}`,
+    );
+  }
+  return proofs;
+}
+
+function distinctImages(proof: Proof): number {
+  return new Set(proof.images.map((i) => i.image)).size;
+}
+
+/** `upgrade --install` or `template`, with exactly the same chart, values files and flags. */
+function helmArgs(verb: "upgrade" | "template", p: PreparedRelease, opts: DeployOptions): string[] {
   return [
-    "upgrade",
-    "--install",
-    release.name,
-    prepared.chartDir,
+    ...(verb === "upgrade" ? ["upgrade", "--install"] : ["template"]),
+    p.release.name,
+    p.chartDir,
     "--namespace",
-    release.namespace,
+    p.release.namespace,
     "--create-namespace",
     "-f",
-    prepared.generated,
-    ...prepared.valuesFiles.flatMap((f) => ["-f", f]),
+    p.generated,
+    ...p.valuesFiles.flatMap((f) => ["-f", f]),
     "--wait",
     "--timeout",
     opts.timeout,
@@ -284,6 +471,26 @@ function helmArgs(release: LockRelease, prepared: PreparedRelease, opts: DeployO
     ...(opts.kubeconfig ? ["--kubeconfig", opts.kubeconfig] : []),
     ...(opts.atomic ? ["--atomic"] : []),
   ];
+}
+
+/** `helm template` into `file`; a failure (a schema error, a template error) names the release. */
+async function renderChart(helm: string, args: string[], file: string, release: string): Promise<void> {
+  const out = createWriteStream(file);
+  let err = "";
+  const code = await new Promise<number>((resolve, reject) => {
+    const child = spawn(helm, args, { stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout.pipe(out);
+    child.stderr.on("data", (chunk: Buffer) => (err = (err + chunk.toString()).slice(-4000)));
+    child.on("error", reject);
+    child.on("close", (c) => resolve(c ?? 1));
+  });
+  await new Promise<void>((resolve) =>
+    out.writableFinished ? resolve() : out.on("finish", () => resolve()),
+  );
+  if (code !== 0)
+    throw new WorkError(
+      `helm template ${release} failed (exit ${code}); nothing was deployed:\n${err.trim()}`,
+    );
 }
 
 /** Runs helm with its output shown as it comes; a failure is exit 1 with helm's last lines. */

@@ -35,6 +35,8 @@ export interface Diagnostic {
   pos: SourcePos;
   path: string;
   message: string;
+  /** The rule that found it, for checks a user may skip (`--skip-lint RULE`). */
+  rule?: string;
 }
 
 export function formatDiagnostic(d: Diagnostic): string {

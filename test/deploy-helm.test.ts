@@ -1,0 +1,241 @@
+/**
+ * bundle deploy proven with the real helm: an OpenWhisk-shaped chart (test/fixtures/openwhisk-chart)
+ * and a definition with no image override at all go through prepare → upload → deploy; the
+ * cluster is the one stand-in (helm upgrade --install renders with the real helm template).
+ * Every image the rendered pods run, the runtimes of RUNTIMES_MANIFEST and the hard-coded curl
+ * included, must be on the site registry, checked there with skopeo.
+ */
+import test from "ava";
+import { cp, readFile } from "node:fs/promises";
+import path from "node:path";
+import { startRegistry, type TestRegistry } from "./helpers/registry.js";
+import { pushImage } from "./helpers/images.js";
+import { REPO, runCli, tempFiles } from "./helpers/cli.js";
+import {
+  clusterStandIn,
+  renderedImages,
+  renderedRuntimeImages,
+  type ClusterStandIn,
+} from "./helpers/helm.js";
+import { skopeoInspectRaw } from "./helpers/skopeo.js";
+import { startFileServer, type FileServer } from "../src/fileserver/server.js";
+
+/** Source repositories as the chart names them; pushed to the test's upstream registry. */
+const IMAGES = [
+  ["docker.io", "openwhisk/controller", "ef725a6"],
+  ["docker.io", "openwhisk/invoker", "ef725a6"],
+  ["docker.io", "openwhisk/scheduler", "ef725a6"],
+  ["docker.io", "openwhisk/ow-utils", "ef725a6"],
+  ["docker.io", "library/zookeeper", "3.4"],
+  ["docker.io", "library/redis", "4.0"],
+  ["docker.io", "library/busybox", "latest"],
+  ["docker.io", "grafana/grafana", "6.3.0"],
+  ["docker.io", "appropriate/curl", "latest"],
+  ["quay.io", "coreos/etcd", "v3.4.0"],
+  ["docker.elastic.co", "elasticsearch/elasticsearch", "6.7.2"],
+  ["docker.io", "openwhisk/action-nodejs-v14", "1.20.0"],
+  ["docker.io", "openwhisk/action-python-v3.7", "1.17.0"],
+  ["docker.io", "openwhisk/dockerskeleton", "1.14.0"],
+] as const;
+
+const VALUES = `# The release's values: no image override at all. A site value keeps it a template until deploy.
+whisk:
+  ingress:
+    apiHostName: "{{MAIN_NODE_IP}}"
+scheduler:
+  enabled: true
+activationStoreBackend: "{{store}}"
+metrics:
+  prometheusEnabled: true
+`;
+
+function definition(name: string, skip: string[] = []): string {
+  return [
+    `name: ${name}`,
+    "values: { store: ElasticSearch }",
+    "images:",
+    ...IMAGES.filter(([, repo]) => !skip.includes(repo)).map(
+      ([host, repo, tag]) => `  - ${host}/${repo}:${tag}`,
+    ),
+    "charts:",
+    "  - name: openwhisk",
+    "    path: chart",
+    "templates:",
+    "  - source: values.yml",
+    "    dest: charts/openwhisk/site-values.yml",
+    "releases:",
+    "  - name: owdev",
+    "    chart: openwhisk",
+    "    namespace: openwhisk",
+    "    values: [charts/openwhisk/site-values.yml]",
+  ].join("\n");
+}
+
+let upstream: TestRegistry;
+let site: TestRegistry;
+let server: FileServer;
+let root: string;
+let cleanup: () => Promise<void>;
+
+test.before(async () => {
+  [upstream, site] = await Promise.all([startRegistry(), startRegistry()]);
+  for (const [, repo, tag] of IMAGES)
+    await pushImage(upstream, repo, tag, {
+      kind: "oci-index",
+      layers: ["ow-base", `${repo}-app`],
+      label: repo,
+    });
+  const tmp = await tempFiles(
+    {
+      "full/bundle.yml": definition("ow"),
+      "full/values.yml": VALUES,
+      "nocurl/bundle.yml": definition("ow-nocurl", ["appropriate/curl"]),
+      "nocurl/values.yml": VALUES,
+      token: "tok\n",
+    },
+    "helm",
+  );
+  root = tmp.dir;
+  cleanup = tmp.cleanup;
+  for (const d of ["full", "nocurl"])
+    await cp(path.join(REPO, "test/fixtures/openwhisk-chart"), path.join(root, d, "chart"), {
+      recursive: true,
+    });
+  server = await startFileServer({
+    root: path.join(root, "served"),
+    host: "127.0.0.1",
+    port: 0,
+    token: "tok",
+    log: () => undefined,
+  });
+  const mirrors = ["docker.io", "quay.io", "docker.elastic.co"].flatMap((h) => [
+    "--mirror",
+    `${h}=${upstream.url}`,
+  ]);
+  for (const d of ["full", "nocurl"]) {
+    const env = { BUNDLE_CACHE_DIR: path.join(root, "cache") };
+    const p = await runCli(["prepare", "-f", `${d}/bundle.yml`, "-o", `${d}/out`, ...mirrors], {
+      cwd: root,
+      env,
+    });
+    if (p.code !== 0) throw new Error(p.stderr);
+    const u = await runCli(
+      ["upload", `${d}/out`, "--registry", site.host, "--fileserver", server.url, "--token-file", "token"],
+      { cwd: root },
+    );
+    if (u.code !== 0) throw new Error(u.stderr);
+  }
+});
+
+test.after.always(async () => {
+  await Promise.all([upstream?.stop(), site?.stop(), server?.close()]);
+  await cleanup?.();
+});
+
+async function deploy(
+  bundle: string,
+  args: string[] = [],
+): Promise<{ code: number; stdout: string; stderr: string; cluster: ClusterStandIn }> {
+  const cluster = await clusterStandIn(path.join(root, `cluster-${Math.random().toString(36).slice(2)}`));
+  const site_ = ["--registry", site.host, "--fileserver", server.url];
+  const r = await runCli(["deploy", bundle, ...site_, "--helm", cluster.helm, ...args], { cwd: root });
+  return { ...r, cluster };
+}
+
+test.serial(
+  "every image the real helm renders, runtimes and the hard-coded curl included, is on the site registry",
+  async (t) => {
+    const r = await deploy("full/out");
+    t.is(r.code, 0, r.stderr);
+    const installs = await r.cluster.installs();
+    t.is(installs.length, 1);
+    const install = installs[0]!;
+    t.deepEqual(install.args.slice(0, 2), ["owdev", path.join(root, "full/out/deploy/owdev/chart")]);
+
+    const pods = [...new Set(renderedImages(install.rendered))].sort();
+    const runtimes = renderedRuntimeImages(install.rendered).sort();
+    t.is(pods.length, 11, pods.join("\n"));
+    t.is(runtimes.length, 3, runtimes.join("\n"));
+    const expected = IMAGES.map(([, repo, tag]) => `${site.host}/teleinfra/${repo.split("/").at(-1)}:${tag}`);
+    t.deepEqual([...pods, ...runtimes].sort(), expected.sort());
+    for (const image of [...pods, ...runtimes]) {
+      const manifest = JSON.parse((await skopeoInspectRaw(image)).toString()) as { manifests?: unknown[] };
+      t.is(manifest.manifests?.length, 2, `${image} on the site registry with both platforms`);
+    }
+    // Elasticsearch's major version cannot be read from a mirrored image name: the override says it.
+    t.regex(install.rendered, /name: ES_MAJOR_VERSION\n\s+value: "6"/);
+
+    t.regex(r.stderr, /proof: release owdev runs 14 images, all on the site registry/);
+    t.regex(
+      r.stderr,
+      /warning: .*ConfigMap\/owdev-grafana-dashboards data download_dashboards\.sh: https:\/\/raw\.githubusercontent\.com\//,
+    );
+    t.regex(
+      r.stderr,
+      /warning: .*Job\/owdev-install-packages container install-packages command: .*github\.com\/apache\/openwhisk-catalog/,
+    );
+    const proof = JSON.parse(await readFile(path.join(root, "full/out/deploy/owdev/proof.json"), "utf8")) as {
+      images: { image: string; mirrorOf?: string }[];
+      problems: string[];
+    };
+    t.deepEqual(proof.problems, []);
+    t.true(proof.images.every((i) => i.mirrorOf !== undefined));
+    t.regex(
+      r.stdout,
+      /release owdev deployed in namespace openwhisk \(14 images proved on the site registry\)/,
+    );
+  },
+);
+
+test.serial(
+  "an image the chart runs and the bundle lacks stops deploy before helm upgrade runs",
+  async (t) => {
+    const r = await deploy("nocurl/out");
+    t.is(r.code, 1, r.stderr);
+    t.regex(
+      r.stderr,
+      /Deployment\/owdev-grafana container download-dashboards: image appropriate\/curl:latest is pulled from docker\.io, outside the site: add docker\.io\/appropriate\/curl:latest to the definition's images/,
+    );
+    t.regex(r.stderr, /helm upgrade did not run/);
+    t.deepEqual(await r.cluster.installs(), []);
+  },
+);
+
+test.serial(
+  "the scheduler with the CouchDB activation store is refused, naming the key and the file",
+  async (t) => {
+    const r = await deploy("full/out", ["--set", "store=CouchDB"]);
+    t.is(r.code, 2, r.stderr);
+    t.regex(
+      r.stderr,
+      /release owdev: charts\/openwhisk\/site-values\.yml:\d+:\d+ scheduler\.enabled: the scheduler needs activationStoreBackend: ElasticSearch/,
+    );
+    t.regex(r.stderr, /--skip-lint scheduler-elasticsearch/);
+    t.deepEqual(await r.cluster.installs(), []);
+
+    const skipped = await deploy("full/out", [
+      "--set",
+      "store=CouchDB",
+      "--skip-lint",
+      "scheduler-elasticsearch",
+    ]);
+    t.is(skipped.code, 0, skipped.stderr);
+    t.is((await skipped.cluster.installs()).length, 1);
+  },
+);
+
+test.serial(
+  "--strict turns the chart's fetches from outside into errors; --dry-run proves without installing",
+  async (t) => {
+    const strict = await deploy("full/out", ["--strict"]);
+    t.is(strict.code, 1, strict.stderr);
+    t.regex(strict.stderr, /raw\.githubusercontent\.com/);
+    t.deepEqual(await strict.cluster.installs(), []);
+
+    const dry = await deploy("full/out", ["--dry-run"]);
+    t.is(dry.code, 0, dry.stderr);
+    t.regex(dry.stdout, /upgrade --install owdev .*deploy\/owdev\/chart --namespace openwhisk/);
+    t.regex(dry.stderr, /proof: release owdev runs 14 images/);
+    t.deepEqual(await dry.cluster.installs(), []);
+  },
+);
