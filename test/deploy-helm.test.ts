@@ -6,7 +6,7 @@
  * included, must be on the site registry, checked there with skopeo.
  */
 import test from "ava";
-import { cp, readFile } from "node:fs/promises";
+import { cp, mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { startRegistry, type TestRegistry } from "./helpers/registry.js";
 import { pushImage } from "./helpers/images.js";
@@ -38,10 +38,11 @@ const IMAGES = [
   ["docker.io", "openwhisk/dockerskeleton", "1.14.0"],
 ] as const;
 
-const VALUES = `# The release's values: no image override at all. A site value keeps it a template until deploy.
+const VALUES = `# The release's values: no image override at all. A site value (IMG_REPO) keeps it a template until deploy.
 whisk:
   ingress:
-    apiHostName: "{{MAIN_NODE_IP}}"
+    apiHostName: "10.9.8.7"
+siteRegistry: "{{IMG_REPO}}"
 scheduler:
   enabled: true
 activationStoreBackend: "{{store}}"
@@ -239,3 +240,82 @@ test.serial(
     t.deepEqual(await dry.cluster.installs(), []);
   },
 );
+
+test.serial(
+  "an images-only bundle deploys without --fileserver; a bundle without releases says so",
+  async (t) => {
+    const cluster = await clusterStandIn(path.join(root, "cluster-nofs"));
+    const r = await runCli(["deploy", "full/out", "--registry", site.host, "--helm", cluster.helm, "-v"], {
+      cwd: root,
+    });
+    t.is(r.code, 0, r.stderr);
+    t.regex(r.stderr, new RegExp(`preflight: 14 images on ${site.host} with the lock's digests`));
+    t.is((await cluster.installs()).length, 1);
+
+    const none = await crafted("none", (lock) => (lock.releases = []));
+    const n = await runCli(["deploy", none, "--registry", site.host, "--helm", cluster.helm], { cwd: root });
+    t.is(n.code, 0, n.stderr);
+    t.regex(n.stderr, /has no releases: nothing to deploy/);
+    t.regex(n.stdout, /ow: no releases to deploy/);
+    t.is((await cluster.installs()).length, 1, "helm did not run again");
+  },
+);
+
+interface LockShape {
+  releases: { name: string; chart: string; namespace: string; valuesFiles: string[] }[];
+  templates: { dest: string; mode: number }[];
+}
+
+/** A copy of the prepared bundle with its lock changed by `edit`. */
+async function crafted(name: string, edit: (lock: LockShape) => void): Promise<string> {
+  const dir = path.join(root, "crafted", name);
+  await cp(path.join(root, "full/out"), dir, { recursive: true });
+  const file = path.join(dir, "bundle.lock.json");
+  const lock = JSON.parse(await readFile(file, "utf8")) as LockShape;
+  edit(lock);
+  await writeFile(file, JSON.stringify(lock, null, 2));
+  return dir;
+}
+
+test.serial("a crafted lock cannot make deploy delete or write outside its work folder", async (t) => {
+  const canary = path.join(root, "canary");
+  await mkdir(canary, { recursive: true });
+  await writeFile(path.join(canary, "keep.txt"), "keep\n");
+  await writeFile(path.join(root, "secret.txt"), "secret\n", { mode: 0o600 });
+  const cases: [string, (l: LockShape) => void, RegExp][] = [
+    [
+      "name",
+      (l) => (l.releases[0]!.name = "../../../canary"),
+      /releases\[0\]\.name: "\.\.\/\.\.\/\.\.\/canary" is not a Helm release name/,
+    ],
+    ["option", (l) => (l.releases[0]!.name = "--post-renderer=/bin/sh"), /is not a Helm release name/],
+    [
+      "values",
+      (l) => (l.releases[0]!.valuesFiles = ["charts/openwhisk/../../../../secret.txt"]),
+      /valuesFiles\[0\]: .* is not a relative path inside its folder/,
+    ],
+    [
+      "dest",
+      (l) => (l.templates[0]!.dest = "charts/openwhisk/../../../../canary/keep.txt"),
+      /templates\[0\]\.dest: .* is not a relative path inside its folder/,
+    ],
+  ];
+  const cluster = await clusterStandIn(path.join(root, "cluster-hostile"));
+  for (const [name, edit, message] of cases) {
+    const dir = await crafted(name, edit);
+    const r = await runCli(["deploy", dir, "--registry", site.host, "--helm", cluster.helm], { cwd: root });
+    t.is(r.code, 2, `${name}: ${r.stderr}`);
+    t.regex(r.stderr, message);
+    t.notRegex(r.stderr, /\n\s+at /, "no stack trace");
+  }
+  t.is(await readFile(path.join(canary, "keep.txt"), "utf8"), "keep\n");
+  t.deepEqual(await readdir(canary), ["keep.txt"]);
+  t.deepEqual(await cluster.installs(), []);
+
+  // A setuid mode in the lock is written as permission bits only.
+  const setuid = await crafted("setuid", (l) => (l.templates[0]!.mode = 0o4755));
+  const r = await runCli(["deploy", setuid, "--registry", site.host, "--helm", cluster.helm], { cwd: root });
+  t.is(r.code, 0, r.stderr);
+  const mode = (await stat(path.join(setuid, "deploy/owdev/chart/site-values.yml"))).mode & 0o7777;
+  t.is(mode, 0o755);
+});

@@ -69,7 +69,7 @@ const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 export async function deploy(opts: DeployOptions): Promise<{ lock: Lock; releases: DeployedRelease[] }> {
   const bundle = opts.bundle;
   const lock = bundle.lock;
-  checkReleases(lock);
+  checkLock(lock);
   const values = await bundleValues(bundle, siteOf(opts));
   await requireSite(lock, values, opts);
   const workDir = path.resolve(opts.workDir ?? defaultWorkDir(bundle));
@@ -117,7 +117,15 @@ function siteOf(opts: DeployOptions) {
  * Names from the lock become folder names and helm arguments: each must be what Helm and
  * Kubernetes accept, so `../x` or `--post-renderer=…` never reaches the file system or helm.
  */
-function checkReleases(lock: Lock): void {
+function checkLock(lock: Lock): void {
+  for (const [i, t] of lock.templates.entries()) {
+    const dest = relativePath(t.dest, `bundle.lock.json templates[${i}].dest`);
+    relativePath(t.source, `bundle.lock.json templates[${i}].source`);
+    if (!dest.startsWith("files/") && !dest.startsWith("charts/"))
+      throw new InputError(
+        `bundle.lock.json templates[${i}].dest: ${dest} is neither under files/ nor under charts/`,
+      );
+  }
   for (const [i, r] of lock.releases.entries()) {
     const at = `bundle.lock.json releases[${i}]`;
     if (!RELEASE_NAME.test(r.name) || r.name.length > 53)
