@@ -4,7 +4,8 @@
  * repository holds a chart; a second registry plays the site's private registry and
  * `bundle serve` its file server. Then prepare → upload → deploy (dry run), and where it all went.
  */
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { run } from "../src/cli/main.js";
@@ -65,7 +66,27 @@ whisk:
   ingress:
     apiHostName: {{ingress_ip}}
 source: {{FILESERVER_URL}}/demo-source.tar.gz
+# The chart's one image, pointed at its mirror on the site registry.
+image:
+  repository: "{{IMG_REPO}}/teleinfra/controller"
+  tag: "1.0"
 `;
+
+const HELM = path.join(repoRoot, ".tools", "bin", "helm");
+
+/** How many distinct images the deploy proofs found, or undefined when none was written. */
+async function provedImages(deployDir: string): Promise<number | undefined> {
+  const files = await readdir(deployDir).catch(() => []);
+  const images = new Set<string>();
+  let proofs = 0;
+  for (const release of files) {
+    const text = await readFile(path.join(deployDir, release, "proof.json"), "utf8").catch(() => undefined);
+    if (text === undefined) continue;
+    proofs++;
+    for (const i of (JSON.parse(text) as { images: { image: string }[] }).images) images.add(i.image);
+  }
+  return proofs > 0 ? images.size : undefined;
+}
 
 async function step(title: string, args: string[]): Promise<number> {
   console.error(`\n== ${title}: bundle ${args.join(" ")}`);
@@ -98,7 +119,11 @@ async function main(): Promise<number> {
       return 1;
     if ((await step("upload", ["upload", bundle, ...site_, "--token-file", path.join(work, "token")])) !== 0)
       return 1;
-    const deployed = await step("deploy (dry run)", ["deploy", bundle, ...site_, "--dry-run"]);
+    // The real helm renders the chart and deploy proves every image it runs is on the site
+    // registry; a dry run, since no cluster runs here.
+    const helm = existsSync(HELM) ? ["--helm", HELM] : [];
+    const deployed = await step("deploy (dry run)", ["deploy", bundle, ...site_, ...helm, "--dry-run"]);
+    const proved = await provedImages(path.join(bundle, "deploy"));
     console.error(
       [
         "",
@@ -107,9 +132,11 @@ async function main(): Promise<number> {
         `  images:            ${site.url}/v2/teleinfra/… (the site's registry, stopped now)`,
         `  files:             ${path.join(work, "fileserver", "quickstart")}`,
         `  upstream, for reference: registry ${upstream.host}, git ${repo.url}`,
-        deployed === 0
-          ? "  deploy: done (dry run)"
-          : "  deploy: not built yet in this version; prepare and upload are done",
+        deployed !== 0
+          ? "  deploy: failed (see above)"
+          : proved === undefined
+            ? "  deploy: done (dry run; no helm here, so nothing was rendered)"
+            : `  deploy: done (dry run): helm rendered the chart; the proof found the ${proved} image${proved === 1 ? "" : "s"} it runs on the site registry`,
       ].join("\n"),
     );
     return 0;

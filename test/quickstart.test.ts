@@ -13,7 +13,16 @@ test("the quick start runs prepare, upload and a dry-run deploy locally and leav
   });
   t.is(code, 0, stderr);
   t.regex(stderr, /Where everything went:/);
-  t.regex(stderr, /deploy: done \(dry run\)/);
+  t.regex(
+    stderr,
+    /deploy: done \(dry run\): helm rendered the chart; the proof found the 1 image it runs on the site registry/,
+  );
+  const proof = JSON.parse(
+    await readFile(path.join(REPO, ".quickstart/bundle/deploy/demo/proof.json"), "utf8"),
+  ) as {
+    images: { image: string; mirrorOf?: string }[];
+  };
+  t.regex(proof.images[0]?.image ?? "", /^127\.0\.0\.1:\d+\/teleinfra\/controller:1\.0$/);
   const lock = JSON.parse(await readFile(path.join(REPO, ".quickstart/bundle/bundle.lock.json"), "utf8")) as {
     images: unknown[];
     git: { sha256: string }[];
