@@ -1,6 +1,8 @@
 /** The command line itself: every command documented with an example, and SPEC.md's exit codes. */
 import test from "ava";
-import { runCli } from "./helpers/cli.js";
+import { cp, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { REPO, runCli, tempFiles } from "./helpers/cli.js";
 
 const COMMANDS = ["prepare", "upload", "deploy", "serve", "verify", "inspect", "images", "lint"];
 
@@ -19,16 +21,25 @@ for (const c of COMMANDS) {
   });
 }
 
-test("usage errors exit 2: unknown command, unknown option, missing required option", async (t) => {
+test("usage errors exit 2: unknown command, unknown option, a flag the bundle needs", async (t) => {
   const unknown = await runCli(["bogus"]);
   t.is(unknown.code, 2);
   t.regex(unknown.stderr, /unknown command 'bogus'/);
   const badOption = await runCli(["lint", "--nope"]);
   t.is(badOption.code, 2);
   t.regex(badOption.stderr, /unknown option '--nope'/);
-  const missing = await runCli(["deploy", "dir", "--fileserver", "http://127.0.0.1:8003"]);
-  t.is(missing.code, 2);
-  t.regex(missing.stderr, /required option '--registry <REG>' not specified/);
+  // A bundle with images needs --registry: said before any work starts.
+  const tmp = await tempFiles({});
+  t.teardown(tmp.cleanup);
+  await cp(path.join(REPO, "test/fixtures/audit/bundle"), tmp.dir, { recursive: true });
+  const lockFile = path.join(tmp.dir, "bundle.lock.json");
+  await writeFile(
+    lockFile,
+    JSON.stringify({ ...JSON.parse(await readFile(lockFile, "utf8")), releases: [] }),
+  );
+  const missing = await runCli(["deploy", tmp.dir, "--fileserver", "http://127.0.0.1:8003"]);
+  t.is(missing.code, 2, missing.stderr);
+  t.regex(missing.stderr, /the bundle carries 3 images: give --registry REG/);
 });
 
 test("--json and --quiet: the result alone on stdout", async (t) => {
@@ -68,4 +79,35 @@ test("bundle images lists a chart's images with what sets each, and compares wit
   );
   t.true(data.unused.includes("docker.io/library/redis:4.0") === false, "redis:4.0 is used by the chart");
   t.true(data.missing.length > 0);
+});
+
+test("bundle images -f reads the chart with the values files of the definition's release", async (t) => {
+  const tmp = await tempFiles({
+    "bundle.yml": [
+      "name: ow",
+      "images: [redis:5.0]",
+      "charts: [{ name: openwhisk, path: chart }]",
+      "templates: [{ source: values.yml, dest: files/values.yml }]",
+      "releases: [{ name: owdev, chart: openwhisk, values: [files/values.yml] }]",
+    ].join("\n"),
+    "values.yml": 'redis:\n  imageTag: "5.0"\nscheduler:\n  enabled: true\n',
+  });
+  t.teardown(tmp.cleanup);
+  await cp(path.join(REPO, "test/fixtures/openwhisk-chart"), path.join(tmp.dir, "chart"), {
+    recursive: true,
+  });
+  const r = await runCli(["--json", "images", "chart", "-f", "bundle.yml"], { cwd: tmp.dir });
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /with the values files of release owdev: values\.yml/);
+  const data = JSON.parse(r.stdout) as {
+    images: { ref: string; valuesPath?: string; enabled?: boolean; file: string }[];
+    missing: { ref: string }[];
+    unused: string[];
+  };
+  const redis = data.images.find((i) => i.valuesPath === "redis.imageName");
+  t.is(redis?.ref, "docker.io/library/redis:5.0", "the release's tag, not the chart's default");
+  t.deepEqual(data.unused, []);
+  t.false(data.missing.some((m) => m.ref.includes("redis")));
+  const scheduler = data.images.find((i) => i.valuesPath === "scheduler.imageName");
+  t.not(scheduler?.enabled, false, "the release turns the scheduler on");
 });

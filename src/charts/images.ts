@@ -41,8 +41,14 @@ export interface ChartImage {
   enabled?: boolean;
 }
 
+/** A values file by path, or already read (a rendered template) with the name its lines belong to. */
+export type ValuesInput = string | { file: string; text: string };
+
 /** Scans `chartDir`; `valuesFiles` are merged over the chart's values.yaml in order, as with `helm -f`. */
-export async function findChartImages(chartDir: string, valuesFiles: string[] = []): Promise<ChartImage[]> {
+export async function findChartImages(
+  chartDir: string,
+  valuesFiles: ValuesInput[] = [],
+): Promise<ChartImage[]> {
   const files = await listFiles(chartDir);
   const chartYaml = await readOptional(path.join(chartDir, "Chart.yaml"));
   const chart = chartYaml === undefined ? {} : YamlSource.parse(chartYaml, "Chart.yaml").data();
@@ -299,9 +305,13 @@ function uniqueSorted(images: ChartImage[]): ChartImage[] {
   });
 }
 
-async function loadValues(chartDir: string, files: string[], extra: string[]): Promise<YamlSource[]> {
+async function loadValues(chartDir: string, files: string[], extra: ValuesInput[]): Promise<YamlSource[]> {
   const own = files.includes("values.yaml") ? [path.join(chartDir, "values.yaml")] : [];
-  return Promise.all([...own, ...extra].map((f) => YamlSource.load(f, displayName(chartDir, f))));
+  return Promise.all(
+    [...own, ...extra].map((f) =>
+      typeof f === "string" ? YamlSource.load(f, displayName(chartDir, f)) : YamlSource.parse(f.text, f.file),
+    ),
+  );
 }
 
 function displayName(chartDir: string, file: string): string {

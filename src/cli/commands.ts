@@ -11,7 +11,7 @@ import { readLock } from "../bundle/lock.js";
 import { resolveEndpoint } from "../registry/endpoint.js";
 import { formatBytes, table } from "../util/format.js";
 import { InputError } from "../util/errors.js";
-import type { ImageItem } from "../config/model.js";
+import type { Definition, ImageItem } from "../config/model.js";
 import type { Output } from "./output.js";
 import path from "node:path";
 import { readFile, rm, stat } from "node:fs/promises";
@@ -349,8 +349,14 @@ export async function imagesCommand(
   out: Output,
 ) {
   const { findChartImages, compareImages } = await import("../charts/images.js");
-  const found = await findChartImages(chartDir, flags.values ?? []);
-  const compared = flags.file ? compareImages(found, await loadDefinition(flags.file)) : undefined;
+  const def = flags.file ? await loadDefinition(flags.file) : undefined;
+  const release = def ? await releaseOfChart(def, chartDir) : undefined;
+  if (def && release)
+    out.info(
+      `with the values files of release ${release.name}: ${release.files.map((f) => (typeof f === "string" ? f : f.file)).join(", ") || "none"}`,
+    );
+  const found = await findChartImages(chartDir, [...(release?.files ?? []), ...(flags.values ?? [])]);
+  const compared = def ? compareImages(found, def) : undefined;
   out.result(
     {
       images: found,
@@ -377,6 +383,24 @@ export async function imagesCommand(
         : []),
     ],
   );
+}
+
+/**
+ * The definition's first release of the chart in `chartDir` (a local chart at that folder, or a
+ * chart of the same name), with the values files it is deployed with, as `bundle images` reads them.
+ */
+async function releaseOfChart(def: Definition, chartDir: string) {
+  const { releaseValuesFiles } = await import("../stages/lint.js");
+  const dir = path.resolve(chartDir);
+  const chart =
+    def.charts.find((c) => c.source.kind === "local" && path.resolve(c.source.dir) === dir) ??
+    def.charts.find((c) => c.name === path.basename(dir));
+  const release = chart && def.releases.find((r) => r.chart === chart.name);
+  if (!release) return undefined;
+  const inChart = release.valuesFiles
+    .filter((v) => v.startsWith(`charts/${release.chart}/`))
+    .map((v) => path.join(dir, ...v.split("/").slice(2)));
+  return { name: release.name, files: [...releaseValuesFiles(def, release), ...inChart] };
 }
 
 /** With a public key, a lock not signed by it stops the command (exit 1) before anything else. */

@@ -57,29 +57,38 @@ async function lintOpenWhiskReleases(def: Definition): Promise<Diagnostic[]> {
     const chart = def.charts.find((c) => c.name === release.chart);
     if (!chart) continue;
     const source = chart.source;
-    const local = source.kind === "local" ? source.dir : undefined;
     const isOpenWhisk =
       source.kind === "local"
         ? await isOpenWhiskChart(source.dir)
         : /openwhisk/.test(source.archive + source.path);
     if (!isOpenWhisk) continue;
     const files: { file: string; text: string }[] = [];
-    if (local) {
-      const text = await readFile(path.join(local, "values.yaml"), "utf8").catch(() => undefined);
+    if (source.kind === "local") {
+      const text = await readFile(path.join(source.dir, "values.yaml"), "utf8").catch(() => undefined);
       if (text !== undefined)
-        files.push({ file: path.relative(process.cwd(), path.join(local, "values.yaml")), text });
+        files.push({ file: path.relative(process.cwd(), path.join(source.dir, "values.yaml")), text });
     }
-    for (const bundlePath of release.valuesFiles) {
-      const t = def.templates.find((x) => destPath(x.dest) === bundlePath);
-      if (t)
-        files.push({
-          file: renderedFrom(t, def),
-          text: renderTemplate(t, mergeValues(def.values, PLACEHOLDER_SITE)),
-        });
-    }
+    files.push(...releaseValuesFiles(def, release));
     out.push(...lintOpenWhiskValues(files));
   }
   return out;
+}
+
+/**
+ * A release's values files that the definition writes (templates, Telego filemaps), rendered
+ * with placeholder site values, each named by the file its lines come from. Values files the
+ * chart itself holds are left to the caller, which has the chart.
+ */
+export function releaseValuesFiles(
+  def: Definition,
+  release: Definition["releases"][number],
+): { file: string; text: string }[] {
+  return release.valuesFiles.flatMap((bundlePath) => {
+    const t = def.templates.find((x) => destPath(x.dest) === bundlePath);
+    return t
+      ? [{ file: renderedFrom(t, def), text: renderTemplate(t, mergeValues(def.values, PLACEHOLDER_SITE)) }]
+      : [];
+  });
 }
 
 export function summarize(def: Definition): LintSummary {
