@@ -60,7 +60,21 @@ test("inside the site: registry, file server, loopback, in-cluster names; templa
         "curl http://192.168.1.10/x",
       ].join("\n"),
     ),
-    ["6 url https://github.com/", "6 url http://example.com", "7 url http://192.168.1.10/x"],
+    [
+      "2 url http://10.0.0.5/other",
+      "6 url https://github.com/",
+      "6 url http://example.com",
+      "7 url http://192.168.1.10/x",
+    ],
+  );
+});
+
+test("the file server's host on another port is not the file server", (t) => {
+  const findings = scanText("curl http://10.0.0.5:9000/demo/a.tgz\n", styleOf("files/x.sh"), { site, judge });
+  t.is(findings.length, 1);
+  t.is(
+    findings[0]?.why,
+    "the site serves 10.0.0.5 on port 5000 and 8003, not 9000: nothing of the bundle is there; use the file server's URL",
   );
 });
 

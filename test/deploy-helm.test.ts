@@ -12,6 +12,7 @@ import { startRegistry, type TestRegistry } from "./helpers/registry.js";
 import { pushImage } from "./helpers/images.js";
 import { REPO, runCli, tempFiles } from "./helpers/cli.js";
 import {
+  HELM,
   clusterStandIn,
   renderedImages,
   renderedRuntimeImages,
@@ -319,3 +320,32 @@ test.serial("a crafted lock cannot make deploy delete or write outside its work 
   const mode = (await stat(path.join(setuid, "deploy/owdev/chart/site-values.yml"))).mode & 0o7777;
   t.is(mode, 0o755);
 });
+
+test.serial(
+  "audit with helm judges what the releases render: no image of the chart's files, only the real fetches",
+  async (t) => {
+    const site_ = ["--registry", site.host, "--fileserver", server.url];
+    const r = await runCli(["--json", "audit", "full/out", ...site_, "--helm", HELM], { cwd: root });
+    t.is(r.code, 1, r.stderr);
+    t.regex(r.stderr, /audit: each release rendered with .*helm as deploy renders it/);
+    const data = JSON.parse(r.stdout) as {
+      mode: string;
+      findings: { kind: string; file: string; text: string }[];
+    };
+    t.is(data.mode, "rendered");
+    t.deepEqual(data.findings.map((f) => `${f.file} ${f.kind} ${f.text}`).sort(), [
+      "release owdev: ConfigMap/owdev-grafana-dashboards data download_dashboards.sh url https://raw.githubusercontent.com/apache/openwhisk/master/tools/dashboards/top.json",
+      "release owdev: Job/owdev-install-packages container install-packages command git-clone https://github.com/apache/openwhisk-catalog",
+    ]);
+
+    // Without helm the chart files are read as they are: the chart's default image names are reported.
+    const files = await runCli(["--json", "audit", "full/out", ...site_], {
+      cwd: root,
+      env: { PATH: "/usr/bin:/bin" },
+    });
+    t.is(files.code, 1);
+    const fromFiles = JSON.parse(files.stdout) as { mode: string; findings: { text: string }[] };
+    t.is(fromFiles.mode, "files");
+    t.true(fromFiles.findings.some((f) => f.text.includes("openwhisk/controller")));
+  },
+);

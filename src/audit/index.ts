@@ -24,7 +24,7 @@ export interface AuditFinding {
   kind: FindingKind;
   /** Bundle-relative path: `charts/openwhisk/templates/grafana.yaml`, `templates/files/override-values.yml`. */
   file: string;
-  /** 1-based; in a template still to render, the line of its rendered text. */
+  /** 1-based; in a template still to render, the line of its rendered text; 0 for a rendered object. */
   line: number;
   /** The reference found: an image, a URL, a command. */
   text: string;
@@ -36,6 +36,8 @@ export interface AuditOptions {
   registryHost?: string;
   /** The file server's base URL; default `http://site-fileserver.invalid:8003`. */
   fileserverUrl?: string;
+  /** Read the chart files (default); false when the charts were rendered and judged from helm's output. */
+  charts?: boolean;
 }
 
 /** One text the install uses: a file of the bundle, or a template rendered. */
@@ -65,9 +67,10 @@ export async function auditBundle(bundle: BundleContents, opts: AuditOptions = {
   const lock = bundle.lock;
   const site = makeSite(opts);
   const judge = new ImageJudge(lock, site);
+  const charts = opts.charts ?? true;
   const sources = [
-    ...(await renderPending(bundle, site)),
-    ...(await readTree(bundle, "charts", pendingDests(lock))),
+    ...(await renderPending(bundle, site)).filter((s) => charts || !s.as.startsWith("charts/")),
+    ...(charts ? await readTree(bundle, "charts", pendingDests(lock)) : []),
     ...(await readTree(bundle, "files", pendingDests(lock))),
   ];
 
@@ -116,7 +119,9 @@ export async function auditBundle(bundle: BundleContents, opts: AuditOptions = {
 
 /** Findings as lines for a terminal: `file:line kind text` and the reason under it. */
 export function formatAuditFindings(findings: AuditFinding[]): string {
-  return findings.map((f) => `${f.file}:${f.line} ${f.kind} ${f.text}\n    ${f.why}\n`).join("");
+  return findings
+    .map((f) => `${f.file}${f.line > 0 ? `:${f.line}` : ""} ${f.kind} ${f.text}\n    ${f.why}\n`)
+    .join("");
 }
 
 function sortUnique(findings: AuditFinding[], cols: Map<AuditFinding, number>): AuditFinding[] {

@@ -4,7 +4,7 @@
  */
 import path from "node:path";
 import type { ImageJudge } from "./images.js";
-import { isInsideSite, type Site } from "./site.js";
+import { isInsideSite, wrongPort, type Site } from "./site.js";
 
 export type FindingKind = "image" | "url" | "git-clone" | "package-registry";
 
@@ -203,6 +203,8 @@ interface UrlHit {
   text: string;
   col: number;
   host: string;
+  /** Set when the host is the site's but the port is not one it serves. */
+  wrongPort?: string;
 }
 
 /** The http(s) URLs of a line that point outside the site, plus whether the line held any URL at all. */
@@ -224,6 +226,11 @@ function urlsOf(code: string, gitLine: boolean, site: Site): { outside: UrlHit[]
     }
     text = text.replace(/[.,;:!?)\]}>'"\\]+$/, "");
     const host = /^[a-z]+:\/\/(?:[^/?#@]*@)?(\[[^\]]+\]|[^/?#:]*)/i.exec(text)?.[1]?.toLowerCase() ?? "";
+    const wrong = host === "" ? undefined : wrongPort(text, host, site);
+    if (wrong) {
+      outside.push({ text, col, host, wrongPort: wrong });
+      continue;
+    }
     if (host === "" || isInsideSite(host, site)) continue;
     if (NON_FETCHED_HOSTS.has(host) || LICENSE_URL.test(text)) continue;
     outside.push({ text, col, host });
@@ -240,6 +247,15 @@ function urlsOf(code: string, gitLine: boolean, site: Site): { outside: UrlHit[]
 
 function urlFinding(hit: UrlHit, line: number, gitLine: boolean, packageLine: boolean): LineFinding {
   const { text, col, host } = hit;
+  if (hit.wrongPort) {
+    return {
+      kind: "url",
+      line,
+      col,
+      text,
+      why: `${hit.wrongPort}: nothing of the bundle is there; use the file server's URL`,
+    };
+  }
   if (gitLine || /^(?:git|ssh):/i.test(text) || text.startsWith("git@")) {
     return {
       kind: "git-clone",

@@ -15,6 +15,8 @@ export interface Site {
   fileserverUrl: string;
   /** Lower-cased host names that belong to the site (registry, file server). */
   hosts: Set<string>;
+  /** For each of those hosts, the ports the site serves there: another port has nothing of the site. */
+  ports: Map<string, Set<number>>;
 }
 
 export function makeSite(opts: { registryHost?: string; fileserverUrl?: string }): Site {
@@ -29,11 +31,38 @@ export function makeSite(opts: { registryHost?: string; fileserverUrl?: string }
   if (!/^[^/\s]+$/.test(registryHost)) {
     throw new InputError(`--registry ${registryHost}: expected host[:port], e.g. 10.0.0.5:5000`);
   }
-  return {
-    registryHost,
-    fileserverUrl,
-    hosts: new Set([hostnameOf(registryHost), normalizeHost(fileserverHost)]),
-  };
+  const registryName = hostnameOf(registryHost);
+  const fileserverName = normalizeHost(fileserverHost);
+  const ports = new Map<string, Set<number>>([
+    [registryName, new Set()],
+    [fileserverName, new Set()],
+  ]);
+  ports.get(registryName)?.add(portOf(`https://${registryHost}`));
+  ports.get(registryName)?.add(portOf(`http://${registryHost}`));
+  ports.get(fileserverName)?.add(portOf(fileserverUrl));
+  return { registryHost, fileserverUrl, hosts: new Set([registryName, fileserverName]), ports };
+}
+
+/** A URL's port, or its scheme's default (80 for http, 443 for https); -1 when it has none. */
+export function portOf(url: string): number {
+  try {
+    const u = new URL(url);
+    if (u.port) return Number(u.port);
+    return u.protocol === "https:" ? 443 : u.protocol === "http:" ? 80 : -1;
+  } catch {
+    return -1;
+  }
+}
+
+/**
+ * When `url` names a host of the site on a port the site does not serve there, what the site
+ * does serve (`the site serves 10.0.0.5 on port 8003`); undefined otherwise.
+ */
+export function wrongPort(url: string, hostname: string, site: Site): string | undefined {
+  const ports = site.ports.get(normalizeHost(hostname));
+  const port = portOf(url);
+  if (!ports || port < 0 || ports.has(port)) return undefined;
+  return `the site serves ${hostname} on port ${[...ports].sort((a, b) => a - b).join(" and ")}, not ${port}`;
 }
 
 /** `host:5000` → `host`, `[::1]:5000` → `::1`, lower-cased. */

@@ -327,15 +327,24 @@ export async function deployCommand(bundle: BundleContents, flags: DeployFlags, 
 
 export async function auditCommand(
   bundle: BundleContents,
-  flags: { registry?: string; fileserver?: string },
+  flags: { registry?: string; fileserver?: string; helm?: string },
   out: Output,
 ) {
-  const { auditBundle, formatAuditFindings } = await import("../audit/index.js");
-  const findings = await auditBundle(bundle, {
+  const { formatAuditFindings } = await import("../audit/index.js");
+  const { audit } = await import("../stages/audit.js");
+  const { helmOnPath } = await import("../stages/deploy.js");
+  const helm = flags.helm ?? (await helmOnPath());
+  const { findings, mode } = await audit(bundle, {
     ...(flags.registry ? { registryHost: resolveEndpoint(flags.registry).host } : {}),
     ...(flags.fileserver ? { fileserverUrl: flags.fileserver } : {}),
+    ...(helm ? { helm } : {}),
   });
-  out.result({ ok: findings.length === 0, findings }, () =>
+  out.info(
+    mode === "rendered"
+      ? `audit: each release rendered with ${helm} as deploy renders it, and the files the file server serves`
+      : "audit: the chart files read as they are (no helm here: give --helm PATH to audit what the charts render)",
+  );
+  out.result({ ok: findings.length === 0, mode, findings }, () =>
     findings.length === 0
       ? ["nothing in the bundle reaches outside the site"]
       : [formatAuditFindings(findings).trimEnd(), `${findings.length} references reach outside the site`],

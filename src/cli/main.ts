@@ -262,12 +262,16 @@ export function buildProgram(out: () => Output): Command {
     )
     .argument("<DIR>", "a prepared bundle (folder or archive)")
     .option("--registry <REG>", "the site's registry, counted as inside the site")
-    .option("--fileserver <URL>", "the site's file server, counted as inside the site");
+    .option("--fileserver <URL>", "the site's file server, counted as inside the site")
+    .option(
+      "--helm <PATH>",
+      "render each release with this helm, as deploy does, and judge what it renders (default: helm on PATH; without one, the chart files are read)",
+    );
   example(
     audit,
     "bundle audit ./bundle-out/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003",
   );
-  audit.action(async (dir: string, opts: { registry?: string; fileserver?: string }) => {
+  audit.action(async (dir: string, opts: { registry?: string; fileserver?: string; helm?: string }) => {
     const { auditCommand, withBundle } = await import("./commands.js");
     await withBundle(dir, (bundle) => auditCommand(bundle, opts, out()));
   });

@@ -117,7 +117,7 @@ function siteOf(opts: DeployOptions) {
  * Names from the lock become folder names and helm arguments: each must be what Helm and
  * Kubernetes accept, so `../x` or `--post-renderer=…` never reaches the file system or helm.
  */
-function checkLock(lock: Lock): void {
+export function checkLock(lock: Lock): void {
   for (const [i, t] of lock.templates.entries()) {
     const dest = relativePath(t.dest, `bundle.lock.json templates[${i}].dest`);
     relativePath(t.source, `bundle.lock.json templates[${i}].source`);
@@ -260,6 +260,15 @@ async function findHelm(lock: Lock, workDir: string, opts: DeployOptions): Promi
     await chmod(file, 0o755).catch(() => undefined);
     return file;
   }
+  const onPath = await helmOnPath();
+  if (onPath || opts.dryRun) return onPath;
+  throw new WorkError(
+    "helm was not found: install it, give --helm PATH, or carry it in the bundle as a file named helm",
+  );
+}
+
+/** The first executable `helm` on PATH. */
+export async function helmOnPath(): Promise<string | undefined> {
   for (const dir of (process.env.PATH ?? "").split(path.delimiter).filter(Boolean)) {
     const file = path.join(dir, "helm");
     const found = await access(file, constants.X_OK).then(
@@ -268,10 +277,7 @@ async function findHelm(lock: Lock, workDir: string, opts: DeployOptions): Promi
     );
     if (found) return file;
   }
-  if (opts.dryRun) return undefined;
-  throw new WorkError(
-    "helm was not found: install it, give --helm PATH, or carry it in the bundle as a file named helm",
-  );
+  return undefined;
 }
 
 export interface PreparedRelease {
@@ -289,12 +295,12 @@ export interface PreparedRelease {
  * point every image it names at the site registry (overlaid files and a values file placed first),
  * then the definition's values files, which have the last word.
  */
-async function prepareRelease(
+export async function prepareRelease(
   lock: Lock,
   release: LockRelease,
   values: Values,
   dir: string,
-  opts: DeployOptions,
+  opts: Pick<DeployOptions, "bundle" | "registryHost">,
 ): Promise<PreparedRelease> {
   await rm(dir, { recursive: true, force: true });
   const chartDir = path.join(dir, "chart");
@@ -331,7 +337,7 @@ async function valuesFileText(
   release: LockRelease,
   chartDir: string,
   values: Values,
-  opts: DeployOptions,
+  opts: Pick<DeployOptions, "bundle">,
 ): Promise<string> {
   const template = lock.templates.find((t) => t.dest === bundlePath);
   if (template) return renderLockTemplate(template, opts.bundle, values);
@@ -461,7 +467,11 @@ function distinctImages(proof: Proof): number {
 }
 
 /** `upgrade --install` or `template`, with exactly the same chart, values files and flags. */
-function helmArgs(verb: "upgrade" | "template", p: PreparedRelease, opts: DeployOptions): string[] {
+export function helmArgs(
+  verb: "upgrade" | "template",
+  p: PreparedRelease,
+  opts: Pick<DeployOptions, "timeout" | "kubeContext" | "kubeconfig" | "atomic">,
+): string[] {
   return [
     ...(verb === "upgrade" ? ["upgrade", "--install"] : ["template"]),
     p.release.name,
@@ -482,7 +492,12 @@ function helmArgs(verb: "upgrade" | "template", p: PreparedRelease, opts: Deploy
 }
 
 /** `helm template` into `file`; a failure (a schema error, a template error) names the release. */
-async function renderChart(helm: string, args: string[], file: string, release: string): Promise<void> {
+export async function renderChart(
+  helm: string,
+  args: string[],
+  file: string,
+  release: string,
+): Promise<void> {
   const out = createWriteStream(file);
   let err = "";
   const code = await new Promise<number>((resolve, reject) => {
