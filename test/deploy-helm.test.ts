@@ -215,6 +215,24 @@ test.serial(
     t.regex(r.stderr, /--skip-lint scheduler-elasticsearch/);
     t.deepEqual(await r.cluster.installs(), []);
 
+    // prepare says so already, as a warning, and goes on.
+    const mirrors = ["docker.io", "quay.io", "docker.elastic.co"].flatMap((h) => [
+      "--mirror",
+      `${h}=${upstream.url}`,
+    ]);
+    const p = await runCli(
+      ["prepare", "-f", "full/bundle.yml", "-o", "couch", "--set", "store=CouchDB", ...mirrors],
+      {
+        cwd: root,
+        env: { BUNDLE_CACHE_DIR: path.join(root, "cache") },
+      },
+    );
+    t.is(p.code, 0, p.stderr);
+    t.regex(
+      p.stderr,
+      /warning: .*values\.yml:\d+:\d+ scheduler\.enabled: the scheduler needs activationStoreBackend: ElasticSearch.*--skip-lint scheduler-elasticsearch/,
+    );
+
     const skipped = await deploy("full/out", [
       "--set",
       "store=CouchDB",

@@ -50,7 +50,7 @@ const PLACEHOLDER_SITE = {
  * files: a local chart's values.yaml first, then the release's files, templates rendered with
  * placeholder site values. Diagnostics point into the file that set the key.
  */
-async function lintOpenWhiskReleases(def: Definition): Promise<Diagnostic[]> {
+export async function lintOpenWhiskReleases(def: Definition): Promise<Diagnostic[]> {
   const { lintOpenWhiskValues, isOpenWhiskChart } = await import("../charts/lint.js");
   const out: Diagnostic[] = [];
   for (const release of def.releases) {

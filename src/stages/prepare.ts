@@ -7,7 +7,7 @@ import path from "node:path";
 import { mkdir } from "node:fs/promises";
 import { missingValues, siteValuesUsed } from "../config/load.js";
 import type { Definition, ImageItem } from "../config/model.js";
-import { DefinitionError, formatPos, InputError } from "../util/errors.js";
+import { DefinitionError, formatDiagnostic, formatPos, InputError } from "../util/errors.js";
 import { NotFoundError } from "../registry/errors.js";
 import { OciLayout } from "../store/layout.js";
 import type { ImageSource, ImageTarget } from "../store/types.js";
@@ -51,6 +51,13 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   const dir = path.resolve(opts.output ?? path.join("bundle-out", def.name));
   await mkdir(dir, { recursive: true });
   opts.out.info(`preparing bundle "${def.name}" in ${dir}`);
+  // The settings known to break OpenWhisk: deploy refuses them; prepare says so before the long work.
+  const { lintOpenWhiskReleases } = await import("./lint.js");
+  for (const d of await lintOpenWhiskReleases(def)) {
+    opts.out.warn(
+      `${formatDiagnostic(d)} (deploy will refuse this unless given --skip-lint ${d.rule ?? "RULE"})`,
+    );
+  }
 
   const previous = await readLock(dir).catch(() => undefined);
   const { images, bytesMoved } = await prepareImages(def, dir, opts);
