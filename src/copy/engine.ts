@@ -56,8 +56,12 @@ export interface CopiedImage {
 }
 
 export interface CopyEvents {
-  /** Blob bytes an image still has to move (sent as each platform is planned). */
+  /**
+   * Blob bytes an image still has to move (sent as each platform is planned); negative for
+   * planned bytes that turned out not to be needed, once their blob is stored.
+   */
   onPlanned?(image: string, bytes: number): void;
+  /** Bytes of a blob stored, each counted once: a successful copy's sum equals what was planned. */
   onBytes?(image: string, n: number): void;
   onRetry?(image: string, what: string, err: unknown, attempt: number): void;
 }
@@ -205,9 +209,16 @@ export class CopyEngine {
   private async copyBlob(req: CopyRequest, blob: Descriptor, acc: Acc): Promise<void> {
     if (this.opts.signal?.aborted) throw new WorkError(`${req.from.name}: stopped after an earlier failure`);
     const name = req.from.name;
+    const events = this.opts.events;
+    // Progress counts each byte of the blob once however often it is sent (retries, a resume
+    // started over), so an image's progress ends at what was planned for it.
+    let counted = 0;
     const onBytes = (n: number) => {
       acc.moved += n;
-      this.opts.events?.onBytes?.(name, n);
+      const step = Math.min(n, blob.size - counted);
+      if (step <= 0) return;
+      counted += step;
+      events?.onBytes?.(name, step);
     };
     await withRetry(
       () =>
@@ -217,6 +228,9 @@ export class CopyEngine {
         onRetry: (err, attempt) => this.opts.events?.onRetry?.(name, `blob ${blob.digest}`, err, attempt),
       },
     );
+    // Bytes planned that did not have to move: the target had them by then (another image's
+    // put of the same blob, a mount, a partial file from a killed run).
+    if (counted < blob.size) events?.onPlanned?.(name, counted - blob.size);
   }
 
   /** A single-platform image's platform, read from its config blob. */
