@@ -84,7 +84,7 @@ export class CopyEngine {
   async copy(req: CopyRequest): Promise<CopiedImage> {
     const top = await this.topManifest(req);
     const parsed = parseManifest(req.from.name, top);
-    const acc = { blobs: new Map<string, Descriptor>(), moved: 0 };
+    const acc: Acc = { blobs: new Map(), moved: 0, present: new Map() };
     if ("manifests" in parsed) return this.copyIndex(req, top, parsed, acc);
     return this.copySingle(req, top, parsed, acc);
   }
@@ -197,7 +197,14 @@ export class CopyEngine {
   private async copyBlobs(req: CopyRequest, blobs: Descriptor[], acc: Acc): Promise<void> {
     // Foreign layers (with `urls`) are not distributable: registries serve them from elsewhere.
     const wanted = [...new Map(blobs.filter((b) => !b.urls?.length).map((b) => [b.digest, b])).values()];
-    const present = await Promise.all(wanted.map((b) => req.target.hasBlob(req.to, b)));
+    // Platforms of an image often share blobs: the target is asked about each blob once.
+    const present = await Promise.all(
+      wanted.map((b) => {
+        let answer = acc.present.get(b.digest);
+        if (!answer) acc.present.set(b.digest, (answer = req.target.hasBlob(req.to, b)));
+        return answer;
+      }),
+    );
     const missing = wanted.filter((_, i) => !present[i]);
     this.opts.events?.onPlanned?.(
       req.from.name,
@@ -220,9 +227,10 @@ export class CopyEngine {
       counted += step;
       events?.onBytes?.(name, step);
     };
+    const open = (offset: number) => req.source.openBlob(req.from, blob, offset);
     await withRetry(
-      () =>
-        req.target.putBlob(req.to, blob, (offset) => req.source.openBlob(req.from, blob, offset), onBytes),
+      // copyBlobs asked the target just now; after a failed attempt the target looks again.
+      (attempt) => req.target.putBlob(req.to, blob, open, onBytes, { checkedAbsent: attempt === 0 }),
       {
         ...this.opts.retry,
         onRetry: (err, attempt) => this.opts.events?.onRetry?.(name, `blob ${blob.digest}`, err, attempt),
@@ -261,6 +269,8 @@ export class CopyEngine {
 interface Acc {
   blobs: Map<string, Descriptor>;
   moved: number;
+  /** The target's answer to `hasBlob` for each blob of the image, asked once. */
+  present: Map<string, Promise<boolean>>;
 }
 
 function result(
