@@ -558,7 +558,10 @@ function logBundle(row: Row): void {
   else {
     const peak = b.peakMb === null ? "" : `, peak ${fmt(b.peakMb, 0)} MB`;
     const r = ratio(row);
-    const vs = r === null ? "" : ` = ${fmt(r, 2)}× skopeo`;
+    const vs =
+      r === null
+        ? ""
+        : ` = ${fmt(r, 2)}× ${row.notes.some((n) => n.startsWith("reference column")) ? "the reference" : "skopeo"}`;
     log(
       `  bundle: ${fmt(b.seconds, 3)} s${vs}${peak}${row.checks.bundle ? `; ${checkText(row.checks.bundle)}` : ""}`,
     );
