@@ -1,7 +1,8 @@
 /**
  * What `bundle upload` asks of the site's registry, counted at a proxy in front of it: one
  * existence check (`HEAD`) per blob of each image, with platforms of an image sharing a layer
- * and images sharing base layers; the copy engine's answer reaches the registry store.
+ * and images sharing base layers (the copy engine's answer reaches the registry store), one
+ * per platform manifest, and none for an index whose platforms were just pushed.
  */
 import test from "ava";
 import { readFile } from "node:fs/promises";
@@ -13,7 +14,7 @@ import { runCli, tempFiles } from "./helpers/cli.js";
 import { standardImageLines } from "./helpers/bundles.js";
 import type { Lock } from "../src/bundle/lock.js";
 
-test("upload checks each blob of each image once: one HEAD per blob, none repeated before the PUT", async (t) => {
+test("upload asks once: one HEAD per blob of each image and per platform manifest, none for a new index", async (t) => {
   const source = await startRegistry();
   t.teardown(() => source.stop());
   const images = await seedStandardImages(source);
@@ -47,4 +48,11 @@ test("upload checks each blob of each image once: one HEAD per blob, none repeat
       t.is(proxy.count("HEAD", new RegExp(`^/v2/${repo}/blobs/${digest}$`)), 1, `${repo} ${digest}`);
   }
   t.is(proxy.count("HEAD", /^\/v2\/.+\/blobs\/sha256:/), expected, "no other blob HEAD");
+  // A manifest HEAD for each platform's manifest; none for an index whose children were just
+  // stored (it goes in after them, so it cannot be there yet).
+  for (const image of lock.images) {
+    const repo = image.mirror.replace(/:[^/:]+$/, "");
+    const heads = proxy.count("HEAD", new RegExp(`^/v2/${repo}/manifests/`));
+    t.is(heads, image.platforms.length, `${repo}: manifest HEADs`);
+  }
 });

@@ -101,9 +101,11 @@ export class CopyEngine {
       req.platforms,
       req.allowMissingPlatforms,
     );
+    let childStored = false;
     const platforms = await Promise.all(
       chosen.map(async (child) => {
-        const raw = await this.copyManifest(req, child.digest, "child", acc);
+        const { raw, stored: copied } = await this.copyManifest(req, child.digest, "child", acc);
+        childStored ||= copied;
         return {
           platform: formatPlatform(child.platform as Platform),
           digest: child.digest,
@@ -114,7 +116,9 @@ export class CopyEngine {
     );
     const forRegistry = reducedIndex(top, index, chosen);
     const stored = req.target.acceptsPartialIndex ? top : forRegistry;
-    await this.putTop(req, stored);
+    // The index always goes in after its children: a child stored just now means it is not there.
+    if (childStored || !(await req.target.hasManifest(req.to, stored.digest)))
+      await req.target.putManifest(req.to, stored, "image");
     return { ...result(top, stored, platforms, missing, acc), mirrorDigest: forRegistry.digest };
   }
 
@@ -186,12 +190,7 @@ export class CopyEngine {
       await this.copyBlobs(req, blobs, acc);
       await req.target.putManifest(at, raw, role);
     }
-    return raw;
-  }
-
-  private async putTop(req: CopyRequest, top: RawManifest): Promise<void> {
-    if (!(await req.target.hasManifest(req.to, top.digest)))
-      await req.target.putManifest(req.to, top, "image");
+    return { raw, stored: !present };
   }
 
   private async copyBlobs(req: CopyRequest, blobs: Descriptor[], acc: Acc): Promise<void> {
