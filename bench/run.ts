@@ -8,7 +8,9 @@
  * 3. no-op prepare: the same `bundle prepare` again.
  * 4. upload: skopeo pushing each image from its layout to an empty registry vs `bundle upload`
  *    into another empty registry.
- * 5. The same for one image holding one large layer, for bundle's peak memory.
+ * 5. prepare and upload again on a pseudo-terminal (`script -qfec`), against the same runs with
+ *    output to a log: what the progress display costs.
+ * 6. The same for one image holding one large layer, for bundle's peak memory.
  * Every bundle command runs under GNU time for its peak RSS; every result is checked against the
  * source's digests with skopeo. Bundle stages that are not built yet are reported as such.
  */
@@ -241,6 +243,8 @@ async function compare(c: Case): Promise<Row[]> {
   logBundle(prepare);
   if (bundleLayout) addNote(prepare, agreement(skopeoLayout, bundleLayout, images));
   const rows = [prepare];
+  rows.push(await onTerminal(config, prepare, "prepare", c.id, ["prepare", "-f", def, "-o", `${out}-tty`]));
+  await rm(`${out}-tty`, { recursive: true, force: true });
 
   if (c.noop) {
     const noop: Row = { id: `${c.id}noop`, step: "no-op prepare", ...empty() };
@@ -272,6 +276,9 @@ async function compare(c: Case): Promise<Row[]> {
   logBundle(upload);
   rows.push(upload);
   await res.stop(skopeoDest, bundleDest);
+  const ttyDest = await res.registry();
+  rows.push(await onTerminal(config, upload, "upload", c.id, ["upload", out, "--registry", ttyDest.host]));
+  await res.stop(ttyDest);
   if (c.noop) rows.push(...(await packRows(c, out, upload.skopeo)));
   if (c.next) rows.push(await updateRow(c, c.next, out));
 
@@ -357,6 +364,34 @@ async function updateRow(c: Case, next: NonNullable<Case["next"]>, out: string):
   logBundle(row);
   await Promise.all([full, update].map((p) => rm(p, { recursive: true, force: true })));
   return row;
+}
+
+/**
+ * The same bundle command on a pseudo-terminal (`script -qfec`), so that the progress display
+ * is drawn as a user sees it; the reference column holds the run with output to a log.
+ */
+async function onTerminal(
+  config: BenchConfig,
+  logged: Row,
+  step: string,
+  id: string,
+  args: string[],
+): Promise<Row> {
+  log();
+  log(`${step} on a terminal`);
+  const row: Row = { id: `${id}${step}-tty`, step: `${step} on a terminal`, ...empty() };
+  if (logged.bundle.status === "ok")
+    row.skopeo = { seconds: logged.bundle.seconds, peakMb: logged.bundle.peakMb };
+  const command = [process.execPath, config.bundleCli, ...args].map(shellQuote).join(" ");
+  await settle();
+  row.bundle = outcome(await run("script", ["-qfec", command, "/dev/null"], { echo: config.verbose }));
+  addNote(row, `reference column: the same bundle ${step} with its output to a log`);
+  logBundle(row);
+  return row;
+}
+
+function shellQuote(arg: string): string {
+  return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
 /** Bytes of every file under `dir`. */
@@ -523,7 +558,10 @@ function logBundle(row: Row): void {
   else {
     const peak = b.peakMb === null ? "" : `, peak ${fmt(b.peakMb, 0)} MB`;
     const r = ratio(row);
-    const vs = r === null ? "" : ` = ${fmt(r, 2)}× skopeo`;
+    const vs =
+      r === null
+        ? ""
+        : ` = ${fmt(r, 2)}× ${row.notes.some((n) => n.startsWith("reference column")) ? "the reference" : "skopeo"}`;
     log(
       `  bundle: ${fmt(b.seconds, 3)} s${vs}${peak}${row.checks.bundle ? `; ${checkText(row.checks.bundle)}` : ""}`,
     );

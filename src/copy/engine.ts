@@ -56,8 +56,12 @@ export interface CopiedImage {
 }
 
 export interface CopyEvents {
-  /** Blob bytes an image still has to move (sent as each platform is planned). */
+  /**
+   * Blob bytes an image still has to move (sent as each platform is planned); negative for
+   * planned bytes that turned out not to be needed, once their blob is stored.
+   */
   onPlanned?(image: string, bytes: number): void;
+  /** Bytes of a blob stored, each counted once: a successful copy's sum equals what was planned. */
   onBytes?(image: string, n: number): void;
   onRetry?(image: string, what: string, err: unknown, attempt: number): void;
 }
@@ -80,7 +84,7 @@ export class CopyEngine {
   async copy(req: CopyRequest): Promise<CopiedImage> {
     const top = await this.topManifest(req);
     const parsed = parseManifest(req.from.name, top);
-    const acc = { blobs: new Map<string, Descriptor>(), moved: 0 };
+    const acc: Acc = { blobs: new Map(), moved: 0, present: new Map() };
     if ("manifests" in parsed) return this.copyIndex(req, top, parsed, acc);
     return this.copySingle(req, top, parsed, acc);
   }
@@ -97,9 +101,11 @@ export class CopyEngine {
       req.platforms,
       req.allowMissingPlatforms,
     );
+    let childStored = false;
     const platforms = await Promise.all(
       chosen.map(async (child) => {
-        const raw = await this.copyManifest(req, child.digest, "child", acc);
+        const { raw, stored: copied } = await this.copyManifest(req, child.digest, "child", acc);
+        childStored ||= copied;
         return {
           platform: formatPlatform(child.platform as Platform),
           digest: child.digest,
@@ -110,7 +116,9 @@ export class CopyEngine {
     );
     const forRegistry = reducedIndex(top, index, chosen);
     const stored = req.target.acceptsPartialIndex ? top : forRegistry;
-    await this.putTop(req, stored);
+    // The index always goes in after its children: a child stored just now means it is not there.
+    if (childStored || !(await req.target.hasManifest(req.to, stored.digest)))
+      await req.target.putManifest(req.to, stored, "image");
     return { ...result(top, stored, platforms, missing, acc), mirrorDigest: forRegistry.digest };
   }
 
@@ -182,18 +190,20 @@ export class CopyEngine {
       await this.copyBlobs(req, blobs, acc);
       await req.target.putManifest(at, raw, role);
     }
-    return raw;
-  }
-
-  private async putTop(req: CopyRequest, top: RawManifest): Promise<void> {
-    if (!(await req.target.hasManifest(req.to, top.digest)))
-      await req.target.putManifest(req.to, top, "image");
+    return { raw, stored: !present };
   }
 
   private async copyBlobs(req: CopyRequest, blobs: Descriptor[], acc: Acc): Promise<void> {
     // Foreign layers (with `urls`) are not distributable: registries serve them from elsewhere.
     const wanted = [...new Map(blobs.filter((b) => !b.urls?.length).map((b) => [b.digest, b])).values()];
-    const present = await Promise.all(wanted.map((b) => req.target.hasBlob(req.to, b)));
+    // Platforms of an image often share blobs: the target is asked about each blob once.
+    const present = await Promise.all(
+      wanted.map((b) => {
+        let answer = acc.present.get(b.digest);
+        if (!answer) acc.present.set(b.digest, (answer = req.target.hasBlob(req.to, b)));
+        return answer;
+      }),
+    );
     const missing = wanted.filter((_, i) => !present[i]);
     this.opts.events?.onPlanned?.(
       req.from.name,
@@ -205,18 +215,29 @@ export class CopyEngine {
   private async copyBlob(req: CopyRequest, blob: Descriptor, acc: Acc): Promise<void> {
     if (this.opts.signal?.aborted) throw new WorkError(`${req.from.name}: stopped after an earlier failure`);
     const name = req.from.name;
+    const events = this.opts.events;
+    // Progress counts each byte of the blob once however often it is sent (retries, a resume
+    // started over), so an image's progress ends at what was planned for it.
+    let counted = 0;
     const onBytes = (n: number) => {
       acc.moved += n;
-      this.opts.events?.onBytes?.(name, n);
+      const step = Math.min(n, blob.size - counted);
+      if (step <= 0) return;
+      counted += step;
+      events?.onBytes?.(name, step);
     };
+    const open = (offset: number) => req.source.openBlob(req.from, blob, offset);
     await withRetry(
-      () =>
-        req.target.putBlob(req.to, blob, (offset) => req.source.openBlob(req.from, blob, offset), onBytes),
+      // copyBlobs asked the target just now; after a failed attempt the target looks again.
+      (attempt) => req.target.putBlob(req.to, blob, open, onBytes, { checkedAbsent: attempt === 0 }),
       {
         ...this.opts.retry,
         onRetry: (err, attempt) => this.opts.events?.onRetry?.(name, `blob ${blob.digest}`, err, attempt),
       },
     );
+    // Bytes planned that did not have to move: the target had them by then (another image's
+    // put of the same blob, a mount, a partial file from a killed run).
+    if (counted < blob.size) events?.onPlanned?.(name, counted - blob.size);
   }
 
   /** A single-platform image's platform, read from its config blob. */
@@ -247,6 +268,8 @@ export class CopyEngine {
 interface Acc {
   blobs: Map<string, Descriptor>;
   moved: number;
+  /** The target's answer to `hasBlob` for each blob of the image, asked once. */
+  present: Map<string, Promise<boolean>>;
 }
 
 function result(

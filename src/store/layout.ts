@@ -94,6 +94,10 @@ export class OciLayout implements ImageSource, ImageTarget {
     return s?.size === desc.size;
   }
 
+  /**
+   * Looks for the blob on disk even when the caller just did (`PutBlobOptions.checkedAbsent` is
+   * not used): a stat costs nothing, and another image may have stored the blob since.
+   */
   putBlob(
     loc: ImageLocation,
     desc: Descriptor,

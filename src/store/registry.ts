@@ -1,7 +1,8 @@
 /**
  * A registry as an image store: the source of `prepare` and the target of `upload`. As a
- * target it sends no blob the registry already has: it checks first, then mounts from a
- * repository of the same registry known to hold the blob, and only then uploads.
+ * target it sends no blob the registry already has: it checks first (once: not again when the
+ * caller just did), then mounts from a repository of the same registry known to hold the
+ * blob, and only then uploads.
  */
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
@@ -15,6 +16,7 @@ import type {
   ImageTarget,
   ManifestHead,
   ManifestRole,
+  PutBlobOptions,
 } from "./types.js";
 
 export class RegistryStore implements ImageSource, ImageTarget {
@@ -78,11 +80,12 @@ export class RegistryStore implements ImageSource, ImageTarget {
     desc: Descriptor,
     open: BlobOpener,
     onBytes?: (n: number) => void,
+    opts: PutBlobOptions = {},
   ): Promise<void> {
     for (let earlier = this.putting.get(desc.digest); earlier; earlier = this.putting.get(desc.digest))
       await earlier.catch(() => undefined);
     // No await between the check above and this: two puts cannot both pass it.
-    const put = this.putOnce(loc, desc, open, onBytes);
+    const put = this.putOnce(loc, desc, open, onBytes, opts.checkedAbsent === true);
     this.putting.set(desc.digest, put);
     try {
       await put;
@@ -91,13 +94,21 @@ export class RegistryStore implements ImageSource, ImageTarget {
     }
   }
 
+  /**
+   * A blob this store has seen in the repository needs nothing; else one `HEAD`, unless the
+   * caller has just asked (`checkedAbsent`: each request costs the registry CPU time). An
+   * earlier put of the same blob waited for does not change that answer: into this repository
+   * it shows in `holders`, into another it makes a mount possible.
+   */
   private async putOnce(
     loc: ImageLocation,
     desc: Descriptor,
     open: BlobOpener,
-    onBytes?: (n: number) => void,
+    onBytes: ((n: number) => void) | undefined,
+    checkedAbsent: boolean,
   ): Promise<void> {
-    if (await this.hasBlob(loc, desc)) return;
+    if (this.holders.get(desc.digest)?.has(loc.repository)) return;
+    if (!checkedAbsent && (await this.hasBlob(loc, desc))) return;
     if (await this.mountFromKnown(loc, desc)) return;
     await this.client.uploadBlob(loc.repository, desc, open, onBytes, loc.name);
     this.remember(desc.digest, loc.repository);

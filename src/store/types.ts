@@ -36,6 +36,15 @@ export interface ImageSource {
   openBlob(loc: ImageLocation, desc: Descriptor, offset?: number): Promise<Readable>;
 }
 
+/** What the caller of `putBlob` knows already, so that the target need not find it out again. */
+export interface PutBlobOptions {
+  /**
+   * The caller asked `hasBlob` for this blob at this location and the answer was no: a target
+   * for which asking costs a request (a registry) does not ask again before sending it.
+   */
+  checkedAbsent?: boolean;
+}
+
 /** Reads blob bytes from an offset; the engine hands a source's `openBlob` to a target this way. */
 export type BlobOpener = (offset: number) => Promise<Readable>;
 
@@ -57,6 +66,7 @@ export interface ImageTarget {
     desc: Descriptor,
     open: BlobOpener,
     onBytes?: (n: number) => void,
+    opts?: PutBlobOptions,
   ): Promise<void>;
   hasManifest(loc: ImageLocation, digest: string): Promise<boolean>;
   /**
