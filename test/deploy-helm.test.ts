@@ -6,7 +6,7 @@
  * included, must be on the site registry, checked there with skopeo.
  */
 import test from "ava";
-import { cp, mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { cp, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { startRegistry, type TestRegistry } from "./helpers/registry.js";
 import { pushImage } from "./helpers/images.js";
@@ -365,5 +365,85 @@ test.serial(
     const fromFiles = JSON.parse(files.stdout) as { mode: string; findings: { text: string }[] };
     t.is(fromFiles.mode, "files");
     t.true(fromFiles.findings.some((f) => f.text.includes("openwhisk/controller")));
+  },
+);
+
+test.serial(
+  "a chart file changed, added or removed after signing stops verify, deploy and upload, naming it",
+  async (t) => {
+    const { generateKeyPair } = await import("../src/bundle/sign.js");
+    const keys = generateKeyPair();
+    await writeFile(path.join(root, "sign.pem"), keys.privateKeyPem);
+    await writeFile(path.join(root, "sign.pub"), keys.publicKeyPem);
+    const mirrors = ["docker.io", "quay.io", "docker.elastic.co"].flatMap((h) => [
+      "--mirror",
+      `${h}=${upstream.url}`,
+    ]);
+    const p = await runCli(
+      ["prepare", "-f", "full/bundle.yml", "-o", "signed", "--sign-key", "sign.pem", ...mirrors],
+      {
+        cwd: root,
+        env: { BUNDLE_CACHE_DIR: path.join(root, "cache") },
+      },
+    );
+    t.is(p.code, 0, p.stderr);
+    const lock = JSON.parse(await readFile(path.join(root, "signed/bundle.lock.json"), "utf8")) as {
+      charts: { name: string; files: { path: string; size: number; sha256: string; mode: number }[] }[];
+    };
+    const listed = lock.charts[0]?.files.map((f) => f.path) ?? [];
+    t.true(listed.includes("templates/grafana.yaml") && listed.includes("values.yaml"), listed.join(", "));
+    const ok = await runCli(["verify", "signed", "--public-key", "sign.pub"], { cwd: root });
+    t.is(ok.code, 0, ok.stdout + ok.stderr);
+
+    const tamperings: [string, (chart: string) => Promise<void>, RegExp][] = [
+      [
+        "changed",
+        (c) => writeFile(path.join(c, "values.yaml"), "busybox: {imageName: evil/busybox}\n", { flag: "a" }),
+        /charts\/openwhisk\/values\.yaml: .*expected \d+ bytes with sha256/,
+      ],
+      [
+        "added",
+        (c) =>
+          writeFile(
+            path.join(c, "templates/evil.yaml"),
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: evil}\nspec: {containers: [{name: x, image: evil/x:1}]}\n",
+          ),
+        /charts\/openwhisk\/templates\/evil\.yaml: in the chart but not in the lock/,
+      ],
+      [
+        "removed",
+        (c) => rm(path.join(c, "templates/grafana.yaml")),
+        /charts\/openwhisk\/templates\/grafana\.yaml: listed in the lock but not in the bundle/,
+      ],
+    ];
+    for (const [what, tamper, message] of tamperings) {
+      const dir = path.join(root, "tampered", what);
+      await cp(path.join(root, "signed"), dir, { recursive: true });
+      await tamper(path.join(dir, "charts/openwhisk"));
+      const verify = await runCli(["verify", dir, "--public-key", "sign.pub"], { cwd: root });
+      t.is(verify.code, 1, `${what}: ${verify.stdout}${verify.stderr}`);
+      t.regex(verify.stdout + verify.stderr, message);
+      const d = await deploy(dir);
+      t.is(d.code, 1, `${what}: ${d.stderr}`);
+      t.regex(d.stderr, message);
+      t.deepEqual(await d.cluster.installs(), [], `${what}: nothing installed`);
+      const up = await runCli(
+        [
+          "upload",
+          dir,
+          "--registry",
+          site.host,
+          "--fileserver",
+          server.url,
+          "--token-file",
+          "token",
+          "--public-key",
+          "sign.pub",
+        ],
+        { cwd: root },
+      );
+      t.is(up.code, 1, `${what}: ${up.stderr}`);
+      t.regex(up.stderr, message);
+    }
   },
 );

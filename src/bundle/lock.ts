@@ -75,6 +75,26 @@ export interface LockTemplate {
   siteValues: string[];
 }
 
+/** A chart folder of the bundle, every file of it after prepare's overlays. */
+export interface LockChart {
+  name: string;
+  /** `charts/<name>` */
+  path: string;
+  /**
+   * Each file, relative to the chart folder, sorted: verify, deploy and a signature cover every
+   * byte. Absent in bundles prepared before charts were listed.
+   */
+  files?: LockChartFile[];
+}
+
+export interface LockChartFile {
+  path: string;
+  size: number;
+  sha256: string;
+  /** Permission bits only. */
+  mode: number;
+}
+
 export interface LockRelease {
   name: string;
   chart: string;
@@ -91,7 +111,7 @@ export interface Lock {
   images: LockImage[];
   git: LockGit[];
   files: LockFile[];
-  charts: { name: string; path: string }[];
+  charts: LockChart[];
   /** Helm releases, deployed in this order, each its own release. */
   releases: LockRelease[];
   /** Templates still to render; their values (the definition's, --values, --set) are in `values`. */

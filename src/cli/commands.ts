@@ -10,7 +10,7 @@ import { imageTable } from "../stages/images.js";
 import { readLock } from "../bundle/lock.js";
 import { resolveEndpoint } from "../registry/endpoint.js";
 import { formatBytes, table } from "../util/format.js";
-import { InputError } from "../util/errors.js";
+import { InputError, WorkError } from "../util/errors.js";
 import type { Definition, ImageItem } from "../config/model.js";
 import type { Output } from "./output.js";
 import path from "node:path";
@@ -421,7 +421,15 @@ async function checkSignature(
   if (!publicKeyFile) return;
   const { verifyLockSignature } = await import("../bundle/sign.js");
   await verifyLockSignature(bundle, await readKeyFile(publicKeyFile, "--public-key"));
-  out.info(`the lock's signature verifies with ${publicKeyFile}`);
+  // The signature covers the lock; the charts' bytes are covered through the lock's listing of them.
+  const { verifyCharts } = await import("../stages/verify.js");
+  const charts = await verifyCharts(bundle, bundle.lock);
+  if (!charts.ok) {
+    throw new WorkError(
+      `the charts differ from the signed lock; nothing was done:\n${charts.problems.map((p) => `  - ${p.kind}: ${p.item}: ${p.detail}`).join("\n")}`,
+    );
+  }
+  out.info(`the lock's signature verifies with ${publicKeyFile}, and the charts match it`);
 }
 
 async function readKeyFile(file: string, flag: string): Promise<string> {

@@ -25,6 +25,7 @@ import { bundleValues, mirrorLocation } from "./upload.js";
 import { plannedFiles, renderLockTemplate, type FileTarget } from "./uploadFiles.js";
 import type { ValueOptions } from "../config/values.js";
 import { proveRelease, type Proof } from "./proof.js";
+import { verifyCharts } from "./verify.js";
 
 export interface DeployOptions {
   /** The bundle, a folder or an archive: only its charts (and a carried helm) are copied out. */
@@ -175,6 +176,9 @@ async function preflight(
   const images = await missingImages(lock, opts);
   const files = await missingFiles(lock, values, opts);
   problems.push(...images.problems, ...files.problems);
+  // The charts are used as the lock lists them, byte for byte (a signature covers that list).
+  const charts = await verifyCharts(opts.bundle, lock, [...new Set(lock.releases.map((r) => r.chart))]);
+  problems.push(...charts.problems.map((p) => `${p.kind}: ${p.item}: ${p.detail}`));
   for (const t of lock.templates) {
     await renderLockTemplate(t, opts.bundle, values).catch((err: Error) => problems.push(err.message));
   }

@@ -15,7 +15,7 @@ import { templateVariables } from "../templates/variables.js";
 import { renderTemplate } from "../templates/render.js";
 import * as tar from "tar";
 import { download } from "../files/download.js";
-import type { Lock, LockFile, LockGit, LockTemplate } from "../bundle/lock.js";
+import type { Lock, LockChart, LockChartFile, LockFile, LockGit, LockTemplate } from "../bundle/lock.js";
 import { writeAtomic } from "../store/layout.js";
 import type { Output } from "../cli/output.js";
 import { InputError } from "../util/errors.js";
@@ -35,7 +35,7 @@ export interface GitOps {
 export interface FilesResult {
   git: LockGit[];
   files: LockFile[];
-  charts: { name: string; path: string }[];
+  charts: LockChart[];
   templates: LockTemplate[];
   values: string;
 }
@@ -63,6 +63,8 @@ export async function prepareFiles(
     files.push(got, ...(item.extract ? await extractArchive(dir, got.path) : []));
   }
   const templates = await prepareTemplates(def, dir, files);
+  // Listed after the templates: a chart's overlays rendered at prepare are part of it.
+  for (const chart of charts) chart.files = await chartFiles(dir, chart.path);
   await pruneFiles(dir, new Set(files.map((f) => f.path)));
   return {
     git,
@@ -93,12 +95,25 @@ async function prepareGit(
   return { entry: { url: item.url, commit: repo.commit, archive: item.archive, ...written }, repo };
 }
 
+/** Every regular file of a chart folder with its size, sha256 and permission bits, sorted by path. */
+async function chartFiles(dir: string, chartPath: string): Promise<LockChartFile[]> {
+  const root = path.join(dir, ...chartPath.split("/"));
+  const rels = (await listFiles(root)).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const out: LockChartFile[] = [];
+  for (const rel of rels) {
+    const file = path.join(root, rel);
+    const info = await stat(file);
+    out.push({ path: rel, size: info.size, sha256: await sha256File(file), mode: info.mode & 0o777 });
+  }
+  return out;
+}
+
 async function prepareCharts(
   def: Definition,
   dir: string,
   repos: Map<string, { repoDir: string; commit: string }>,
   git: GitOps,
-): Promise<{ name: string; path: string }[]> {
+): Promise<LockChart[]> {
   await rm(path.join(dir, "charts"), { recursive: true, force: true });
   for (const chart of def.charts) {
     const dest = path.join(dir, "charts", chart.name);

@@ -13,6 +13,7 @@ import { updateOf } from "../bundle/update.js";
 import { REF_NAME } from "../store/layout.js";
 import { DIGEST_PATTERN } from "../oci/types.js";
 import { formatBytes } from "../util/format.js";
+import { relativePath, segmentName } from "../util/paths.js";
 
 export type ProblemKind = "mismatch" | "missing" | "extra";
 
@@ -60,6 +61,10 @@ export async function verifyBundle(bundle: BundleContents): Promise<VerifyReport
 
   await verifyImages(bundle, lock, problems, checked);
   await verifyFiles(bundle, lock, problems, checked);
+  const charts = await verifyCharts(bundle, lock);
+  problems.push(...charts.problems);
+  checked.files += charts.checked.files;
+  checked.bytes += charts.checked.bytes;
 
   // Hashing runs in parallel: a stable order for the report.
   problems.sort(
@@ -188,9 +193,28 @@ async function verifyFiles(
   }
   for (const t of lock.templates) wanted.set(t.source, { rel: t.source, sha256: t.sha256 });
 
-  await forEachLimit([...wanted.values()], CONCURRENCY, async (f) => {
+  await hashWanted(bundle, [...wanted.values()], problems, checked, omittedFiles);
+
+  if (lock.values && !(await bundle.stat(lock.values)))
+    problems.push({ kind: "missing", item: lock.values, detail: "the template values file is missing" });
+
+  for (const rel of await bundle.list("files")) {
+    if (wanted.has(rel) || ignored(rel)) continue;
+    problems.push({ kind: "extra", item: rel, detail: "under files/ but not in the lock" });
+  }
+}
+
+/** Each file hashed against the lock: missing (unless `omitted`) and mismatched ones named. */
+async function hashWanted(
+  bundle: BundleContents,
+  wanted: WantedFile[],
+  problems: VerifyProblem[],
+  checked: VerifyReport["checked"],
+  omitted: Set<string>,
+): Promise<void> {
+  await forEachLimit(wanted, CONCURRENCY, async (f) => {
     const got = await hashFile(bundle, f.rel);
-    if (!got && omittedFiles.has(f.rel)) return; // an update bundle leaves it to the site
+    if (!got && omitted.has(f.rel)) return; // an update bundle leaves it to the site
     if (!got) {
       problems.push({ kind: "missing", item: f.rel, detail: "listed in the lock but not in the bundle" });
       return;
@@ -208,14 +232,44 @@ async function verifyFiles(
       });
     }
   });
+}
 
-  if (lock.values && !(await bundle.stat(lock.values)))
-    problems.push({ kind: "missing", item: lock.values, detail: "the template values file is missing" });
-
-  for (const rel of await bundle.list("files")) {
-    if (wanted.has(rel) || ignored(rel)) continue;
-    problems.push({ kind: "extra", item: rel, detail: "under files/ but not in the lock" });
+/**
+ * Every file of the charts (`names`: only those) against the lock's listing: changed, missing
+ * and added files named, and chart folders the lock does not list. A chart of a bundle
+ * prepared before charts were listed has no listing to check.
+ */
+export async function verifyCharts(
+  bundle: BundleContents,
+  lock: Lock,
+  names?: string[],
+): Promise<VerifyReport> {
+  const problems: VerifyProblem[] = [];
+  const checked = { blobs: 0, files: 0, bytes: 0 };
+  const charts = lock.charts.filter((c) => !names || names.includes(c.name));
+  const wanted = charts.flatMap((c) =>
+    (c.files ?? []).map((f) => ({
+      rel: `charts/${segmentName(c.name, "bundle.lock.json charts[].name")}/${relativePath(f.path, `bundle.lock.json chart ${c.name} files[].path`)}`,
+      size: f.size,
+      sha256: f.sha256,
+    })),
+  );
+  await hashWanted(bundle, wanted, problems, checked, new Set());
+  const known = new Set(wanted.map((w) => w.rel));
+  const listed = new Set(lock.charts.map((c) => c.name));
+  for (const rel of await bundle.list("charts")) {
+    const name = rel.split("/")[1] ?? "";
+    const chart = charts.find((c) => c.name === name);
+    if (known.has(rel) || ignored(rel) || (listed.has(name) && !chart) || (chart && !chart.files)) continue;
+    problems.push({
+      kind: "extra",
+      item: rel,
+      detail: chart
+        ? "in the chart but not in the lock's list of its files"
+        : "under charts/ but no chart of the lock",
+    });
   }
+  return { ok: problems.length === 0, checked, problems };
 }
 
 /** Work files of prepare, upload and deploy, not content of the bundle. */
