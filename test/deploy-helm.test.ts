@@ -110,16 +110,8 @@ test.before(async () => {
     token: "tok",
     log: () => undefined,
   });
-  const mirrors = ["docker.io", "quay.io", "docker.elastic.co"].flatMap((h) => [
-    "--mirror",
-    `${h}=${upstream.url}`,
-  ]);
   for (const d of ["full", "nocurl"]) {
-    const env = { BUNDLE_CACHE_DIR: path.join(root, "cache") };
-    const p = await runCli(["prepare", "-f", `${d}/bundle.yml`, "-o", `${d}/out`, ...mirrors], {
-      cwd: root,
-      env,
-    });
+    const p = await prepare(`${d}/bundle.yml`, `${d}/out`);
     if (p.code !== 0) throw new Error(p.stderr);
     const u = await runCli(
       ["upload", `${d}/out`, "--registry", site.host, "--fileserver", server.url, "--token-file", "token"],
@@ -128,6 +120,18 @@ test.before(async () => {
     if (u.code !== 0) throw new Error(u.stderr);
   }
 });
+
+/** prepare with the upstream registry standing in for every source registry the chart names. */
+function prepare(def: string, out: string, args: string[] = []) {
+  const mirrors = ["docker.io", "quay.io", "docker.elastic.co"].flatMap((h) => [
+    "--mirror",
+    `${h}=${upstream.url}`,
+  ]);
+  return runCli(["prepare", "-f", def, "-o", out, ...mirrors, ...args], {
+    cwd: root,
+    env: { BUNDLE_CACHE_DIR: path.join(root, "cache") },
+  });
+}
 
 test.after.always(async () => {
   await Promise.all([upstream?.stop(), site?.stop(), server?.close()]);
@@ -216,17 +220,7 @@ test.serial(
     t.deepEqual(await r.cluster.installs(), []);
 
     // prepare says so already, as a warning, and goes on.
-    const mirrors = ["docker.io", "quay.io", "docker.elastic.co"].flatMap((h) => [
-      "--mirror",
-      `${h}=${upstream.url}`,
-    ]);
-    const p = await runCli(
-      ["prepare", "-f", "full/bundle.yml", "-o", "couch", "--set", "store=CouchDB", ...mirrors],
-      {
-        cwd: root,
-        env: { BUNDLE_CACHE_DIR: path.join(root, "cache") },
-      },
-    );
+    const p = await prepare("full/bundle.yml", "couch", ["--set", "store=CouchDB"]);
     t.is(p.code, 0, p.stderr);
     t.regex(
       p.stderr,
@@ -375,17 +369,7 @@ test.serial(
     const keys = generateKeyPair();
     await writeFile(path.join(root, "sign.pem"), keys.privateKeyPem);
     await writeFile(path.join(root, "sign.pub"), keys.publicKeyPem);
-    const mirrors = ["docker.io", "quay.io", "docker.elastic.co"].flatMap((h) => [
-      "--mirror",
-      `${h}=${upstream.url}`,
-    ]);
-    const p = await runCli(
-      ["prepare", "-f", "full/bundle.yml", "-o", "signed", "--sign-key", "sign.pem", ...mirrors],
-      {
-        cwd: root,
-        env: { BUNDLE_CACHE_DIR: path.join(root, "cache") },
-      },
-    );
+    const p = await prepare("full/bundle.yml", "signed", ["--sign-key", "sign.pem"]);
     t.is(p.code, 0, p.stderr);
     const lock = JSON.parse(await readFile(path.join(root, "signed/bundle.lock.json"), "utf8")) as {
       charts: { name: string; files: { path: string; size: number; sha256: string; mode: number }[] }[];
