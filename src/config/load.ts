@@ -48,8 +48,8 @@ export async function loadDefinition(file: string, opts: LoadOptions = {}): Prom
   const abs = path.resolve(file);
   const isTelego = TELEGO_KEYS.some((k) => Object.hasOwn(data, k));
   const { declaredName, ...rest } = isTelego
-    ? await loadTelego(src, abs, data)
-    : await loadNative(src, abs, data);
+    ? await loadTelego(src, abs, data, opts.platforms)
+    : await loadNative(src, abs, data, opts.platforms);
   const def: Definition = { ...rest, name: opts.name ?? declaredName ?? path.basename(path.dirname(abs)) };
 
   const problems = new Problems(src);
