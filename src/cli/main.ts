@@ -216,7 +216,9 @@ export function buildProgram(out: () => Output): Command {
 
   const inspect = program
     .command("inspect")
-    .description("list a bundle's images, git archives, files, charts and the site values still to bind")
+    .description(
+      "list a bundle's images, git archives, files, templates still to render, charts and the site values still to bind",
+    )
     .argument("<DIR>", "a prepared bundle (folder or archive)");
   example(inspect, "bundle inspect ./bundle-out/openwhisk --json");
   inspect.action(async (dir: string) => {
