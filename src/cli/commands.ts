@@ -21,6 +21,7 @@ import type { DockerDaemonSource } from "../store/docker.js";
 import type { BundleContents } from "../bundle/contents.js";
 import { registryAccess, type RegistryFlags } from "./registries.js";
 import { firstLine } from "./progress.js";
+import { fsReason } from "../util/files.js";
 
 interface ValueFlags {
   set?: string[];
@@ -388,7 +389,7 @@ async function checkSignature(
 
 async function readKeyFile(file: string, flag: string): Promise<string> {
   return readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
-    throw new InputError(`${flag} ${file}: cannot read it (${err.code})`);
+    throw new InputError(`${flag} ${file}: cannot read it: ${fsReason(err)}`);
   });
 }
 

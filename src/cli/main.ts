@@ -55,6 +55,15 @@ export function buildProgram(out: () => Output): Command {
     .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
     .exitOverride()
     .showHelpAfterError("(run with --help for usage)");
+  example(
+    program,
+    "bundle lint -f bundle.yml",
+    "bundle prepare -f bundle.yml -o /media/usb/openwhisk",
+    "bundle inspect /media/usb/openwhisk",
+    "bundle upload /media/usb/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --token-file token",
+    "bundle deploy /media/usb/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003",
+    "bundle prepare --help",
+  );
 
   const prepare = program
     .command("prepare")

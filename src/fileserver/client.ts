@@ -20,6 +20,7 @@ import {
   type HttpStack,
   type HttpTimeouts,
 } from "../registry/http.js";
+import { fsReason } from "../util/files.js";
 
 export interface FileServerClientOptions {
   /** Bearer token for uploads (`--token-file`). */
@@ -218,7 +219,7 @@ async function fileBody(file: string): Promise<FileBody> {
     const { size } = await stat(file);
     return { size, open: () => createReadStream(file) };
   } catch (err) {
-    throw new WorkError(`${file}: cannot read the file to upload (${(err as NodeJS.ErrnoException).code})`);
+    throw new WorkError(`${file}: cannot read the file to upload: ${fsReason(err)}`);
   }
 }
 
