@@ -54,7 +54,10 @@ const code = await new Promise<number>((resolve) => {
 // A passing test that prints a command's errors (`✖ …`, `error: …`) hides real failures in noise.
 const noise = code === 0 ? output.split("\n").filter((l) => /^\s+(✖ |error: )/.test(l)) : [];
 
-const leftInTmp = (await readdir(tmp)).map((f) => path.join(tmp, f));
+// Node 22+'s compile cache (ava turns it on) lands in TMPDIR: a cache, not something a test left.
+const leftInTmp = (await readdir(tmp))
+  .filter((f) => f !== "node-compile-cache")
+  .map((f) => path.join(tmp, f));
 const leftInRepo = [...untracked()].filter((f) => !before.has(f));
 await rm(tmp, { recursive: true, force: true });
 if (noise.length > 0) {
