@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-npm run build --silent
-node dist/scripts/quickstart.js "$@"
+# install-deps.sh may have put a maintained Node.js in .tools/node: use it from here on.
+# shellcheck source=scripts/node.sh
+source scripts/node.sh
+npm run --silent quickstart -- "$@"

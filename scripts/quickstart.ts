@@ -124,19 +124,29 @@ async function main(): Promise<number> {
     const helm = existsSync(HELM) ? ["--helm", HELM] : [];
     const deployed = await step("deploy (dry run)", ["deploy", bundle, ...site_, ...helm, "--dry-run"]);
     const proved = await provedImages(path.join(bundle, "deploy"));
+    const rel = (p: string) => path.relative(process.cwd(), p) || ".";
     console.error(
       [
         "",
         "Where everything went:",
-        `  bundle:            ${bundle} (bundle.lock.json lists every digest)`,
-        `  images:            ${site.url}/v2/teleinfra/… (the site's registry, stopped now)`,
-        `  files:             ${path.join(work, "fileserver", "quickstart")}`,
-        `  upstream, for reference: registry ${upstream.host}, git ${repo.url}`,
+        `  bundle:  ${rel(bundle)} (bundle.lock.json lists every digest)`,
+        `  images:  pushed to the site's registry, ${site.host}`,
+        `  files:   ${rel(path.join(work, "fileserver", "quickstart"))} (what the file server served)`,
         deployed !== 0
-          ? "  deploy: failed (see above)"
+          ? "  deploy:  failed; prepare and upload are done"
           : proved === undefined
-            ? "  deploy: done (dry run; no helm here, so nothing was rendered)"
-            : `  deploy: done (dry run): helm rendered the chart; the proof found the ${proved} image${proved === 1 ? "" : "s"} it runs on the site registry`,
+            ? "  deploy:  done (dry run; no helm here, so nothing was rendered)"
+            : `  deploy:  done (dry run): helm rendered the chart; the proof found the ${proved} image${proved === 1 ? "" : "s"} it runs on the site registry`,
+        "",
+        "These work now, from this folder, with nothing running:",
+        `  npx bundle inspect ${rel(bundle)}`,
+        `  npx bundle verify ${rel(bundle)}`,
+        `  npx bundle lint -f ${rel(path.join(defDir, "bundle.yml"))}`,
+        "",
+        "The prepare, upload and deploy commands above were for this demo only: the upstream registry",
+        `(${upstream.host}), the git repository, the site's registry and the file server were started`,
+        "by the quick start and are stopped now. On your own machines, give them your definition,",
+        "registry and file server (README.md, Commands).",
       ].join("\n"),
     );
     return 0;

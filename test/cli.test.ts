@@ -12,6 +12,42 @@ test("bundle --help lists every command of SPEC.md", async (t) => {
   for (const c of COMMANDS) t.regex(r.stdout, new RegExp(`^ {2}${c}\\b`, "m"));
 });
 
+test("bundle --help ends with examples of the whole job", async (t) => {
+  const r = await runCli(["--help"]);
+  t.regex(r.stdout, /^Examples:\n {2}\$ bundle lint -f bundle\.yml/m);
+  for (const c of ["prepare", "inspect", "upload", "deploy"])
+    t.regex(r.stdout, new RegExp(`^ {2}\\$ bundle ${c} `, "m"));
+});
+
+test("lint without -f where there is no bundle.yml says so and names -f", async (t) => {
+  const { dir, cleanup } = await tempFiles({}, "empty");
+  t.teardown(cleanup);
+  const r = await runCli(["lint"], { cwd: dir });
+  t.is(r.code, 2);
+  t.is(r.stderr, `error: no bundle.yml in this folder (${dir}): name the definition with -f FILE\n`);
+  const named = await runCli(["lint", "-f", "other.yml"], { cwd: dir });
+  t.is(named.code, 2);
+  t.is(named.stderr, "error: other.yml: no such file\n");
+});
+
+test("a bundle folder that does not exist is reported as such, one that is not a bundle as that", async (t) => {
+  const { dir, cleanup } = await tempFiles({}, "empty");
+  t.teardown(cleanup);
+  const absent = path.join(dir, "no-such-bundle");
+  for (const args of [
+    ["inspect", absent],
+    ["verify", absent],
+    ["upload", absent, "--registry", "127.0.0.1:9"],
+  ]) {
+    const r = await runCli(args);
+    t.is(r.code, 2, args.join(" "));
+    t.is(r.stderr, `error: ${absent}: no such bundle folder or archive\n`, args.join(" "));
+  }
+  const notBundle = await runCli(["inspect", dir]);
+  t.is(notBundle.code, 2);
+  t.regex(notBundle.stderr, /is not a prepared bundle: bundle\.lock\.json is missing/);
+});
+
 for (const c of COMMANDS) {
   test(`bundle ${c} --help says what it does and shows an example`, async (t) => {
     const r = await runCli([c, "--help"]);

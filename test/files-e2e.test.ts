@@ -11,6 +11,8 @@ import type { AddressInfo } from "node:net";
 import { makeGitRepo } from "./helpers/git.js";
 import { runCli, tempFiles } from "./helpers/cli.js";
 import { startFileServer } from "../src/fileserver/server.js";
+import { startRegistry } from "./helpers/registry.js";
+import { pushImage } from "./helpers/images.js";
 import type { Lock } from "../src/bundle/lock.js";
 
 const tool = randomBytes(50_000);
@@ -89,8 +91,8 @@ test("prepare archives git, downloads and renders; upload serves them with site 
   await writeFile(path.join(dir, "token"), "t0ken-value\n");
 
   const noToken = await runCli(["upload", out, "--fileserver", server.url], { cwd: dir });
-  t.is(noToken.code, 1, noToken.stderr);
-  t.regex(noToken.stderr, /--token-file/);
+  t.is(noToken.code, 2, noToken.stderr);
+  t.regex(noToken.stderr, /the bundle holds files: .*give it with --token-file FILE/);
   const noServer = await runCli(["upload", out], { cwd: dir });
   t.is(noServer.code, 2);
   t.regex(noServer.stderr, /give the file server with --fileserver/);
@@ -149,4 +151,51 @@ test("a download with extract: true is unpacked beside itself, each file listed 
       ["tools/tool-1.0/bin/tool", sha256("#!/bin/sh\necho tool\n")],
     ],
   );
+});
+
+test("upload without --token-file is refused before any image moves; a refused file upload counts as nothing moved", async (t) => {
+  const [source, site] = await Promise.all([startRegistry(), startRegistry()]);
+  t.teardown(() => Promise.all([source.stop(), site.stop()]).then(() => undefined));
+  const image = await pushImage(source, "testbed/app", "v1", { kind: "single", layers: ["app-layer"] });
+  const { dir, cleanup } = await tempFiles(
+    {
+      "bundle.yml": [
+        "name: tokens",
+        "images:",
+        `  - ref: ${image.ref}`,
+        "    platforms: [linux/amd64]",
+        "templates:",
+        "  - source: notes.txt",
+        "    dest: files/notes.txt",
+      ].join("\n"),
+      "notes.txt": "pull from {{IMG_REPO}}\n",
+      "wrong-token": "not-the-token\n",
+    },
+    "tokens",
+  );
+  t.teardown(cleanup);
+  const out = path.join(dir, "out");
+  t.is((await runCli(["prepare", "-o", out], { cwd: dir })).code, 0);
+  const server = await startFileServer({
+    root: path.join(dir, "served"),
+    host: "127.0.0.1",
+    port: 0,
+    token: "the-token",
+    log: () => undefined,
+  });
+  t.teardown(() => server.close());
+  const site_ = ["--registry", site.host, "--fileserver", server.url];
+
+  const noToken = await runCli(["upload", out, ...site_], { cwd: dir });
+  t.is(noToken.code, 2, noToken.stderr);
+  t.regex(noToken.stderr, /^error: the bundle holds files: .*--token-file FILE$/m);
+  t.notRegex(noToken.stderr, /images:/, "no image work started");
+  const tags = await fetch(`${site.url}/v2/teleinfra/app/tags/list`);
+  t.is(tags.status, 404, "the site's registry got nothing");
+
+  const refused = await runCli(["upload", out, ...site_, "--token-file", "wrong-token"], { cwd: dir });
+  t.is(refused.code, 1, refused.stderr);
+  t.regex(refused.stderr, /upload refused \(HTTP 401/);
+  t.regex(refused.stderr, /^files: 0 B moved/m);
+  t.notRegex(refused.stdout, /sent/);
 });

@@ -212,7 +212,7 @@ test("a digest mismatch is a WorkError naming the URL and both digests, not retr
   await t.throwsAsync(c.put("b", "f.tgz", s.file, "abc"), { instanceOf: InputError });
   await t.throwsAsync(c.put("b", "f.tgz", path.join(s.dir, "nope"), s.digest), {
     instanceOf: WorkError,
-    message: /nope: cannot read the file to upload \(ENOENT\)/,
+    message: /nope: cannot read the file to upload: no such file$/,
   });
 });
 

@@ -29,7 +29,10 @@ test("readTokenFile trims the token, refuses missing or empty files, and warns w
   await readTokenFile(file, (w) => warnings.push(w));
   t.regex(warnings[0] ?? "", /readable by every user \(mode 644\)/);
   t.false(warnings.some((w) => w.includes("tok-123")));
-  await t.throwsAsync(readTokenFile(path.join(dir, "none")), { instanceOf: InputError, message: /ENOENT/ });
+  await t.throwsAsync(readTokenFile(path.join(dir, "none")), {
+    instanceOf: InputError,
+    message: /none: cannot read it: no such file$/,
+  });
   await writeFile(file, "\n \n");
   await t.throwsAsync(readTokenFile(file), { instanceOf: InputError, message: /empty/ });
   await writeFile(file, "two words\n");

@@ -171,7 +171,7 @@ const cases: Record<string, Case> = {
   "definition file that does not exist": {
     files: {},
     args: ["-f", "nope.yml"],
-    errors: ["error: nope.yml: cannot read the file: ENOENT"],
+    errors: ["error: nope.yml: no such file"],
   },
   "top level is a list": {
     files: { "bundle.yml": "- redis:4.0\n" },
@@ -217,11 +217,34 @@ test("all errors of a definition are reported together, in file order", async (t
   const r = await runCli(["lint"], { cwd: dir });
   t.is(r.code, 2);
   const lines = r.stderr.trim().split("\n");
-  t.is(lines.length, 1, "schema errors come first; reference errors follow once the shape is right");
+  t.is(lines.length, 2, "the unknown key and the bad image in one run");
+  t.regex(lines[0] ?? "", /^error: bundle\.yml:2:5 images\[0\]: .*"Bad:1"/);
   t.regex(
-    lines[0] ?? "",
+    lines[1] ?? "",
     /^error: bundle\.yml:4:1 platform: unknown key "platform" \(did you mean "platforms"\?\)/,
   );
+});
+
+test("an unknown key, a missing file and a missing template value come in one run", async (t) => {
+  const { dir, cleanup } = await tempFiles({
+    "bundle.yml": [
+      "imgaes: [redis:4.0]",
+      "templates:",
+      "  - source: values.yml",
+      "    dest: files/values.yml",
+      "  - source: absent.yml",
+      "    dest: files/absent.yml",
+    ].join("\n"),
+    "values.yml": "ip: {{ingress_ip}}\n",
+  });
+  t.teardown(cleanup);
+  const r = await runCli(["lint"], { cwd: dir });
+  t.is(r.code, 2);
+  const lines = r.stderr.trim().split("\n");
+  t.is(lines.length, 3, r.stderr);
+  t.regex(lines[0] ?? "", /^error: bundle\.yml:1:1 imgaes: unknown key "imgaes" \(did you mean "images"\?\)/);
+  t.regex(lines[1] ?? "", /^error: bundle\.yml:5:13 templates\[1\]\.source: file absent\.yml does not exist/);
+  t.regex(lines[2] ?? "", /^error: values\.yml:1:\d+ missing value "ingress_ip"/);
 });
 
 test("--json reports errors on stdout as data, with exit 2", async (t) => {

@@ -165,3 +165,39 @@ test("bad input: an unreachable registry is exit 1 naming its URL; wrong credent
   t.regex(bad.stderr, /site/);
   t.false(bad.stderr.includes("wrong-pw-123"));
 });
+
+test("prepare --platform carries only the platforms asked for, the lock says so, and an absent one is named with what the image has", async (t) => {
+  const { images, dir, out } = await setup(t);
+  const r = await runCli(["--json", "prepare", "-o", out, "--platform", "linux/amd64"], { cwd: dir });
+  t.is(r.code, 0, r.stderr);
+  const lock = JSON.parse(await readFile(path.join(out, "bundle.lock.json"), "utf8")) as Lock;
+  t.deepEqual(lock.platforms, ["linux/amd64"]);
+  t.deepEqual(
+    lock.images.map((i) => [
+      i.ref,
+      i.platforms.map((p) => p.platform).join(","),
+      i.missingPlatforms.join(","),
+    ]),
+    [
+      [images.ociIndex.ref, "linux/amd64", ""],
+      [images.dockerList.ref, "linux/amd64", ""],
+      [images.singleOci.ref, "linux/amd64", ""],
+      [images.singleDocker.ref, "linux/amd64", ""],
+    ],
+  );
+  const arm64 = images.ociIndex.platforms.find((p) => p.platform === "linux/arm64");
+  const blobs = await readdir(path.join(out, "images", "blobs", "sha256"));
+  t.false(blobs.includes(arm64!.digest.slice(7)), "no linux/arm64 manifest in the layout");
+
+  const absent = await runCli(["prepare", "-o", path.join(dir, "s390x"), "--platform", "linux/s390x"], {
+    cwd: dir,
+  });
+  t.is(absent.code, 2, absent.stderr);
+  t.regex(
+    absent.stderr,
+    new RegExp(
+      `${images.ociIndex.ref.replace(/[.]/g, "\\.")} has no linux/s390x image; it has linux/amd64, linux/arm64`,
+    ),
+  );
+  t.notRegex(absent.stderr, /\n\s+at /, "no stack trace");
+});

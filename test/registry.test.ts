@@ -525,7 +525,7 @@ test("TLS: an untrusted certificate is refused with advice; --insecure and --ca-
   const missing = path.join(dir, "absent.pem");
   t.throws(() => clientFor(t, url, { caFile: missing }), {
     instanceOf: InputError,
-    message: `--ca-file ${missing}: ENOENT`,
+    message: `--ca-file ${missing}: no such file`,
   });
 });
 

@@ -22,16 +22,19 @@ let site: TestRegistry;
 let dockerd: TestDockerd;
 let images: StandardImages;
 let bundleDir: string;
+let cleanup: (() => Promise<void>) | undefined;
 
 test.before(async () => {
   source = await startRegistry();
   site = await startRegistry();
   dockerd = await startDockerd();
   images = await seedStandardImages(source);
-  const { dir } = await tempFiles(
+  const temp = await tempFiles(
     { "bundle.yml": `images:\n  - ${images.ociIndex.ref}\n  - ${images.dockerList.ref}\n` },
     "site",
   );
+  cleanup = temp.cleanup;
+  const dir = temp.dir;
   bundleDir = path.join(dir, "out");
   const prepared = await runCli(["prepare", "-o", bundleDir], { cwd: dir });
   if (prepared.code !== 0) throw new Error(prepared.stderr);
@@ -43,6 +46,7 @@ test.after.always(async () => {
   await dockerd?.stop();
   await site?.stop();
   await source?.stop();
+  await cleanup?.();
 });
 test.serial.afterEach.always(async () => {
   await exec("docker", ["image", "prune", "-af"], { env: { ...process.env, ...dockerd.env } }).catch(

@@ -301,3 +301,17 @@ test("inspect lists images, platforms, sizes and what sharing the base layer sav
   t.regex(text, /saved by sharing blobs/);
   t.regex(text, /FILESERVER_URL, MAIN_NODE_IP/);
 });
+
+test("inspect lists the templates rendered at upload with the site values they need, in --json as templates", async (t) => {
+  const { dir } = await copyBundle();
+  const json = await runCli(["--json", "inspect", dir]);
+  t.is(json.code, 0, json.stderr);
+  const report = JSON.parse(json.stdout) as { templates: unknown; files: { path: string }[] };
+  t.deepEqual(report.templates, [
+    { dest: "files/init.sh", renderedAt: "upload", siteValues: ["FILESERVER_URL", "MAIN_NODE_IP"] },
+  ]);
+  const human = await runCli(["inspect", dir]);
+  t.is(human.code, 0, human.stderr);
+  t.regex(human.stdout, /^templates, rendered with the site's values \(1\)$/m);
+  t.regex(human.stdout, /^ +files\/init\.sh +upload +FILESERVER_URL, MAIN_NODE_IP$/m);
+});

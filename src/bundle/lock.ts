@@ -2,7 +2,7 @@
  * `bundle.lock.json`: what a bundle holds, with every digest (SPEC.md "The prepared bundle").
  * It is the bundle's manifest: upload, deploy and verify trust nothing that it does not list.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { InputError } from "../util/errors.js";
 import { writeAtomic } from "../store/layout.js";
@@ -130,6 +130,9 @@ export async function readLock(bundleDir: string): Promise<Lock> {
   try {
     text = await readFile(file, "utf8");
   } catch {
+    if (!(await stat(bundleDir).catch(() => undefined))) {
+      throw new InputError(`${bundleDir}: no such bundle folder or archive`);
+    }
     throw new InputError(
       `${bundleDir} is not a prepared bundle: ${LOCK_FILE} is missing (run bundle prepare first)`,
     );

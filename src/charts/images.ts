@@ -13,6 +13,7 @@ import { InputError } from "../util/errors.js";
 import { looksLikeOpenWhiskValues, openWhiskGate } from "./openwhisk.js";
 import { isRuntimeManifest, runtimeImages } from "./runtimes.js";
 import { getIn, isTree, ValuesStack, type Tree } from "./values.js";
+import { fsReason } from "../util/files.js";
 
 export type ChartImageKind =
   | "imageName+imageTag"
@@ -325,9 +326,7 @@ export async function listFiles(chartDir: string): Promise<string[]> {
   try {
     entries = await readdir(chartDir, { recursive: true, withFileTypes: true });
   } catch (err) {
-    throw new InputError(
-      `${chartDir}: cannot read the chart folder: ${(err as NodeJS.ErrnoException).code ?? err}`,
-    );
+    throw new InputError(`${chartDir}: cannot read the chart folder: ${fsReason(err, "folder")}`);
   }
   return entries
     .filter((e) => e.isFile())

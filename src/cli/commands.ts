@@ -21,6 +21,7 @@ import type { DockerDaemonSource } from "../store/docker.js";
 import type { BundleContents } from "../bundle/contents.js";
 import { registryAccess, type RegistryFlags } from "./registries.js";
 import { firstLine } from "./progress.js";
+import { fsReason } from "../util/files.js";
 
 interface ValueFlags {
   set?: string[];
@@ -231,6 +232,7 @@ export async function uploadCommand(bundle: BundleContents, flags: UploadFlags, 
     ...(host ? { registryHost: host } : {}),
     ...(access && flags.registry ? { target: access.store(flags.registry) } : {}),
     ...(fileserver && flags.fileserver ? { fileserver, fileserverUrl: flags.fileserver } : {}),
+    fileserverToken: flags.tokenFile !== undefined,
     valueOptions: { set: flags.set ?? [], valuesFiles: flags.values ?? [] },
     continueOnError: flags.continueOnError ?? false,
     out,
@@ -434,7 +436,7 @@ async function checkSignature(
 
 async function readKeyFile(file: string, flag: string): Promise<string> {
   return readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
-    throw new InputError(`${flag} ${file}: cannot read it (${err.code})`);
+    throw new InputError(`${flag} ${file}: cannot read it: ${fsReason(err)}`);
   });
 }
 

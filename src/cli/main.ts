@@ -55,6 +55,15 @@ export function buildProgram(out: () => Output): Command {
     .configureHelp({ showGlobalOptions: true, sortSubcommands: false })
     .exitOverride()
     .showHelpAfterError("(run with --help for usage)");
+  example(
+    program,
+    "bundle lint -f bundle.yml",
+    "bundle prepare -f bundle.yml -o /media/usb/openwhisk",
+    "bundle inspect /media/usb/openwhisk",
+    "bundle upload /media/usb/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --token-file token",
+    "bundle deploy /media/usb/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003",
+    "bundle prepare --help",
+  );
 
   const prepare = program
     .command("prepare")
@@ -231,7 +240,9 @@ export function buildProgram(out: () => Output): Command {
 
   const inspect = program
     .command("inspect")
-    .description("list a bundle's images, git archives, files, charts and the site values still to bind")
+    .description(
+      "list a bundle's images, git archives, files, templates still to render, charts and the site values still to bind",
+    )
     .argument("<DIR>", "a prepared bundle (folder or archive)");
   example(inspect, "bundle inspect ./bundle-out/openwhisk --json");
   inspect.action(async (dir: string) => {

@@ -10,6 +10,7 @@ import { parseImageRef, type ImageRef } from "./imageRef.js";
 import { checkMirrorCollisions } from "./mirror.js";
 import { destPath, type Definition } from "./model.js";
 import type { KeyPath, YamlSource } from "./yamlSource.js";
+import { fsReason } from "../util/files.js";
 
 /** What a format's loader builds: the model, less the name, which load.ts settles. */
 export type LoadedDefinition = Omit<Definition, "name"> & { declaredName?: string };
@@ -84,7 +85,9 @@ export async function readSourceFile(
     const code = (err as NodeJS.ErrnoException).code;
     problems.add(
       at,
-      code === "ENOENT" ? `file ${rel} does not exist (looked at ${file})` : `cannot read ${file}: ${code}`,
+      code === "ENOENT"
+        ? `file ${rel} does not exist (looked at ${file})`
+        : `cannot read ${file}: ${fsReason(err)}`,
     );
     return undefined;
   }

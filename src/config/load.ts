@@ -2,6 +2,7 @@
  * Loading a definition: read the YAML, pick the format by its keys, validate, build the one
  * model, then apply `--values`/`--set` and check that every value a template needs is given.
  */
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { DefinitionError, InputError, type Diagnostic } from "../util/errors.js";
 import { SITE_VALUES, destPath, type Definition } from "./model.js";
@@ -40,6 +41,11 @@ export const DEFAULT_DEFINITION = "bundle.yml";
 
 export async function loadDefinition(file: string, opts: LoadOptions = {}): Promise<Definition> {
   const display = path.relative(process.cwd(), file) || file;
+  if (file === DEFAULT_DEFINITION && !existsSync(file)) {
+    throw new InputError(
+      `no ${DEFAULT_DEFINITION} in this folder (${process.cwd()}): name the definition with -f FILE`,
+    );
+  }
   const src = await YamlSource.load(file, display);
   const data = src.data();
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
@@ -47,12 +53,13 @@ export async function loadDefinition(file: string, opts: LoadOptions = {}): Prom
   }
   const abs = path.resolve(file);
   const isTelego = TELEGO_KEYS.some((k) => Object.hasOwn(data, k));
+  // One round: unknown keys, each item's problems and the checks across items, all together.
+  const problems = new Problems(src);
   const { declaredName, ...rest } = isTelego
-    ? await loadTelego(src, abs, data)
-    : await loadNative(src, abs, data);
+    ? await loadTelego(src, abs, data, opts.platforms, problems)
+    : await loadNative(src, abs, data, opts.platforms, problems);
   const def: Definition = { ...rest, name: opts.name ?? declaredName ?? path.basename(path.dirname(abs)) };
 
-  const problems = new Problems(src);
   for (const key of Object.keys(def.values)) {
     if (isSiteValue(key)) {
       problems.add(
@@ -62,10 +69,22 @@ export async function loadDefinition(file: string, opts: LoadOptions = {}): Prom
     }
   }
   crossChecks(def, problems);
-  if (problems.list.length > 0) throw new DefinitionError(problems.list);
-
-  def.values = await applyValueOptions(def.values, opts);
+  const values = applyValueOptions(def.values, opts);
+  if (problems.list.length > 0) {
+    // Missing values too, which prepare and lint would name only after a fix of the rest.
+    const given = await values.catch(() => undefined);
+    if (given) problems.list.push(...missingValues({ ...def, values: given }));
+    throw new DefinitionError(byPosition(problems.list));
+  }
+  def.values = await values;
   return def;
+}
+
+/** Diagnostics in file order, so one run reads top to bottom (the sort keeps ties in place). */
+function byPosition(list: Diagnostic[]): Diagnostic[] {
+  return [...list].sort(
+    (a, b) => a.pos.file.localeCompare(b.pos.file) || a.pos.line - b.pos.line || a.pos.col - b.pos.col,
+  );
 }
 
 /**

@@ -13,7 +13,7 @@ import {
 } from "./model.js";
 import type { NativeRaw } from "./schema.js";
 import { schemaFile } from "./schemaFiles.js";
-import { validate } from "./validate.js";
+import { validateLenient } from "./validate.js";
 import { DEFAULT_MIRROR, mirrorName } from "./mirror.js";
 import {
   archiveName,
@@ -34,13 +34,14 @@ export async function loadNative(
   src: YamlSource,
   file: string,
   data: unknown,
-  platformsOverride?: Platform[],
+  platformsOverride: Platform[] | undefined,
+  problems: Problems,
 ): Promise<LoadedDefinition> {
-  const schemaProblems = validate(schemaFile("bundle.schema.json"), src, data);
-  if (schemaProblems.length > 0) throw new DefinitionError(schemaProblems);
-  const raw = data as NativeRaw;
+  const checked = validateLenient(schemaFile("bundle.schema.json"), src, data);
+  if (checked.usable === undefined) throw new DefinitionError(checked.problems);
+  problems.list.push(...checked.problems);
+  const raw = checked.usable as NativeRaw;
   const dir = path.dirname(file);
-  const problems = new Problems(src);
   const mirror = { ...DEFAULT_MIRROR, ...raw.mirror };
   const platforms = platformsOverride ?? raw.platforms ?? [...DEFAULT_PLATFORMS];
 
@@ -75,7 +76,6 @@ export async function loadNative(
     valuesFiles: r.values ?? [],
     at: src.pos(["releases", i]),
   }));
-  if (problems.list.length > 0) throw new DefinitionError(problems.list);
   return {
     ...(raw.name ? { declaredName: raw.name } : {}),
     file,

@@ -15,7 +15,7 @@ import {
 } from "./model.js";
 import type { TelegoRaw } from "./schema.js";
 import { schemaFile } from "./schemaFiles.js";
-import { validate } from "./validate.js";
+import { validateLenient } from "./validate.js";
 import { DEFAULT_MIRROR, mirrorName } from "./mirror.js";
 import {
   archiveName,
@@ -45,13 +45,14 @@ export async function loadTelego(
   src: YamlSource,
   file: string,
   data: unknown,
-  platformsOverride?: Platform[],
+  platformsOverride: Platform[] | undefined,
+  problems: Problems,
 ): Promise<LoadedDefinition> {
-  const schemaProblems = validate(schemaFile("telego.schema.json"), src, data);
-  if (schemaProblems.length > 0) throw new DefinitionError(schemaProblems);
-  const raw = data as TelegoRaw;
+  const checked = validateLenient(schemaFile("telego.schema.json"), src, data);
+  if (checked.usable === undefined) throw new DefinitionError(checked.problems);
+  problems.list.push(...checked.problems);
+  const raw = checked.usable as TelegoRaw;
   const dir = path.dirname(file);
-  const problems = new Problems(src);
 
   const { values, valueOrigins } = await localValues(raw, dir, problems);
   const def: LoadedDefinition = {
@@ -82,7 +83,6 @@ export async function loadTelego(
     if (kind === "url") addUrl(def, item, at, problems);
     if (kind === "filemap") await addFilemap(def, item, at, raw, problems);
   }
-  if (problems.list.length > 0) throw new DefinitionError(problems.list);
   return def;
 }
 

@@ -10,14 +10,49 @@ import { formatPath, type KeyPath, type YamlSource } from "./yamlSource.js";
 const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
 const compiled = new WeakMap<object, ValidateFunction>();
 
-export function validate(schema: object, src: YamlSource, data: unknown): Diagnostic[] {
+function compile(schema: object): ValidateFunction {
   let fn = compiled.get(schema);
   if (!fn) {
     fn = ajv.compile(schema);
     compiled.set(schema, fn);
   }
+  return fn;
+}
+
+export function validate(schema: object, src: YamlSource, data: unknown): Diagnostic[] {
+  const fn = compile(schema);
   if (fn(data)) return [];
+  return diagnostics(pruneUnionNoise(fn.errors ?? []), src);
+}
+
+/**
+ * Validates, and says whether the loader can go on: when the only problems are unknown keys,
+ * `usable` is the data without them, so the loader's own checks run too and every problem of
+ * the definition is reported in one go. Any other schema problem leaves `usable` undefined.
+ */
+export function validateLenient(
+  schema: object,
+  src: YamlSource,
+  data: unknown,
+): { problems: Diagnostic[]; usable?: unknown } {
+  const fn = compile(schema);
+  if (fn(data)) return { problems: [], usable: data };
   const errors = pruneUnionNoise(fn.errors ?? []);
+  const problems = diagnostics(errors, src);
+  if (!errors.every((e) => e.keyword === "additionalProperties")) return { problems };
+  const usable = structuredClone(data);
+  for (const e of errors) {
+    const parent = toKeyPath(e.instancePath).reduce<unknown>(
+      (node, k) => (node as Record<string | number, unknown>)?.[k],
+      usable,
+    );
+    if (parent && typeof parent === "object")
+      delete (parent as Record<string, unknown>)[e.params.additionalProperty as string];
+  }
+  return fn(usable) ? { problems, usable } : { problems };
+}
+
+function diagnostics(errors: ErrorObject[], src: YamlSource): Diagnostic[] {
   const seen = new Set<string>();
   const out: Diagnostic[] = [];
   for (const e of errors) {

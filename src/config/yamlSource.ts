@@ -5,6 +5,7 @@
 import { readFile } from "node:fs/promises";
 import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document, type Node } from "yaml";
 import { DefinitionError, InputError, type Diagnostic, type SourcePos } from "../util/errors.js";
+import { fsReason } from "../util/files.js";
 
 export type KeyPath = readonly (string | number)[];
 
@@ -22,8 +23,11 @@ export class YamlSource {
     try {
       text = await readFile(file, "utf8");
     } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
       throw new InputError(
-        `${displayName}: cannot read the file: ${(err as NodeJS.ErrnoException).code ?? err}`,
+        code === "ENOENT"
+          ? `${displayName}: no such file`
+          : `${displayName}: cannot read the file: ${fsReason(err)}`,
       );
     }
     return YamlSource.parse(text, displayName);

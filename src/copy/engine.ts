@@ -7,7 +7,7 @@
  * are there too, and a rerun skips whole platforms by asking one question.
  */
 import type { LimitFunction } from "p-limit";
-import { InputError, WorkError } from "../util/errors.js";
+import { InputError, StoppedError, WorkError } from "../util/errors.js";
 import { withRetry, type RetryOptions } from "../util/retry.js";
 import { isImageManifest, isIndex, isSchema1 } from "../oci/mediaTypes.js";
 import { formatPlatform, platformMatches, sha256Digest } from "../oci/types.js";
@@ -213,7 +213,8 @@ export class CopyEngine {
   }
 
   private async copyBlob(req: CopyRequest, blob: Descriptor, acc: Acc): Promise<void> {
-    if (this.opts.signal?.aborted) throw new WorkError(`${req.from.name}: stopped after an earlier failure`);
+    if (this.opts.signal?.aborted)
+      throw new StoppedError(`${req.from.name}: stopped after an earlier failure`);
     const name = req.from.name;
     const events = this.opts.events;
     // Progress counts each byte of the blob once however often it is sent (retries, a resume

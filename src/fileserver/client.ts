@@ -20,6 +20,7 @@ import {
   type HttpStack,
   type HttpTimeouts,
 } from "../registry/http.js";
+import { fsReason } from "../util/files.js";
 
 export interface FileServerClientOptions {
   /** Bearer token for uploads (`--token-file`). */
@@ -98,7 +99,8 @@ export class FileServerClient {
   /**
    * Uploads `source` (a local file's path, or a body) as the bundle's `path`, declaring its
    * sha256: the server keeps it only if the bytes match. `onBytes` gets each increment sent; when a failed attempt is
-   * retried it first gets minus what that attempt had sent, so a running total stays right.
+   * retried, or the upload fails for good, it gets minus what that attempt had sent, so a running
+   * total counts only what the server kept.
    */
   async put(
     bundle: string,
@@ -112,15 +114,21 @@ export class FileServerClient {
     const body = typeof source === "string" ? await fileBody(source) : source;
     const size = body.size;
     let sent = 0;
-    const res = await this.retrying(`PUT ${url}`, () => {
-      if (sent > 0) onBytes?.(-sent);
-      sent = 0;
-      return this.send(url, body, sha256, (transferred) => {
-        onBytes?.(transferred - sent);
-        sent = transferred;
+    try {
+      const res = await this.retrying(`PUT ${url}`, () => {
+        if (sent > 0) onBytes?.(-sent);
+        sent = 0;
+        return this.send(url, body, sha256, (transferred) => {
+          onBytes?.(transferred - sent);
+          sent = transferred;
+        });
       });
-    });
-    checkPut(url, size, res, this.opts.token !== undefined);
+      checkPut(url, size, res, this.opts.token !== undefined);
+    } catch (err) {
+      // The server kept nothing of a refused or failed upload: its bytes were not moved.
+      if (sent > 0) onBytes?.(-sent);
+      throw err;
+    }
   }
 
   /** Frees the client's sockets. */
@@ -211,7 +219,7 @@ async function fileBody(file: string): Promise<FileBody> {
     const { size } = await stat(file);
     return { size, open: () => createReadStream(file) };
   } catch (err) {
-    throw new WorkError(`${file}: cannot read the file to upload (${(err as NodeJS.ErrnoException).code})`);
+    throw new WorkError(`${file}: cannot read the file to upload: ${fsReason(err)}`);
   }
 }
 

@@ -6,6 +6,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { InputError, WorkError } from "../util/errors.js";
 import { DEFAULT_HOST, DEFAULT_PORT, startFileServer, type FileServer } from "./server.js";
+import { fsReason } from "../util/files.js";
 
 /** Served when --root is not given: a folder of its own, never the whole working directory. */
 export const DEFAULT_ROOT = "bundle-files";
@@ -95,7 +96,7 @@ export async function readTokenFile(file: string, warn?: (line: string) => void)
   try {
     text = await readFile(file, "utf8");
   } catch (err) {
-    throw new InputError(`--token-file ${file}: cannot read it (${(err as NodeJS.ErrnoException).code})`);
+    throw new InputError(`--token-file ${file}: cannot read it: ${fsReason(err)}`);
   }
   const token = text.trim();
   if (!token) throw new InputError(`--token-file ${file}: the file is empty`);

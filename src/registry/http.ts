@@ -10,6 +10,7 @@ import tls from "node:tls";
 import got, { type Got, type Response } from "got";
 import { BundleError, InputError, WorkError } from "../util/errors.js";
 import { isTransient, TransientError } from "../util/retry.js";
+import { fsReason } from "../util/files.js";
 
 export interface HttpOptions {
   /** Accept TLS certificates that do not verify (`--insecure`). */
@@ -79,9 +80,7 @@ function readCaFile(file: string): string {
   try {
     return readFileSync(file, "utf8");
   } catch (err) {
-    throw new InputError(
-      `--ca-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-    );
+    throw new InputError(`--ca-file ${file}: ${fsReason(err)}`);
   }
 }
 

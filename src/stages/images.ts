@@ -11,7 +11,7 @@ import type { LockImage } from "../bundle/lock.js";
 import { runJobs, firstLine, type JobOutcome } from "../cli/progress.js";
 import type { Output } from "../cli/output.js";
 import type { ImageLocation } from "../store/types.js";
-import { InputError, WorkError } from "../util/errors.js";
+import { InputError, StoppedError, WorkError } from "../util/errors.js";
 import { formatBytes } from "../util/format.js";
 
 export interface TransferLimits {
@@ -83,17 +83,23 @@ export async function transferImages(
   return outcomes.map((o) => (o as { value: CopiedImage }).value);
 }
 
-/** One error listing every failed item; exit 2 when every failure is the input's fault. */
+/**
+ * One error listing every failed item; exit 2 when every failure is the input's fault. Items
+ * stopped because another failed first are counted with those not started, not as failures.
+ */
 export function throwIfFailed<T>(outcomes: JobOutcome<T>[], label: string): void {
-  const failed = outcomes.filter((o) => !o.ok && !o.skipped) as { title: string; error: unknown }[];
-  if (failed.length === 0) return;
-  const skipped = outcomes.filter((o) => !o.ok && o.skipped).length;
+  const stopped = (o: JobOutcome<T>) => !o.ok && (o.skipped || o.error instanceof StoppedError);
+  const failed = outcomes.filter((o) => !o.ok && !stopped(o)) as { title: string; error: unknown }[];
+  if (failed.length === 0 && !outcomes.some(stopped)) return;
+  const skipped = outcomes.filter(stopped).length;
   const lines = failed.map((f) => `  ${f.title}: ${(f.error as Error)?.message ?? String(f.error)}`);
   const tail =
-    skipped > 0 ? `\n  (${skipped} more not started; --continue-on-error keeps going past a failure)` : "";
+    skipped > 0
+      ? `\n  (${skipped} more stopped or not started; --continue-on-error keeps going past a failure)`
+      : "";
   const message = `${label}: ${failed.length} of ${outcomes.length} failed:\n${lines.join("\n")}${tail}`;
   const allInput = failed.every((f) => f.error instanceof InputError);
-  throw allInput ? new InputError(message) : new WorkError(message);
+  throw allInput && failed.length > 0 ? new InputError(message) : new WorkError(message);
 }
 
 export function lockImage(img: ImageItem, copied: CopiedImage): LockImage {

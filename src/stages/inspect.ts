@@ -1,7 +1,8 @@
 /**
  * `bundle inspect DIR [--json]`: what a prepared bundle holds, from its lock: images (source
- * ref, digest, platforms, size, mirror name), git archives, files, charts, releases and the
- * site values still to bind, with what sharing blobs between images saves on disk.
+ * ref, digest, platforms, size, mirror name), git archives, files, templates still to render,
+ * charts, releases and the site values still to bind, with what sharing blobs between images
+ * saves on disk.
  */
 import type { LockRelease } from "../bundle/lock.js";
 import type { BundleContents } from "../bundle/contents.js";
@@ -24,6 +25,11 @@ export interface InspectReport {
   images: InspectImage[];
   git: { url: string; commit: string; archive: string; size: number }[];
   files: { path: string; size: number; sha256: string }[];
+  /**
+   * Templates that use site values, kept to be rendered at upload (`files/…`, then served like
+   * the files) or deploy (chart overlays), with the site values each needs.
+   */
+  templates: { dest: string; renderedAt: "upload" | "deploy"; siteValues: string[] }[];
   charts: string[];
   releases: LockRelease[];
   /** Site values the templates still need, bound at upload and deploy. */
@@ -74,6 +80,11 @@ export async function inspectBundle(bundle: BundleContents): Promise<InspectRepo
     images,
     git,
     files,
+    templates: lock.templates.map((x) => ({
+      dest: x.dest,
+      renderedAt: x.dest.startsWith("files/") ? "upload" : "deploy",
+      siteValues: [...x.siteValues],
+    })),
     charts: lock.charts.map((c) => c.name),
     releases: lock.releases,
     siteValues: [...lock.siteValues].sort(),
@@ -108,6 +119,11 @@ export function formatInspect(report: InspectReport): string[] {
     "files",
     ["PATH", "SIZE", "SHA256"],
     report.files.map((f) => [f.path, formatBytes(f.size), f.sha256.slice(0, 12)]),
+  );
+  section(
+    "templates, rendered with the site's values",
+    ["DEST", "RENDERED AT", "SITE VALUES"],
+    report.templates.map((x) => [x.dest, x.renderedAt, x.siteValues.join(", ")]),
   );
   section(
     "charts",

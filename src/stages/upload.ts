@@ -28,6 +28,8 @@ export interface UploadOptions {
   target?: ImageTarget;
   /** The file server; required when the bundle has files. */
   fileserver?: FileTarget;
+  /** Whether a token for the file server's uploads was given; required when the bundle has files. */
+  fileserverToken?: boolean;
   /** `--values` and `--set` of this run, over the values prepare recorded. */
   valueOptions?: ValueOptions;
   fileserverUrl?: string;
@@ -54,6 +56,11 @@ export async function upload(opts: UploadOptions): Promise<UploadResult> {
   if (hasFiles && !opts.fileserver) {
     throw new InputError(
       `the bundle holds files: give the file server with --fileserver URL (e.g. http://10.0.0.5:8003)`,
+    );
+  }
+  if (hasFiles && opts.fileserver && !opts.fileserverToken) {
+    throw new InputError(
+      `the bundle holds files: the file server takes uploads only with its token; give it with --token-file FILE`,
     );
   }
   if (lock.update) await checkUpdateBase(lock, opts);

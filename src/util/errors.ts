@@ -19,6 +19,11 @@ export class WorkError extends BundleError {
   override name = "WorkError";
 }
 
+/** Work not finished because another item failed first: not a failure of its own. */
+export class StoppedError extends WorkError {
+  override name = "StoppedError";
+}
+
 /** A place in a source file, 1-based, as editors and compilers print it. */
 export interface SourcePos {
   file: string;

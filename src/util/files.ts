@@ -15,3 +15,21 @@ export async function listFiles(root: string, prefix = ""): Promise<string[]> {
   }
   return out;
 }
+
+const FS_ERRORS: Record<string, string> = {
+  EACCES: "permission denied",
+  EPERM: "permission denied",
+  EISDIR: "it is a folder, not a file",
+  ENOTDIR: "a part of its path is a file, not a folder",
+  ELOOP: "too many symbolic links",
+};
+
+/**
+ * A file system error in words (`no such file`), with its code only when it has no words here:
+ * what a user reads instead of ENOENT.
+ */
+export function fsReason(err: unknown, what: "file" | "folder" = "file"): string {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code === "ENOENT") return `no such ${what}`;
+  return (code && FS_ERRORS[code]) ?? code ?? String((err as Error)?.message ?? err);
+}
