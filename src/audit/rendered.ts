@@ -43,11 +43,7 @@ const RUNTIMES_ENV = "RUNTIMES_MANIFEST";
 /** Reads `helm template` output; `source` names it in errors (the release). */
 export function readRendered(text: string, source: string, site: Site): RenderedView {
   const view: RenderedView = { images: [], fetches: [] };
-  for (const doc of parseAllDocuments(text)) {
-    if (doc.errors.length > 0) {
-      throw new InputError(`${source}: helm rendered YAML that does not parse: ${doc.errors[0]?.message}`);
-    }
-    const obj: unknown = doc.toJS();
+  for (const obj of renderedObjects(text, source)) {
     if (!isTree(obj)) continue;
     const name = `${String(obj.kind)}/${String(getIn(obj, ["metadata", "name"]) ?? "?")}`;
     for (const c of containersOf(obj)) readContainer(c, name, view, site);
@@ -62,6 +58,62 @@ export function readRendered(text: string, source: string, site: Site): Rendered
     }
   }
   return view;
+}
+
+/**
+ * The objects of `helm template` output. Go's YAML parser, which Kubernetes uses, takes a quoted
+ * scalar whose continuation lines are indented less than its key (OpenWhisk's chart renders
+ * such `command: ["sh", "-c", '…` lines); the YAML 1.2 parser here does not. Those lines are
+ * indented under their key before a second try: a quoted scalar folds its line breaks and leading
+ * spaces to one space, so the value stays what Kubernetes reads.
+ */
+function renderedObjects(text: string, source: string): unknown[] {
+  let docs = parseAllDocuments(text);
+  if (docs.some((d) => d.errors.length > 0)) docs = parseAllDocuments(indentQuotedContinuations(text));
+  const bad = docs.find((d) => d.errors.length > 0);
+  if (bad)
+    throw new InputError(`${source}: helm rendered YAML that does not parse: ${bad.errors[0]?.message}`);
+  return docs.map((d) => d.toJS() as unknown);
+}
+
+/** Where a quoted scalar may start: after `[`, `{`, `,`, `: ` or `- `, or at the line's start. */
+const QUOTE_START = /(?:^\s*|[[{,]\s*|:\s+|-\s+)(['"])/;
+
+function indentQuotedContinuations(text: string): string {
+  const lines = text.split("\n");
+  let open: { quote: string; indent: string } | undefined;
+  for (const [i, line] of lines.entries()) {
+    if (open) {
+      lines[i] = `${open.indent}${line.trimStart()}`;
+      if (closes(line, open.quote, 0) >= 0) open = undefined;
+      continue;
+    }
+    const indent = `${/^\s*/.exec(line)?.[0] ?? ""}    `;
+    const starts = new RegExp(QUOTE_START.source, "g");
+    for (let m = starts.exec(line); m; m = starts.exec(line)) {
+      const quote = m[1] ?? "";
+      const end = closes(line, quote, m.index + m[0].length);
+      if (end < 0) {
+        open = { quote, indent };
+        break;
+      }
+      starts.lastIndex = end + 1;
+    }
+  }
+  return lines.join("\n");
+}
+
+/** The index of the quote that closes a scalar opened before `from`, or -1 when the line ends first. */
+function closes(line: string, quote: string, from: number): number {
+  for (let i = from; i < line.length; i++) {
+    const c = line[i];
+    if (quote === '"' && c === "\\") i++;
+    else if (c === quote) {
+      if (quote === "'" && line[i + 1] === "'") i++;
+      else return i;
+    }
+  }
+  return -1;
 }
 
 function* containersOf(node: unknown): Generator<Tree> {

@@ -9,7 +9,6 @@
 import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { parseAllDocuments } from "yaml";
 import { REPO } from "./cli.js";
 
 export const HELM = path.join(REPO, ".tools/bin/helm");
@@ -61,20 +60,13 @@ export async function clusterStandIn(dir: string): Promise<ClusterStandIn> {
   };
 }
 
-/** Every container image of rendered objects: containers, init and ephemeral containers. */
+/**
+ * Every container image of rendered objects, read off the `image:` lines (not through a YAML
+ * parser: an independent reading of what deploy's proof parses, and one that takes the chart
+ * lines a strict YAML parser refuses).
+ */
 export function renderedImages(rendered: string): string[] {
-  const out: string[] = [];
-  const walk = (node: unknown): void => {
-    if (Array.isArray(node)) return node.forEach(walk);
-    if (node === null || typeof node !== "object") return;
-    for (const [key, value] of Object.entries(node)) {
-      if (/^(containers|initContainers|ephemeralContainers)$/.test(key) && Array.isArray(value)) {
-        for (const c of value as { image?: unknown }[]) if (typeof c.image === "string") out.push(c.image);
-      } else walk(value);
-    }
-  };
-  for (const doc of parseAllDocuments(rendered)) walk(doc.toJS());
-  return out;
+  return [...rendered.matchAll(/^\s*(?:-\s+)?image:\s*"?([^"\s]+)"?\s*$/gm)].map((m) => m[1] ?? "");
 }
 
 /** The runtime images a rendered RUNTIMES_MANIFEST env names, as `prefix/name:tag` with the runtimes registry. */
