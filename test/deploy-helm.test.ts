@@ -429,5 +429,21 @@ test.serial(
       t.is(up.code, 1, `${what}: ${up.stderr}`);
       t.regex(up.stderr, message);
     }
+
+    // A chart overlay rendered at deploy is checked through its template's digest in the lock.
+    const dir = path.join(root, "tampered", "template");
+    await cp(path.join(root, "signed"), dir, { recursive: true });
+    const source = path.join(dir, "templates/charts/openwhisk/site-values.yml");
+    await writeFile(source, "busybox: {imageName: evil/busybox}\n", { flag: "a" });
+    const verify = await runCli(["verify", dir, "--public-key", "sign.pub"], { cwd: root });
+    t.is(verify.code, 1);
+    t.regex(verify.stdout, /mismatch: templates\/charts\/openwhisk\/site-values\.yml/);
+    const d = await deploy(dir);
+    t.is(d.code, 1, d.stderr);
+    t.regex(
+      d.stderr,
+      /templates\/charts\/openwhisk\/site-values\.yml: sha256 [0-9a-f]{64}, the lock says [0-9a-f]{64}; the template was changed after prepare/,
+    );
+    t.deepEqual(await d.cluster.installs(), []);
   },
 );

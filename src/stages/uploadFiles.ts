@@ -115,7 +115,12 @@ export async function renderLockTemplate(
     const flag = missing.includes("IMG_REPO") ? "--registry" : "--fileserver";
     throw new InputError(`${t.dest} uses ${missing.join(", ")}: give ${flag} so it can be rendered`);
   }
-  const text = (await bundle.readFile(t.source)).toString("utf8");
+  const bytes = await bundle.readFile(t.source);
+  // The lock (and a signature over it) covers the template: what is rendered is what was prepared.
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  if (sha256 !== t.sha256)
+    throw new WorkError(`${t.source}: sha256 ${sha256}, the lock says ${t.sha256}; the template was changed after prepare`);
+  const text = bytes.toString("utf8");
   return renderTemplate({ syntax: t.syntax, text, origin: t.origin, dest: parseDestPath(t.dest) }, values);
 }
 
