@@ -6,6 +6,7 @@
  * included, must be on the site registry, checked there with skopeo.
  */
 import test from "ava";
+import { opensslKeyPair } from "./helpers/keys.js";
 import { cp, mkdir, readFile, readdir, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { startRegistry, type TestRegistry } from "./helpers/registry.js";
@@ -365,8 +366,7 @@ test.serial(
 test.serial(
   "a chart file changed, added or removed after signing stops verify, deploy and upload, naming it",
   async (t) => {
-    const { generateKeyPair } = await import("../src/bundle/sign.js");
-    const keys = generateKeyPair();
+    const keys = opensslKeyPair();
     await writeFile(path.join(root, "sign.pem"), keys.privateKeyPem);
     await writeFile(path.join(root, "sign.pub"), keys.publicKeyPem);
     const p = await prepare("full/bundle.yml", "signed", ["--sign-key", "sign.pem"]);

@@ -3,6 +3,7 @@
  * the cluster: `helm upgrade --install` renders with the real `helm template` (test/helpers/helm.ts).
  */
 import test from "ava";
+import { opensslKeyPair } from "./helpers/keys.js";
 import { cp, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { startRegistry, type TestRegistry } from "./helpers/registry.js";
@@ -254,9 +255,8 @@ test.serial(
 );
 
 test.serial("prepare --sign-key signs the lock; verify and upload --public-key check it", async (t) => {
-  const { generateKeyPair } = await import("../src/bundle/sign.js");
-  const mine = generateKeyPair();
-  const other = generateKeyPair();
+  const mine = opensslKeyPair();
+  const other = opensslKeyPair();
   await writeFile(path.join(root, "sign.pem"), mine.privateKeyPem);
   await writeFile(path.join(root, "sign.pub"), mine.publicKeyPem);
   await writeFile(path.join(root, "other.pub"), other.publicKeyPem);

@@ -2,6 +2,7 @@
  * Update bundles (`prepare --since`) and lock signatures, on hand-made locks and bundle folders.
  */
 import test from "ava";
+import { opensslKeyPair } from "./helpers/keys.js";
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -9,7 +10,7 @@ import path from "node:path";
 import { LOCK_FILE, writeLock, type Lock, type LockBlob, type LockImage } from "../src/bundle/lock.js";
 import { packBundle } from "../src/bundle/archive.js";
 import { applyUpdate, checkSiteHas, planUpdate, readOldLock, type UpdateLock } from "../src/bundle/update.js";
-import { generateKeyPair, signLock, SIGNATURE_FILE, verifyLockSignature } from "../src/bundle/sign.js";
+import { signLock, SIGNATURE_FILE, verifyLockSignature } from "../src/bundle/sign.js";
 import { WorkError } from "../src/util/errors.js";
 
 const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
@@ -285,7 +286,7 @@ const folder = (dir: string) => ({
 async function signedBundle(t: { teardown: (fn: () => Promise<void>) => void }) {
   const dir = await tempDir(t);
   await writeLock(dir, nextLock);
-  const keys = generateKeyPair();
+  const keys = opensslKeyPair();
   await signLock(dir, keys.privateKeyPem);
   return { dir, keys };
 }
@@ -314,7 +315,7 @@ test("one flipped byte of the lock makes the signature invalid", async (t) => {
 
 test("a signature made by another key is refused as another key's", async (t) => {
   const { dir } = await signedBundle(t);
-  const other = generateKeyPair();
+  const other = opensslKeyPair();
   const err = await t.throwsAsync(verifyLockSignature(folder(dir), other.publicKeyPem), {
     instanceOf: WorkError,
   });

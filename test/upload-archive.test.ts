@@ -19,7 +19,7 @@ import { startFileServer, type FileServer } from "../src/fileserver/server.js";
 import { openArchive, type Member } from "../src/bundle/archive.js";
 import type { Lock } from "../src/bundle/lock.js";
 import { parseMirror } from "../src/config/mirror.js";
-import { generateKeyPair } from "../src/bundle/sign.js";
+import { opensslKeyPair } from "./helpers/keys.js";
 
 let source: TestRegistry;
 let images: StandardImages;
@@ -33,8 +33,8 @@ let parts: string[] = [];
 let cleanups: (() => Promise<void>)[] = [];
 
 /** The lock is signed at prepare; upload checks the signature inside the archive. */
-const signer = generateKeyPair();
-const stranger = generateKeyPair();
+const signer = opensslKeyPair();
+const stranger = opensslKeyPair();
 
 test.before(async () => {
   source = await startRegistry();

@@ -3,15 +3,7 @@
  * in `bundle.lock.json.sig`. The lock names every blob and file by digest, so a valid signature
  * plus `verify` vouches for the whole bundle. Messages never include key material.
  */
-import {
-  createHash,
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  sign,
-  verify,
-  type KeyObject,
-} from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { LOCK_FILE } from "./lock.js";
@@ -20,19 +12,6 @@ import { InputError, WorkError } from "../util/errors.js";
 import type { BundleContents } from "./contents.js";
 
 export const SIGNATURE_FILE = `${LOCK_FILE}.sig`;
-
-export interface KeyPairPem {
-  privateKeyPem: string;
-  publicKeyPem: string;
-}
-
-export function generateKeyPair(): KeyPairPem {
-  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
-  return {
-    privateKeyPem: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
-    publicKeyPem: publicKey.export({ type: "spki", format: "pem" }).toString(),
-  };
-}
 
 function privateKey(pem: string): KeyObject {
   let key: KeyObject;

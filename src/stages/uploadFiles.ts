@@ -119,7 +119,9 @@ export async function renderLockTemplate(
   // The lock (and a signature over it) covers the template: what is rendered is what was prepared.
   const sha256 = createHash("sha256").update(bytes).digest("hex");
   if (sha256 !== t.sha256)
-    throw new WorkError(`${t.source}: sha256 ${sha256}, the lock says ${t.sha256}; the template was changed after prepare`);
+    throw new WorkError(
+      `${t.source}: sha256 ${sha256}, the lock says ${t.sha256}; the template was changed after prepare`,
+    );
   const text = bytes.toString("utf8");
   return renderTemplate({ syntax: t.syntax, text, origin: t.origin, dest: parseDestPath(t.dest) }, values);
 }
