@@ -64,6 +64,7 @@ export async function loadTelego(
     images: [],
     git: [],
     files: [],
+    npm: [],
     charts: [],
     templates: [],
     releases: [],
