@@ -9,10 +9,12 @@
 # alarm and kafka provider packages. The job runs it as `/bin/bash -c "set -e; . /task/myTask.sh"`
 # in the ow-utils image (bash, curl, tar, wsk, wskdeploy, npm).
 #
-# What still reaches outside: the upstream install scripts run `npm install` (route management
-# in OpenWhisk, the websocket package of the catalog, the alarms web action). npm goes to the
-# registry given as the bundle value npm_registry when it is set (a registry inside the site);
-# otherwise to npm's default registry. See docs/openwhisk.md.
+# The upstream install scripts run `npm install` (route management in OpenWhisk, the websocket
+# package of the catalog, the alarms web action). Their dependencies come with the bundle: the
+# npm items of bundle.yml installed them at prepare, and each folder's node_modules and
+# package-lock.json are unpacked here before the scripts run, so npm finds everything present and
+# fetches nothing. npm_registry (a registry inside the site) is an optional fallback. See
+# docs/openwhisk.md.
 
 export OPENWHISK_HOME=/openwhisk
 
@@ -21,49 +23,71 @@ export PROVIDER_DB_URL=$PROVIDER_DB_PROTOCOL://$PROVIDER_DB_USERNAME:$PROVIDER_D
 BUNDLE_FILESERVER_URL="{{FILESERVER_URL}}"
 BUNDLE_OPENWHISK_COMMIT="{{openwhisk_commit}}"
 
-# Downloads NAME.tar.gz from the file server, checks it against the sha256 the server declares
-# (X-Checksum-Sha256) and unpacks it in PARENT (default /), where it makes the folder NAME.
-bundle_fetch() {
-    local name="$1"
-    local parent="${2:-/}"
-    local url="$BUNDLE_FILESERVER_URL/$name.tar.gz"
-    local dir="${parent%/}/$name"
-    local tmp
-    tmp=$(mktemp -d)
+# Downloads FILE (a path under the bundle's files/) from the file server into the folder DEST,
+# checked against the sha256 the server declares (X-Checksum-Sha256).
+bundle_download() {
+    local file="$1"
+    local dest="$2"
+    local url="$BUNDLE_FILESERVER_URL/$file"
+    local out="$dest/${file##*/}"
     local tries=0
-    until curl -fsSL --connect-timeout 10 -D "$tmp/headers" -o "$tmp/$name.tar.gz" "$url"; do
+    until curl -fsSL --connect-timeout 10 -D "$dest/headers" -o "$out" "$url"; do
         tries=$((tries + 1))
         if [ "$tries" -ge 30 ]; then
             echo "FATAL ERROR: cannot download $url"
-            rm -rf "$tmp"
             return 1
         fi
         echo "Can't download $url yet, trying again"
         sleep 2
     done
     local want
-    want=$(tr -d '\r' < "$tmp/headers" | awk 'tolower($1) == "x-checksum-sha256:" { sum = $2 } END { print sum }')
-    if [ -n "$want" ] && ! echo "$want  $tmp/$name.tar.gz" | sha256sum -c -; then
+    want=$(tr -d '\r' < "$dest/headers" | awk 'tolower($1) == "x-checksum-sha256:" { sum = $2 } END { print sum }')
+    if [ -n "$want" ] && ! echo "$want  $out" | sha256sum -c -; then
         echo "FATAL ERROR: $url does not match the sha256 the file server declares ($want)"
+        return 1
+    fi
+}
+
+# Downloads FILE (a .tar.gz) and unpacks it into the folder INTO, beside what is there; when
+# REPLACE is given, that folder is removed first (once the download is whole and checked).
+bundle_unpack() {
+    local file="$1"
+    local into="$2"
+    local replace="${3:-}"
+    local tmp
+    tmp=$(mktemp -d)
+    if ! bundle_download "$file" "$tmp"; then
         rm -rf "$tmp"
         return 1
     fi
-    rm -rf "$dir"
-    mkdir -p "$parent"
-    tar -xzf "$tmp/$name.tar.gz" -C "$parent"
+    if [ -n "$replace" ]; then
+        rm -rf "$replace"
+    fi
+    mkdir -p "$into"
+    tar -xzf "$tmp/${file##*/}" -C "$into"
     rm -rf "$tmp"
-    test -d "$dir"
+}
+
+# Downloads NAME.tar.gz and unpacks it in PARENT (default /), where it makes the folder NAME
+# (replacing an earlier one).
+bundle_fetch() {
+    local name="$1"
+    local parent="${2:-/}"
+    local dir="${parent%/}/$name"
+    bundle_unpack "$name.tar.gz" "$parent" "$dir" && test -d "$dir"
 }
 
 #####
-# npm, for the `npm install` of the upstream install scripts
+# npm, for the `npm install` of the upstream install scripts: every dependency they need is
+# unpacked below (bundle_unpack) before they run.
 #####
 {{#if npm_registry}}
+# The fallback: a registry inside the site, for anything npm finds missing.
 export npm_config_registry="{{npm_registry}}"
-echo "npm installs from {{npm_registry}}"
+echo "npm dependencies come with the bundle; npm falls back to {{npm_registry}}"
 {{else}}
-echo "WARNING: the bundle value npm_registry is empty: npm install goes to npm's default registry," \
-     "which a site without internet cannot reach (route management, catalog websocket, alarms web action)"
+# No registry to fall back to: npm must not try one (it would wait for the network and retry).
+export npm_config_offline=true
 {{/if}}
 # Fail in seconds rather than minutes when the registry cannot be reached.
 export npm_config_fetch_retries=2
@@ -83,6 +107,8 @@ if [ -n "$OW_GIT_TAG_OPENWHISK" ] && [ "$OW_GIT_TAG_OPENWHISK" != "$BUNDLE_OPENW
     echo "NOTE: whisk.versions.openwhisk.gitTag is $OW_GIT_TAG_OPENWHISK; the bundle carries OpenWhisk $BUNDLE_OPENWHISK_COMMIT, which is used"
 fi
 rm -f /openwhisk/ansible/files/auth.guest /openwhisk/ansible/files/auth.whisk.system
+# Route management's npm dependencies (core/routemgmt/{getApi,createApi,deleteApi}: lodash, request)
+bundle_unpack routemgmt-node_modules.tar.gz /openwhisk
 
 # Setup env for installRouteMgmt.sh
 if [ "$WHISK_API_GATEWAY_USER" ]; then
@@ -127,6 +153,8 @@ popd
 # Install the OpenWhisk Catalog
 #####
 bundle_fetch openwhisk-catalog
+# The websocket package's npm dependencies (packages/websocket: ws)
+bundle_unpack catalog-node_modules.tar.gz /openwhisk-catalog
 
 pushd /openwhisk-catalog/packages
     ./installCatalogUsingWskdeploy.sh $WHISK_AUTH $WHISK_API_HOST_URL /usr/local/bin/wsk || exit 1
@@ -149,6 +177,8 @@ cp /usr/local/bin/wsk $OPENWHISK_HOME/bin/wsk
 if [ "$OW_INSTALL_ALARM_PROVIDER" == "yes" ]; then
     cd /
     bundle_fetch openwhisk-package-alarms
+    # The alarms web action's npm dependencies (action/, from alarmWeb_package.json)
+    bundle_unpack alarms-node_modules.tar.gz /openwhisk-package-alarms
 
     pushd /openwhisk-package-alarms
         ./installCatalog.sh $WHISK_AUTH $WHISK_API_HOST_URL $WHISK_API_HOST_URL worker0 $PROVIDER_DB_URL $ALARM_DB_PREFIX || exit 1

@@ -38,7 +38,7 @@ const cases: Record<string, Case> = {
   "unknown top-level key with did-you-mean": {
     files: { "bundle.yml": "name: demo\nimgaes:\n  - redis:4.0\n" },
     errors: [
-      'error: bundle.yml:2:1 imgaes: unknown key "imgaes" (did you mean "images"?); allowed: $schema, name, description, platforms, mirror, values, images, git, files, charts, templates, releases',
+      'error: bundle.yml:2:1 imgaes: unknown key "imgaes" (did you mean "images"?); allowed: $schema, name, description, platforms, mirror, values, images, git, files, npm, charts, templates, releases',
     ],
   },
   "unknown key in a Telego prepare item": {

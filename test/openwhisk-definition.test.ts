@@ -304,7 +304,7 @@ for (const [script, dest] of [
     t.false(/git (clone|checkout)/.test(text), "runs git");
     t.true(text.includes(`BUNDLE_FILESERVER_URL="${SITE.FILESERVER_URL}"`));
     t.regex(text, /^bundle_fetch openwhisk$/m);
-    t.regex(text, /url="\$BUNDLE_FILESERVER_URL\/\$name\.tar\.gz"/);
+    t.regex(text, /url="\$BUNDLE_FILESERVER_URL\/\$(name\.tar\.gz|file)"/);
     const dir = await mkdtemp(path.join(os.tmpdir(), "bundle-ow-"));
     t.teardown(() => rm(dir, { recursive: true, force: true }));
     await writeFile(path.join(dir, "script.sh"), text);
@@ -313,7 +313,7 @@ for (const [script, dest] of [
   });
 }
 
-test("install-packages: the catalog and provider packages come from the file server; npm_registry reaches npm", async (t) => {
+test("install-packages: the catalog and provider packages come from the file server; npm_registry is a fallback, npm offline without it", async (t) => {
   const { def, values } = await definition();
   const text = await rendered(`${CHART}/configMapFiles/installPackages/myTask.sh`);
   for (const name of ["openwhisk-catalog", "openwhisk-package-alarms", "openwhisk-package-kafka"]) {
@@ -323,14 +323,91 @@ test("install-packages: the catalog and provider packages come from the file ser
       `${name}.tar.gz is not an archive of the bundle`,
     );
   }
-  t.regex(text, /WARNING: the bundle value npm_registry is empty/);
+  // No registry: npm stays offline, with everything it needs unpacked (next test).
+  t.regex(text, /^export npm_config_offline=true$/m);
   t.false(text.includes("npm_config_registry="));
   const withRegistry = renderTemplate(template(def, `${CHART}/configMapFiles/installPackages/myTask.sh`), {
     ...values,
     npm_registry: "http://10.0.0.5:4873/",
   });
   t.regex(withRegistry, /^export npm_config_registry="http:\/\/10\.0\.0\.5:4873\/"$/m);
-  t.false(withRegistry.includes("WARNING: the bundle value npm_registry is empty"));
+  t.false(withRegistry.includes("npm_config_offline"));
+});
+
+test("install-packages: every npm item of bundle.yml is unpacked into its tree after that tree is fetched, before the upstream scripts run", async (t) => {
+  const { def } = await definition();
+  const text = await rendered(`${CHART}/configMapFiles/installPackages/myTask.sh`);
+  const lines = text.split("\n");
+  const unpacks = lines
+    .map((l, i) => ({ i, m: /^\s*bundle_unpack (\S+) (\S+)$/.exec(l) }))
+    .filter((x) => x.m)
+    .map(({ i, m }) => ({ line: i, file: m?.[1] ?? "", into: m?.[2] ?? "" }));
+  t.deepEqual(
+    unpacks.map((u) => u.file).sort(),
+    def.npm.map((n) => n.path).sort(),
+    "each npm item's archive is unpacked once, and nothing else",
+  );
+  t.true(
+    def.npm.some(
+      (n) =>
+        n.path === "routemgmt-node_modules.tar.gz" &&
+        n.dirs.map((d) => d.dir).includes("core/routemgmt/getApi"),
+    ),
+  );
+  for (const u of unpacks) {
+    const item = def.npm.find((n) => n.path === u.file);
+    const tree = item?.git.replace(/\.tar\.gz$/, "") ?? "";
+    t.is(u.into, `/${tree}`, `${u.file} goes into the tree of ${item?.git}`);
+    const fetched = lines.findIndex((l) => new RegExp(`^\\s*bundle_fetch ${tree}$`).test(l));
+    t.true(fetched >= 0 && fetched < u.line, `${u.file} is unpacked after ${tree} is fetched`);
+    const runs = lines.findIndex(
+      (l, i) => i > u.line && /installRouteMgmt|installCatalogUsingWskdeploy|installCatalog\.sh/.test(l),
+    );
+    t.true(runs > u.line, `${u.file} is unpacked before the upstream script runs`);
+  }
+  t.regex(text, /^export npm_config_update_notifier=false$/m);
+});
+
+// The rendered install-packages script's download functions, unpacking an npm archive into a tree.
+test("install-packages' bundle_unpack: downloads an npm archive, checks its sha256 and unpacks it beside the tree's files", async (t) => {
+  const text = await rendered(`${CHART}/configMapFiles/installPackages/myTask.sh`);
+  const root = await mkdtemp(path.join(os.tmpdir(), "bundle-ow-unpack-"));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  const src = path.join(root, "src");
+  await mkdir(path.join(src, "core", "routemgmt", "getApi", "node_modules", "lodash"), { recursive: true });
+  await writeFile(
+    path.join(src, "core", "routemgmt", "getApi", "node_modules", "lodash", "index.js"),
+    "lodash\n",
+  );
+  await writeFile(path.join(src, "core", "routemgmt", "getApi", "package-lock.json"), "{}\n");
+  await mkdir(path.join(root, "served", "openwhisk"), { recursive: true });
+  await tar.c(
+    {
+      gzip: true,
+      cwd: src,
+      file: path.join(root, "served", "openwhisk", "routemgmt-node_modules.tar.gz"),
+      portable: true,
+    },
+    ["core"],
+  );
+  const tree = path.join(root, "openwhisk");
+  await mkdir(path.join(tree, "core", "routemgmt", "getApi"), { recursive: true });
+  await writeFile(path.join(tree, "core", "routemgmt", "getApi", "package.json"), "{}\n");
+  const server = await serveFiles(t, path.join(root, "served"));
+
+  const fns = ["bundle_download", "bundle_unpack"].map((name) => {
+    const fn = new RegExp(`^${name}\\(\\) \\{\\n[\\s\\S]*?^\\}$`, "m").exec(text)?.[0];
+    if (!fn) throw new Error(`no ${name} function in the script`);
+    return fn;
+  });
+  const script = `set -e\nBUNDLE_FILESERVER_URL="${server.url}/openwhisk"\n${fns.join("\n")}\nbundle_unpack routemgmt-node_modules.tar.gz "$1"\n`;
+  const r = await bash(script, [tree]);
+  t.is(r.code, 0, r.out);
+  t.regex(r.out, /routemgmt-node_modules\.tar\.gz: OK/, "the sha256 was checked");
+  const getApi = path.join(tree, "core", "routemgmt", "getApi");
+  t.is(await readFile(path.join(getApi, "node_modules", "lodash", "index.js"), "utf8"), "lodash\n");
+  t.is(await readFile(path.join(getApi, "package-lock.json"), "utf8"), "{}\n");
+  t.is(await readFile(path.join(getApi, "package.json"), "utf8"), "{}\n", "the tree's own files stay");
 });
 
 /** The rendered script's bundle_fetch function, run against a file server, unpacking into a temp folder. */
@@ -339,6 +416,13 @@ async function runFetch(scriptText: string, baseUrl: string, into: string) {
   if (!fn) throw new Error("no bundle_fetch function in the script");
   const script = `set -e\nBUNDLE_FILESERVER_URL="${baseUrl}"\n${fn}\nbundle_fetch openwhisk "$1"\n`;
   return bash(script, [into]);
+}
+
+/** `bundle serve`'s file server on ROOT, closed when the test ends. */
+async function serveFiles(t: { teardown: (fn: () => Promise<void>) => void }, root: string) {
+  const server = await startFileServer({ root, host: "127.0.0.1", port: 0, log: () => {} });
+  t.teardown(() => server.close());
+  return server;
 }
 
 async function openwhiskArchive(root: string): Promise<Buffer> {
@@ -357,13 +441,7 @@ test("initdb.sh's download: unpacks the archive the file server serves, checked 
   const archive = await openwhiskArchive(root);
   await mkdir(path.join(root, "served", "openwhisk"), { recursive: true });
   await writeFile(path.join(root, "served", "openwhisk", "openwhisk.tar.gz"), archive);
-  const server = await startFileServer({
-    root: path.join(root, "served"),
-    host: "127.0.0.1",
-    port: 0,
-    log: () => {},
-  });
-  t.teardown(() => server.close());
+  const server = await serveFiles(t, path.join(root, "served"));
 
   const into = path.join(root, "unpacked");
   const r = await runFetch(text, `${server.url}/openwhisk`, into);

@@ -61,6 +61,31 @@ export interface LockFile {
   url?: string;
 }
 
+/** Folders of a git archive whose npm dependencies prepare installed into one archive under files/. */
+export interface LockNpm {
+  /** The git archive (under files/) the folders' package.json came from. */
+  git: string;
+  /** Path under files/ of the `.tar.gz` holding `<dir>/node_modules/…` and `<dir>/package-lock.json`. */
+  path: string;
+  dirs: LockNpmDir[];
+  /** sha256 of the inputs (every folder's package.json and lockfile): the same key, no npm run. */
+  key: string;
+  size: number;
+  sha256: string;
+}
+
+export interface LockNpmDir {
+  dir: string;
+  /** sha256 of the folder's package.json (under its own name in the tree). */
+  packageJson: string;
+  /** The lockfile the tree held (`npm ci`), or none (`npm install` resolved one). */
+  lockfileGiven: boolean;
+  /** sha256 of the package-lock.json carried in the archive. */
+  packageLock: string;
+  /** How many packages node_modules holds. */
+  packages: number;
+}
+
 /** A template whose site values are bound at upload (files) or deploy (chart overlays). */
 export interface LockTemplate {
   /** Where it renders to: `files/x.yml` or `charts/<chart>/x.json`. */
@@ -111,6 +136,8 @@ export interface Lock {
   images: LockImage[];
   git: LockGit[];
   files: LockFile[];
+  /** Absent in bundles with no npm item (and in those of older versions). */
+  npm?: LockNpm[];
   charts: LockChart[];
   /** Helm releases, deployed in this order, each its own release. */
   releases: LockRelease[];

@@ -326,7 +326,7 @@ export function buildProgram(out: () => Output): Command {
     });
     out().result({ ok: true, ...summary }, () => [
       `${opts.file}: ok — bundle "${summary.name}": ${summary.images.length} images, ${summary.git.length} git archives, ` +
-        `${summary.files.length} downloads, ${summary.templates.length} templates, ${plural(summary.releases.length, "release")}`,
+        `${summary.npm.length > 0 ? `${summary.npm.length} npm archives, ` : ""}${summary.files.length} downloads, ${summary.templates.length} templates, ${plural(summary.releases.length, "release")}`,
       ...(summary.siteValuesToBind.length > 0
         ? [`site values bound at upload and deploy: ${summary.siteValuesToBind.join(", ")}`]
         : []),

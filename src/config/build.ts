@@ -123,6 +123,7 @@ export function crossChecks(def: Definition, problems: Problems): void {
   };
   for (const g of def.git) claim(`files/${g.archive}`, g.at);
   for (const f of def.files) claim(`files/${f.path}`, f.at);
+  for (const n of def.npm) claim(`files/${n.path}`, n.at);
   for (const t of def.templates) claim(destPath(t.dest), t.at);
 
   const charts = new Set(def.charts.map((c) => c.name));

@@ -69,6 +69,29 @@ export interface UrlItem {
   at: SourcePos;
 }
 
+/**
+ * Folders of a git archive whose npm dependencies are installed at prepare and carried as one
+ * `.tar.gz` of `<dir>/node_modules/…` (and each folder's package-lock.json), so the site needs
+ * no npm registry for them.
+ */
+export interface NpmItem {
+  /** The archive (under `files/`) of the git item whose tree holds the folders. */
+  git: string;
+  /** Folders inside that tree, `/`-separated, each with a package.json; `.` is the top. */
+  dirs: NpmDir[];
+  /** Path under the bundle's `files/`, ending in `.tar.gz`. */
+  path: string;
+  at: SourcePos;
+}
+
+export interface NpmDir {
+  /** Normalized, `/`-separated, no leading `./`; `.` for the tree's top. */
+  dir: string;
+  /** The package.json's file name in the folder: `package.json` unless the definition names another. */
+  packageJson: string;
+  at: SourcePos;
+}
+
 export type ChartSource = { kind: "git"; archive: string; path: string } | { kind: "local"; dir: string };
 
 export interface ChartItem {
@@ -115,6 +138,7 @@ export interface Definition {
   images: ImageItem[];
   git: GitItem[];
   files: UrlItem[];
+  npm: NpmItem[];
   charts: ChartItem[];
   templates: TemplateItem[];
   releases: ReleaseItem[];

@@ -6,6 +6,7 @@ import {
   type ChartItem,
   type GitItem,
   type ImageItem,
+  type NpmItem,
   type ReleaseItem,
   type TemplateItem,
   type UrlItem,
@@ -65,6 +66,7 @@ export async function loadNative(
 
   const git = (raw.git ?? []).flatMap((g, i) => gitItem(g, ["git", i], problems));
   const files = (raw.files ?? []).flatMap((f, i) => urlItem(f, ["files", i], problems));
+  const npm = (raw.npm ?? []).flatMap((n, i) => npmItem(n, ["npm", i], git, problems));
   const charts = await nativeCharts(raw, dir, git, problems);
   const templates = (
     await Promise.all((raw.templates ?? []).map((t, i) => templateItem(t, ["templates", i], dir, problems)))
@@ -87,6 +89,7 @@ export async function loadNative(
     images,
     git,
     files,
+    npm,
     charts,
     templates,
     releases,
@@ -133,6 +136,42 @@ function urlItem(f: Raw<"files">[number], at: (string | number)[], problems: Pro
       at: problems.src.pos(at),
     },
   ];
+}
+
+function npmItem(
+  n: Raw<"npm">[number],
+  at: (string | number)[],
+  git: GitItem[],
+  problems: Problems,
+): NpmItem[] {
+  const dirs: NpmItem["dirs"] = [];
+  n.dirs.forEach((d, j) => {
+    const spec = typeof d === "string" ? { dir: d } : d;
+    const where = typeof d === "string" ? [...at, "dirs", j] : [...at, "dirs", j, "dir"];
+    const dir = path.posix.normalize(spec.dir.replaceAll("\\", "/")).replace(/\/+$/, "") || ".";
+    if (!isInsidePath(dir)) {
+      problems.add(where, `"${spec.dir}" must be a folder inside the git tree`);
+      return;
+    }
+    if (dirs.some((x) => x.dir === dir)) {
+      problems.add(where, `folder "${dir}" is listed twice`);
+      return;
+    }
+    dirs.push({ dir, packageJson: spec.packageJson ?? "package.json", at: problems.src.pos(where) });
+  });
+  const source = git.find((g) => g.archive === n.git) ?? git.find((g) => g.url === n.git);
+  if (!source) {
+    const known = git.map((g) => `${g.url} (${g.archive})`).join(", ") || "none";
+    problems.add([...at, "git"], `no git item has the url or archive "${n.git}"; git items: ${known}`);
+    return [];
+  }
+  const file = n.path ?? `${source.archive.replace(/\.tar\.gz$/, "")}-node_modules.tar.gz`;
+  if (!isInsidePath(file)) {
+    problems.add([...at, "path"], `cannot use "${file}" as a path under files/`);
+    return [];
+  }
+  if (dirs.length !== n.dirs.length) return [];
+  return [{ git: source.archive, dirs, path: path.posix.normalize(file), at: problems.src.pos(at) }];
 }
 
 async function nativeCharts(

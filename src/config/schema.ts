@@ -78,6 +78,36 @@ const NativeFile = Type.Object(
   strict,
 );
 
+const NpmDir = Type.Union([
+  Type.String({ minLength: 1, description: "a folder of the git tree with a package.json" }),
+  Type.Object(
+    {
+      dir: RelPath,
+      packageJson: Type.Optional(
+        Type.String({
+          pattern: "^[^/\\\\]+\\.json$",
+          description: "the package.json's file name in the folder, e.g. alarmWeb_package.json",
+        }),
+      ),
+    },
+    strict,
+  ),
+]);
+
+const NativeNpm = Type.Object(
+  {
+    git: Type.String({
+      minLength: 1,
+      description: "the git item whose tree holds the folders: its url or its archive name",
+    }),
+    dirs: Type.Array(NpmDir, { minItems: 1 }),
+    path: Type.Optional(
+      Type.String({ pattern: "^[^/].*\\.tar\\.gz$", description: "file under files/, ending in .tar.gz" }),
+    ),
+  },
+  strict,
+);
+
 const NativeTemplate = Type.Object(
   {
     source: RelPath,
@@ -121,6 +151,7 @@ export const NativeSchema = Type.Object(
     images: Type.Optional(Type.Array(NativeImage)),
     git: Type.Optional(Type.Array(NativeGit)),
     files: Type.Optional(Type.Array(NativeFile)),
+    npm: Type.Optional(Type.Array(NativeNpm)),
     charts: Type.Optional(
       Type.Array(Type.Object({ name: Type.String({ minLength: 1 }), path: RelPath }, strict)),
     ),

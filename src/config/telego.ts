@@ -65,6 +65,7 @@ export async function loadTelego(
     images: [],
     git: [],
     files: [],
+    npm: [],
     charts: [],
     templates: [],
     releases: [],

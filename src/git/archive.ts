@@ -97,7 +97,11 @@ export function sortPaths(paths: string[]): string[] {
     .map(({ p }) => p);
 }
 
-async function packAtomic(
+/**
+ * Packs `paths` (relative to `cwd`, each listed: folders are not recursed) into a reproducible
+ * `.tar.gz` at `outFile`, every entry dated `mtime`; written under a temporary name, then renamed.
+ */
+export async function packAtomic(
   cwd: string,
   paths: string[],
   mtime: Date,

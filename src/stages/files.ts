@@ -15,7 +15,16 @@ import { templateVariables } from "../templates/variables.js";
 import { renderTemplate } from "../templates/render.js";
 import * as tar from "tar";
 import { download } from "../files/download.js";
-import type { Lock, LockChart, LockChartFile, LockFile, LockGit, LockTemplate } from "../bundle/lock.js";
+import type {
+  Lock,
+  LockChart,
+  LockChartFile,
+  LockFile,
+  LockGit,
+  LockNpm,
+  LockTemplate,
+} from "../bundle/lock.js";
+import { prepareNpm } from "../npm/prepare.js";
 import { writeAtomic } from "../store/layout.js";
 import type { Output } from "../cli/output.js";
 import { InputError } from "../util/errors.js";
@@ -35,6 +44,8 @@ export interface GitOps {
 export interface FilesResult {
   git: LockGit[];
   files: LockFile[];
+  /** Only when the definition has npm items. */
+  npm?: LockNpm[];
   charts: LockChart[];
   templates: LockTemplate[];
   values: string;
@@ -57,6 +68,12 @@ export async function prepareFiles(
     repos.set(item.archive, repo);
     files.push({ path: item.archive, size: entry.size, sha256: entry.sha256, url: item.url });
   }
+  const npm: LockNpm[] = [];
+  for (const item of def.npm) {
+    const { entry, file } = await prepareNpm(item, dir, opts);
+    npm.push(entry);
+    files.push(file);
+  }
   const charts = await prepareCharts(def, dir, repos, opts.git);
   for (const item of def.files) {
     const got = await prepareDownload(item, dir, opts);
@@ -68,6 +85,7 @@ export async function prepareFiles(
   await pruneFiles(dir, new Set(files.map((f) => f.path)));
   return {
     git,
+    ...(npm.length > 0 ? { npm } : {}),
     files: files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)), // code points: the same order in every locale
     charts,
     templates,

@@ -15,6 +15,7 @@ export interface LintSummary {
   images: { ref: string; mirror: string; platforms: string[] }[];
   git: { url: string; revision: string; archive: string }[];
   files: { url: string; path: string; sha256: string | null }[];
+  npm: { git: string; dirs: string[]; path: string }[];
   templates: string[];
   releases: { name: string; chart: string; namespace: string }[];
   siteValuesToBind: string[];
@@ -106,6 +107,7 @@ export function summarize(def: Definition): LintSummary {
       archive: g.archive,
     })),
     files: def.files.map((f) => ({ url: f.url, path: f.path, sha256: f.sha256 ?? null })),
+    npm: def.npm.map((n) => ({ git: n.git, dirs: n.dirs.map((d) => d.dir), path: n.path })),
     templates: def.templates.map((t) => destPath(t.dest)),
     releases: def.releases.map((r) => ({ name: r.name, chart: r.chart, namespace: r.namespace })),
     siteValuesToBind: siteValuesUsed(def),
