@@ -137,7 +137,7 @@ export function buildProgram(out: () => Output): Command {
   const deploy = program
     .command("deploy")
     .description(
-      "offline side: check the mirrors hold everything, then helm upgrade --install each release against them",
+      "offline side: check the mirrors hold everything, point every chart image at its mirror, render each release with helm template and prove every image it runs is on the registry, then helm upgrade --install each release",
     )
     .argument("<DIR>", "a prepared bundle (folder or archive)")
     .option(
