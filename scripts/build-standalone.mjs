@@ -14,7 +14,8 @@
  *   the bundle import.meta.url is the bundle's own URL, so `node bundle.mjs …` (also through a
  *   symlink) still runs the CLI, and exactly once.
  * - src/version.ts reads ../../package.json and src/config/schemaFiles.ts reads
- *   ../../../schema/*.schema.json relative to import.meta.url. Those paths do not exist next to a
+ *   ../../../schema/*.schema.json (and requires the validators *.schema.validate.cjs) relative to
+ *   import.meta.url. Those paths do not exist next to a
  *   single file, so the build replaces both modules with ones holding the JSON inline. The sources
  *   stay as they are; the build fails if their exports change, rather than ship a stale stand-in.
  * - Dynamic import()s of internal modules and of dockerode are bundled like static ones (one file,
@@ -51,6 +52,9 @@ function parseArgs(argv) {
   return opts;
 }
 
+/** The ajv standalone code `npm run schema` writes next to each schema (src/config/schemaFiles.ts). */
+const validatorFile = (name) => name.replace(/\.json$/, ".validate.cjs");
+
 const readJson = (rel) => JSON.parse(readFileSync(path.join(ROOT, rel), "utf8"));
 
 /** Fails the build when a replaced module no longer has the shape its stand-in provides. */
@@ -70,7 +74,7 @@ function inlineFilesPlugin() {
   const versionFile = path.join(ROOT, "src/version.ts");
   const schemaFilesFile = path.join(ROOT, "src/config/schemaFiles.ts");
   expectSource(versionFile, [/export const VERSION\b/]);
-  expectSource(schemaFilesFile, [/export function schemaFile\(/]);
+  expectSource(schemaFilesFile, [/export function schemaFile\(/, /export function schemaValidator\(/]);
   const stand = new Map([
     [
       versionFile,
@@ -84,7 +88,16 @@ function inlineFilesPlugin() {
         `export function schemaFile(name) {\n` +
         `  const schema = files[name];\n` +
         `  if (!schema) throw new Error("no such schema file: " + name);\n` +
-        `  return schema;\n}\n`,
+        `  return schema;\n}\n` +
+        SCHEMAS.map(
+          (n, i) =>
+            `import validator${i} from ${JSON.stringify(path.join(ROOT, "schema", validatorFile(n)))};\n`,
+        ).join("") +
+        `const validators = {\n${SCHEMAS.map((n, i) => `  ${JSON.stringify(n)}: validator${i},`).join("\n")}\n};\n` +
+        `export function schemaValidator(name) {\n` +
+        `  const validator = validators[name];\n` +
+        `  if (!validator) throw new Error("no such schema file: " + name);\n` +
+        `  return validator;\n}\n`,
     ],
   ]);
   return {

@@ -5,7 +5,6 @@
 import { loadDefinition, parsePlatformList } from "../config/load.js";
 import { formatImageRef } from "../config/imageRef.js";
 import { prepare } from "../stages/prepare.js";
-import { upload } from "../stages/upload.js";
 import { imageTable } from "../stages/images.js";
 import { readLock } from "../bundle/lock.js";
 import { resolveEndpoint } from "../registry/endpoint.js";
@@ -22,6 +21,17 @@ import type { BundleContents } from "../bundle/contents.js";
 import { registryAccess, type RegistryFlags } from "./registries.js";
 import { firstLine } from "./progress.js";
 import { fsReason } from "../util/files.js";
+import type { GitOps } from "../stages/files.js";
+
+/** src/git, loaded (with simple-git and tar) only when a definition has git items to fetch. */
+function lazyGit(): GitOps {
+  const git = () => import("../git/index.js");
+  return {
+    fetchCommit: async (...args) => (await git()).fetchCommit(...args),
+    writeArchive: async (...args) => (await git()).writeArchive(...args),
+    copyChart: async (...args) => (await git()).copyChart(...args),
+  };
+}
 
 interface ValueFlags {
   set?: string[];
@@ -82,7 +92,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     continueOnError: flags.continueOnError ?? false,
     openSource: (img: ImageItem) =>
       img.source === "docker" ? daemon.source() : access.source(img.ref.registry),
-    git: await import("../git/index.js"),
+    git: lazyGit(),
     ...(flags.withTool ? { toolFile: await standaloneTool(flags.withTool) } : {}),
     gitCacheDir: gitCacheDir(),
     out,
@@ -227,6 +237,7 @@ export async function uploadCommand(bundle: BundleContents, flags: UploadFlags, 
   const host = flags.registry ? resolveEndpoint(flags.registry).host : undefined;
   const access = flags.registry ? await registryAccess(flags, [flags.registry], retryLogger(out)) : undefined;
   const fileserver = await fileServer(flags);
+  const { upload } = await import("../stages/upload.js");
   const result = await upload({
     bundle,
     ...(host ? { registryHost: host } : {}),

@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { BundleError, DefinitionError, formatDiagnostic } from "../util/errors.js";
 import { Output, type OutputOptions } from "./output.js";
-import { DEFAULT_DEFINITION } from "../config/load.js";
+import { DEFAULT_DEFINITION } from "../config/defaults.js";
 import type { DeployFlags, LoadFlags, PrepareFlags, ServeFlags, UploadFlags } from "./commands.js";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];

@@ -5,13 +5,14 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { DefinitionError, InputError, type Diagnostic } from "../util/errors.js";
+import { DEFAULT_DEFINITION } from "./defaults.js";
 import { SITE_VALUES, destPath, type Definition } from "./model.js";
 import { crossChecks, Problems } from "./build.js";
 import { loadNative } from "./native.js";
 import { loadTelego, TELEGO_KEYS } from "./telego.js";
 import { YamlSource } from "./yamlSource.js";
 import { applyValueOptions, isSiteValue, lookup, type ValueOptions } from "./values.js";
-import { templateVariables } from "../templates/variables.js";
+import { loadHandlebars, templateVariables } from "../templates/variables.js";
 
 export interface LoadOptions extends ValueOptions {
   /** Overrides the bundle's name (`--name`). */
@@ -37,7 +38,7 @@ export function parsePlatformList(list: string): string[] {
   return platforms;
 }
 
-export const DEFAULT_DEFINITION = "bundle.yml";
+export { DEFAULT_DEFINITION };
 
 export async function loadDefinition(file: string, opts: LoadOptions = {}): Promise<Definition> {
   const display = path.relative(process.cwd(), file) || file;
@@ -69,6 +70,7 @@ export async function loadDefinition(file: string, opts: LoadOptions = {}): Prom
     }
   }
   crossChecks(def, problems);
+  if (def.templates.some((t) => t.syntax === "handlebars")) await loadHandlebars();
   const values = applyValueOptions(def.values, opts);
   if (problems.list.length > 0) {
     // Missing values too, which prepare and lint would name only after a fix of the rest.

@@ -13,7 +13,7 @@ import {
   type Values,
 } from "./model.js";
 import type { NativeRaw } from "./schema.js";
-import { schemaFile } from "./schemaFiles.js";
+import { schemaValidator } from "./schemaFiles.js";
 import { validateLenient } from "./validate.js";
 import { DEFAULT_MIRROR, mirrorName } from "./mirror.js";
 import {
@@ -38,7 +38,7 @@ export async function loadNative(
   platformsOverride: Platform[] | undefined,
   problems: Problems,
 ): Promise<LoadedDefinition> {
-  const checked = validateLenient(schemaFile("bundle.schema.json"), src, data);
+  const checked = validateLenient(schemaValidator("bundle.schema.json"), src, data);
   if (checked.usable === undefined) throw new DefinitionError(checked.problems);
   problems.list.push(...checked.problems);
   const raw = checked.usable as NativeRaw;

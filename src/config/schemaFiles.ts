@@ -3,14 +3,28 @@
  * once when first needed. From dist/src/config the repository's schema folder is three up.
  */
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import type { Validator } from "./validate.js";
+
+type SchemaName = "bundle.schema.json" | "telego.schema.json";
 
 const cache = new Map<string, object>();
 
-export function schemaFile(name: "bundle.schema.json" | "telego.schema.json"): object {
+export function schemaFile(name: SchemaName): object {
   let schema = cache.get(name);
   if (!schema) {
     schema = JSON.parse(readFileSync(new URL(`../../../schema/${name}`, import.meta.url), "utf8")) as object;
     cache.set(name, schema);
   }
   return schema;
+}
+
+const load = createRequire(import.meta.url);
+
+/**
+ * The schema's validator: ajv's standalone code, generated with the schema by `npm run schema`
+ * (schema/*.schema.validate.cjs), so that no run loads or compiles ajv.
+ */
+export function schemaValidator(name: SchemaName): Validator {
+  return load(`../../../schema/${name.replace(/\.json$/, ".validate.cjs")}`) as Validator;
 }

@@ -14,7 +14,7 @@ import {
   type Values,
 } from "./model.js";
 import type { TelegoRaw } from "./schema.js";
-import { schemaFile } from "./schemaFiles.js";
+import { schemaValidator } from "./schemaFiles.js";
 import { validateLenient } from "./validate.js";
 import { DEFAULT_MIRROR, mirrorName } from "./mirror.js";
 import {
@@ -48,7 +48,7 @@ export async function loadTelego(
   platformsOverride: Platform[] | undefined,
   problems: Problems,
 ): Promise<LoadedDefinition> {
-  const checked = validateLenient(schemaFile("telego.schema.json"), src, data);
+  const checked = validateLenient(schemaValidator("telego.schema.json"), src, data);
   if (checked.usable === undefined) throw new DefinitionError(checked.problems);
   problems.list.push(...checked.problems);
   const raw = checked.usable as TelegoRaw;

@@ -2,25 +2,18 @@
  * Schema validation that speaks to people: ajv finds the problems, this module turns each
  * into one sentence at the right line, with a did-you-mean for misspelt keys.
  */
-import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import type { ErrorObject } from "ajv";
 import leven from "leven";
 import type { Diagnostic } from "../util/errors.js";
 import { formatPath, type KeyPath, type YamlSource } from "./yamlSource.js";
 
-const ajv = new Ajv({ allErrors: true, verbose: true, strict: false });
-const compiled = new WeakMap<object, ValidateFunction>();
-
-function compile(schema: object): ValidateFunction {
-  let fn = compiled.get(schema);
-  if (!fn) {
-    fn = ajv.compile(schema);
-    compiled.set(schema, fn);
-  }
-  return fn;
+/** A compiled schema: ajv's standalone code for the published schemas (src/config/schemaFiles.ts). */
+export interface Validator {
+  (data: unknown): boolean;
+  errors?: ErrorObject[] | null;
 }
 
-export function validate(schema: object, src: YamlSource, data: unknown): Diagnostic[] {
-  const fn = compile(schema);
+export function validate(fn: Validator, src: YamlSource, data: unknown): Diagnostic[] {
   if (fn(data)) return [];
   return diagnostics(pruneUnionNoise(fn.errors ?? []), src);
 }
@@ -31,11 +24,10 @@ export function validate(schema: object, src: YamlSource, data: unknown): Diagno
  * the definition is reported in one go. Any other schema problem leaves `usable` undefined.
  */
 export function validateLenient(
-  schema: object,
+  fn: Validator,
   src: YamlSource,
   data: unknown,
 ): { problems: Diagnostic[]; usable?: unknown } {
-  const fn = compile(schema);
   if (fn(data)) return { problems: [], usable: data };
   const errors = pruneUnionNoise(fn.errors ?? []);
   const problems = diagnostics(errors, src);

@@ -12,8 +12,6 @@ import type { Definition, GitItem, TemplateItem } from "../config/model.js";
 import { destPath } from "../config/model.js";
 import { isSiteValue } from "../config/values.js";
 import { templateVariables } from "../templates/variables.js";
-import { renderTemplate } from "../templates/render.js";
-import * as tar from "tar";
 import { download } from "../files/download.js";
 import type {
   Lock,
@@ -24,7 +22,6 @@ import type {
   LockNpm,
   LockTemplate,
 } from "../bundle/lock.js";
-import { prepareNpm } from "../npm/prepare.js";
 import { writeAtomic } from "../store/layout.js";
 import type { Output } from "../cli/output.js";
 import { InputError } from "../util/errors.js";
@@ -70,6 +67,8 @@ export async function prepareFiles(
   }
   const npm: LockNpm[] = [];
   for (const item of def.npm) {
+    // Loaded only for npm items: it brings src/git, simple-git and tar.
+    const { prepareNpm } = await import("../npm/prepare.js");
     const { entry, file } = await prepareNpm(item, dir, opts);
     npm.push(entry);
     files.push(file);
@@ -191,6 +190,7 @@ async function extractArchive(dir: string, rel: string): Promise<LockFile[]> {
   const root = path.join(dir, "files", target);
   await rm(root, { recursive: true, force: true });
   await mkdir(root, { recursive: true });
+  const tar = await import("tar");
   await tar.x({ file: path.join(dir, "files", rel), cwd: root, strict: true, preserveOwner: false });
   const out: LockFile[] = [];
   for (const inner of await listFiles(root)) {
@@ -213,6 +213,7 @@ async function prepareTemplates(def: Definition, dir: string, files: LockFile[])
     const site = siteValuesOf(t, def);
     const dest = destPath(t.dest);
     if (site.length === 0) {
+      const { renderTemplate } = await import("../templates/render.js");
       const text = renderTemplate(t, def.values);
       await writeFileMode(path.join(dir, dest), text, t.mode);
       if (t.dest.kind === "file")

@@ -52,11 +52,14 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   await mkdir(dir, { recursive: true });
   opts.out.info(`preparing bundle "${def.name}" in ${dir}`);
   // The settings known to break OpenWhisk: deploy refuses them; prepare says so before the long work.
-  const { lintOpenWhiskReleases } = await import("./lint.js");
-  for (const d of await lintOpenWhiskReleases(def)) {
-    opts.out.warn(
-      `${formatDiagnostic(d)} (deploy will refuse this unless given --skip-lint ${d.rule ?? "RULE"})`,
-    );
+  // Only releases have them (lint.js brings the chart rules and Handlebars).
+  if (def.releases.length > 0) {
+    const { lintOpenWhiskReleases } = await import("./lint.js");
+    for (const d of await lintOpenWhiskReleases(def)) {
+      opts.out.warn(
+        `${formatDiagnostic(d)} (deploy will refuse this unless given --skip-lint ${d.rule ?? "RULE"})`,
+      );
+    }
   }
 
   const previous = await readLock(dir).catch(() => undefined);
