@@ -59,6 +59,24 @@ async function bundleOf(name: string, images: PushedImage[]): Promise<string> {
   return dir;
 }
 
+/** A whole lock for a bundle of `images` (the fields load reads, the rest empty). */
+function lockOf(images: Lock["images"]): Lock {
+  return {
+    lockVersion: 1,
+    name: "docker-test",
+    tool: { name: "bundle", version: "0.1.0" },
+    platforms: ["linux/amd64"],
+    images,
+    git: [],
+    files: [],
+    charts: [],
+    releases: [],
+    templates: [],
+    values: "templates/values.json",
+    siteValues: [],
+  };
+}
+
 /** `docker image inspect` through the CLI, as a user checks what the daemon holds. */
 async function dockerInspect(
   ref: string,
@@ -175,7 +193,7 @@ test.serial(
       label: "from-archive",
     });
     const bundle = await bundleOf("archived", [img]);
-    const lock = { lockVersion: 1, images: [], files: [], templates: [] } as unknown as Lock;
+    const lock = lockOf([]);
     await writeLock(bundle, lock);
     const file = path.join(env().tmp, "archived.tar");
     const { files } = await packBundle(bundle, file, { splitBytes: 4096 });
@@ -197,10 +215,21 @@ test.serial("load under the mirror names from bundle.lock.json tags the images a
   const { images, dockerd } = env();
   const img = images.ociIndex;
   const bundle = await bundleOf("mirror", [img]);
-  const lock = {
-    lockVersion: 1,
-    images: [{ ref: img.ref, mirror: "teleinfra/multi-oci:v1" }],
-  } as unknown as Lock;
+  const lock = lockOf([
+    {
+      ref: img.ref,
+      source: "registry",
+      digest: img.digest,
+      mediaType: img.mediaType,
+      size: img.manifestBytes.length,
+      platforms: [],
+      missingPlatforms: [],
+      mirror: "teleinfra/multi-oci:v1",
+      mirrorDigest: img.digest,
+      blobs: [],
+      bytes: 0,
+    },
+  ]);
   await writeLock(bundle, lock);
   const first = await loadIntoDocker(bundle, { docker: dockerd.docker, tagAs: "source" });
   let mirrored: LoadResult | undefined;

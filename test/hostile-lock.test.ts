@@ -125,7 +125,7 @@ const hostile: [string, (l: Lock & Record<string, unknown>) => void, RegExp][] =
           siteValues: [],
         },
       ]),
-    /templates\[0\]\.dest: expected .*, got "files\/\.\.\/\.\.\/canary\/x\.sh"[^]*templates\[0\]\.mode: expected permission bits .*, got 2541/,
+    /templates\[0\]\.dest: expected .*, got "files\/\.\.\/\.\.\/canary\/x\.sh"/,
   ],
   [
     "a mirror name with ../ in it",

@@ -6,7 +6,7 @@
  * Names match their grammar (Helm's release-name rule, a Kubernetes namespace, a plain chart
  * name, the OCI repository grammar for mirrors), digests are `sha256:<64 hex>`, paths are
  * relative and normalised (no `..`, `.`, empty segment or backslash) under the folder their kind
- * lives in, sizes and offsets are non-negative integers, modes permission bits.
+ * lives in, sizes and offsets are non-negative integers; modes keep only their permission bits.
  */
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
 import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
@@ -37,11 +37,8 @@ const Platform = Type.String({
   pattern: "^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$",
   description: "a platform os/arch[/variant]",
 });
-const PermissionBits = Type.Integer({
-  minimum: 0,
-  maximum: 0o777,
-  description: "permission bits (0 to 0o777: no setuid, setgid or sticky bit)",
-});
+/** A file mode; the parser keeps only its permission bits (no setuid, setgid or sticky bit). */
+const Mode = Type.Integer({ minimum: 0, maximum: 0o7777, description: "a file mode (0 to 0o7777)" });
 /** A plain name: one path segment of letters, digits, `.`, `_`, `-` (src/util/paths.ts segmentName). */
 const PlainName = (what: string) =>
   Type.String({
@@ -138,7 +135,7 @@ const LockSchema = Type.Object({
             path: relPath("a relative path inside the chart without .."),
             size: Size,
             sha256: Sha256,
-            mode: PermissionBits,
+            mode: Mode,
           }),
         ),
       ),
@@ -161,7 +158,7 @@ const LockSchema = Type.Object({
       }),
       source: under("templates"),
       syntax: Type.Union([Type.Literal("handlebars"), Type.Literal("dollar")]),
-      mode: PermissionBits,
+      mode: Mode,
       sha256: Sha256,
       origin: Type.Object({ file: Type.String(), line: Size, col: Size }),
       siteValues: Type.Array(Type.String()),
@@ -277,6 +274,8 @@ export function checkLockData(data: unknown, file: string): Lock {
       throw new InputError(
         `${file}: charts[${i}].path: expected ${JSON.stringify(`charts/${c.name}`)}, got ${show(c.path)}`,
       );
+  for (const t of lock.templates) t.mode &= 0o777;
+  for (const c of lock.charts) for (const f of c.files ?? []) f.mode &= 0o777;
   for (const [i, r] of lock.releases.entries())
     for (const [j, v] of r.valuesFiles.entries())
       if (!v.startsWith("files/") && !v.startsWith(`charts/${r.chart}/`))
