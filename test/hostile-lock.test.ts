@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { runCli, tempFiles } from "./helpers/cli.js";
+import { emptyLock } from "./helpers/bundles.js";
 import type { Lock } from "../src/bundle/lock.js";
 import type { ArchiveIndex } from "../src/bundle/archive.js";
 
@@ -16,20 +17,7 @@ const sha = (s: string) => createHash("sha256").update(s).digest("hex");
 
 /** A small whole bundle: one file and the template values, nothing that needs a registry. */
 function baseLock(): Lock {
-  return {
-    lockVersion: 1,
-    name: "demo",
-    tool: { name: "bundle", version: "0.1.0" },
-    platforms: ["linux/amd64"],
-    images: [],
-    git: [],
-    files: [{ path: "a.txt", size: 5, sha256: sha("hello") }],
-    charts: [],
-    releases: [],
-    templates: [],
-    values: "templates/values.json",
-    siteValues: [],
-  };
+  return emptyLock({ files: [{ path: "a.txt", size: 5, sha256: sha("hello") }] });
 }
 
 interface Bed {
