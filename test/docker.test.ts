@@ -15,11 +15,12 @@ import { startDockerd, type TestDockerd } from "./helpers/dockerd.js";
 import { pushImage, seedStandardImages, type PushedImage, type StandardImages } from "./helpers/images.js";
 import { httpRequest } from "./helpers/http.js";
 import { skopeoCopyToOciLayout, skopeoInspectLayout, skopeoInspectRaw } from "./helpers/skopeo.js";
+import { emptyLock } from "./helpers/bundles.js";
 import { OciLayout } from "../src/store/layout.js";
 import { DockerDaemonSource, DockerDaemonTarget } from "../src/store/docker.js";
 import { CopyEngine } from "../src/copy/engine.js";
 import { loadIntoDocker, type LoadResult } from "../src/stages/load.js";
-import { writeLock, type Lock } from "../src/bundle/lock.js";
+import { writeLock } from "../src/bundle/lock.js";
 import { packBundle } from "../src/bundle/archive.js";
 import { InputError, WorkError } from "../src/util/errors.js";
 import { sha256Digest } from "../src/oci/types.js";
@@ -175,7 +176,7 @@ test.serial(
       label: "from-archive",
     });
     const bundle = await bundleOf("archived", [img]);
-    const lock = { lockVersion: 1, images: [], files: [], templates: [] } as unknown as Lock;
+    const lock = emptyLock();
     await writeLock(bundle, lock);
     const file = path.join(env().tmp, "archived.tar");
     const { files } = await packBundle(bundle, file, { splitBytes: 4096 });
@@ -197,10 +198,23 @@ test.serial("load under the mirror names from bundle.lock.json tags the images a
   const { images, dockerd } = env();
   const img = images.ociIndex;
   const bundle = await bundleOf("mirror", [img]);
-  const lock = {
-    lockVersion: 1,
-    images: [{ ref: img.ref, mirror: "teleinfra/multi-oci:v1" }],
-  } as unknown as Lock;
+  const lock = emptyLock({
+    images: [
+      {
+        ref: img.ref,
+        source: "registry",
+        digest: img.digest,
+        mediaType: img.mediaType,
+        size: img.manifestBytes.length,
+        platforms: [],
+        missingPlatforms: [],
+        mirror: "teleinfra/multi-oci:v1",
+        mirrorDigest: img.digest,
+        blobs: [],
+        bytes: 0,
+      },
+    ],
+  });
   await writeLock(bundle, lock);
   const first = await loadIntoDocker(bundle, { docker: dockerd.docker, tagAs: "source" });
   let mirrored: LoadResult | undefined;

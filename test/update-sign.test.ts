@@ -110,7 +110,7 @@ function lock(images: LockImage[], app: Buffer, extraFiles: { path: string; byte
     charts: [],
     releases: [],
     templates: [],
-    values: "values.json",
+    values: "templates/values.json",
     siteValues: [],
   };
 }

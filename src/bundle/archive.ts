@@ -16,7 +16,7 @@ import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs
 import path from "node:path";
 import { Readable } from "node:stream";
 import { Header, Pax } from "tar";
-import { LOCK_FILE, LOCK_VERSION, readLock, type Lock } from "./lock.js";
+import { LOCK_FILE, parseLock, readLock, type Lock } from "./lock.js";
 import { InputError, WorkError } from "../util/errors.js";
 
 export const ARCHIVE_INDEX = "bundle-index.json";
@@ -154,6 +154,9 @@ function knownHashes(lock: Lock): Map<string, string> {
   const known = new Map<string, string>();
   for (const f of lock.files) known.set(`files/${f.path}`, f.sha256);
   for (const t of lock.templates) known.set(t.source, t.sha256);
+  for (const g of lock.git) known.set(`files/${g.archive}`, g.sha256);
+  for (const n of lock.npm ?? []) known.set(`files/${n.path}`, n.sha256);
+  for (const c of lock.charts) for (const f of c.files ?? []) known.set(`${c.path}/${f.path}`, f.sha256);
   return known;
 }
 
@@ -399,19 +402,25 @@ export async function openArchive(file: string): Promise<BundleArchive> {
   const header = new Header(head, 0);
   if (!header.cksumValid || header.path !== ARCHIVE_INDEX || header.size === undefined) throw notOurs();
   const indexBytes = await readBytes(parts, BLOCK, header.size);
-  let index: ArchiveIndex;
+  let data: unknown;
   try {
-    index = JSON.parse(indexBytes.toString("utf8")) as ArchiveIndex;
+    data = JSON.parse(indexBytes.toString("utf8"));
   } catch {
     throw new InputError(`${file}: ${ARCHIVE_INDEX} is not valid JSON (the archive is damaged)`);
   }
-  if (index.format !== ARCHIVE_FORMAT || index.version !== ARCHIVE_VERSION)
+  const head0 = data as { format?: unknown; version?: unknown } | null;
+  if (head0?.format !== ARCHIVE_FORMAT || head0.version !== ARCHIVE_VERSION)
     throw new InputError(
-      `${file}: archive format ${String(index.format)} v${String(index.version)} is not supported`,
+      `${file}: archive format ${String(head0?.format)} v${String(head0?.version)} is not supported`,
     );
+  const { checkIndexData } = await import("./schema.js");
+  const index = checkIndexData(data, `${ARCHIVE_INDEX} in ${file}`);
   const members = new Map(index.members.map((m) => [m.path, m]));
   for (const m of index.members) {
-    if (!safePath(m.path)) throw new InputError(`${file}: member path ${m.path} is not allowed`);
+    if (m.offset < BLOCK)
+      throw new InputError(
+        `${ARCHIVE_INDEX} in ${file}: member ${m.path}: offset ${m.offset} lies in the index`,
+      );
     if (m.offset + m.size > available)
       throw new WorkError(
         `${file} is truncated: member ${m.path} needs bytes up to ${m.offset + m.size}, ` +
@@ -430,9 +439,13 @@ export async function openArchive(file: string): Promise<BundleArchive> {
   const lockMember = members.get(LOCK_FILE);
   if (!lockMember) throw new InputError(`${file} holds no ${LOCK_FILE}: it is not a prepared bundle`);
   const lockText = await collect(read(LOCK_FILE));
-  const lock = JSON.parse(lockText.toString("utf8")) as Lock;
-  if (lock.lockVersion !== LOCK_VERSION)
-    throw new InputError(`${file}: lock version ${String(lock.lockVersion)} is not supported`);
+  const lock = await parseLock(lockText.toString("utf8"), `${LOCK_FILE} in ${file}`);
+  // The lock, not the index, says what each member's bytes must be: every read checks them.
+  const known = knownHashes(lock);
+  for (const m of index.members) {
+    const sha256 = sha256Of(m.path, known);
+    if (sha256) m.sha256 = sha256;
+  }
   return {
     file,
     index: index.members,
@@ -469,15 +482,6 @@ async function* checkedRange(
     if (actual !== m.sha256)
       throw new WorkError(`member ${m.path} of ${file} is corrupt: sha256 ${actual}, expected ${m.sha256}`);
   }
-}
-
-function safePath(p: string): boolean {
-  return (
-    p !== "" &&
-    !p.startsWith("/") &&
-    !p.includes("\\") &&
-    p.split("/").every((s) => s !== ".." && s !== "." && s !== "")
-  );
 }
 
 async function collect(stream: Readable): Promise<Buffer> {

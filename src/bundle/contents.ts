@@ -6,7 +6,7 @@
  * (`load` opens its layout itself: it also takes a bare OCI layout without a lock.)
  */
 import { createReadStream, createWriteStream } from "node:fs";
-import { chmod, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
 import { listFiles } from "../util/files.js";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -17,7 +17,7 @@ import { ArchiveLayout } from "../store/archive.js";
 import { OciLayout, type IndexFile } from "../store/layout.js";
 import type { ImageLocation, ImageSource } from "../store/types.js";
 import type { Descriptor } from "../oci/types.js";
-import { WorkError } from "../util/errors.js";
+import { InputError, WorkError } from "../util/errors.js";
 
 /** The bundle's `images/` layout as a copy source that can also list what it holds. */
 export type LayoutSource = ImageSource & {
@@ -123,20 +123,35 @@ export async function extractFolder(bundle: BundleContents, prefix: string, dest
 }
 
 /**
- * Extracts an archive into the folder `dir`, each file checked when its sha256 is known and
- * renamed into place when whole. The lock is written last: a folder cut short by a failure is
- * not taken for a bundle.
+ * Extracts an archive into the folder `dir`: into a sibling work folder first, each member
+ * checked against the lock's digest (blobs by their name, files, templates and chart files by
+ * the lock's sha256, whatever the index says) and written with permission bits only; the work
+ * folder becomes `dir` when every member is whole, so a failure leaves nothing under `dir`.
  */
 export async function unpackBundle(file: string, dir: string): Promise<{ files: number; bytes: number }> {
+  const target = path.resolve(dir);
+  const existing = await readdir(target).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw new InputError(`${dir}: cannot unpack into it (${err.code ?? err.message})`);
+  });
+  if (existing && existing.length > 0)
+    throw new InputError(`${dir} already exists and is not empty: unpack into a new folder`);
   const archive = await openArchive(file);
   const bundle = archiveContents(archive);
+  const work = `${target}.unpack-${process.pid}-${Math.random().toString(36).slice(2)}`;
   try {
+    await mkdir(work, { recursive: true });
     const order = [
       ...archive.index.filter((m) => m.path !== LOCK_FILE),
       ...archive.index.filter((m) => m.path === LOCK_FILE),
     ];
-    for (const m of order) await extractFile(bundle, m.path, path.join(dir, ...m.path.split("/")));
+    for (const m of order) await extractFile(bundle, m.path, path.join(work, ...m.path.split("/")));
+    if (existing) await rmdir(target);
+    await rename(work, target);
     return { files: order.length, bytes: order.reduce((n, m) => n + m.size, 0) };
+  } catch (err) {
+    await rm(work, { recursive: true, force: true });
+    throw err;
   } finally {
     await archive.close();
   }

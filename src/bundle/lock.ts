@@ -164,13 +164,29 @@ export async function readLock(bundleDir: string): Promise<Lock> {
       `${bundleDir} is not a prepared bundle: ${LOCK_FILE} is missing (run bundle prepare first)`,
     );
   }
-  const lock = JSON.parse(text) as Lock;
-  if (lock.lockVersion !== LOCK_VERSION) {
+  return parseLock(text, file);
+}
+
+/**
+ * A lock's text, parsed and checked against its schema (src/bundle/schema.ts): a lock that is
+ * not JSON, of another version, or with a field that breaks its rule is exit 2 naming `file`,
+ * the field and its value.
+ */
+export async function parseLock(text: string, file: string): Promise<Lock> {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new InputError(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  const version = (data as { lockVersion?: unknown } | null)?.lockVersion;
+  if (data !== null && typeof data === "object" && !Array.isArray(data) && version !== LOCK_VERSION) {
     throw new InputError(
-      `${file}: lock version ${String(lock.lockVersion)} is not supported (expected ${LOCK_VERSION})`,
+      `${file}: lock version ${String(version)} is not supported (expected ${LOCK_VERSION})`,
     );
   }
-  return lock;
+  const { checkLockData } = await import("./schema.js");
+  return checkLockData(data, file);
 }
 
 export async function writeLock(bundleDir: string, lock: Lock): Promise<void> {

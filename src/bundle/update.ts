@@ -57,19 +57,20 @@ export function lockSha256(lock: Lock): string {
 /** The old bundle's lock: `p` is a bundle folder, a bundle archive (whole or split), or a lock file. */
 export async function readOldLock(p: string): Promise<Lock> {
   const { file, bytes } = await oldLockBytes(p);
-  let lock: Lock;
+  let data: unknown;
   try {
-    lock = JSON.parse(bytes.toString("utf8")) as Lock;
+    data = JSON.parse(bytes.toString("utf8"));
   } catch (err) {
     throw new InputError(`--since ${file}: not a bundle lock (${(err as Error).message})`);
   }
-  if (lock === null || typeof lock !== "object" || lock.lockVersion !== LOCK_VERSION) {
+  const version = (data as { lockVersion?: unknown } | null)?.lockVersion;
+  if (data === null || typeof data !== "object" || version !== LOCK_VERSION) {
     throw new InputError(
-      `--since ${file}: not a bundle lock of version ${LOCK_VERSION} (lockVersion ${String(
-        (lock as { lockVersion?: unknown } | null)?.lockVersion,
-      )})`,
+      `--since ${file}: not a bundle lock of version ${LOCK_VERSION} (lockVersion ${String(version)})`,
     );
   }
+  const { checkLockData } = await import("./schema.js");
+  const lock = checkLockData(data, `--since ${file}`);
   lockBytesHash.set(lock, sha256Hex(bytes));
   return lock;
 }

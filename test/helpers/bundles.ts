@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
 import type { StandardImages } from "./images.js";
+import type { Lock } from "../../src/bundle/lock.js";
 
 /** The four standard images as a native definition's `images:` list (single-arch ones allowed so). */
 export function standardImageLines(images: StandardImages): string[] {
@@ -35,4 +36,23 @@ export async function flipByte(file: string, offset: number): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/** A whole lock that carries nothing; `fields` fill in what a test needs. */
+export function emptyLock(fields: Partial<Lock> = {}): Lock {
+  return {
+    lockVersion: 1,
+    name: "demo",
+    tool: { name: "bundle", version: "0.1.0" },
+    platforms: ["linux/amd64"],
+    images: [],
+    git: [],
+    files: [],
+    charts: [],
+    releases: [],
+    templates: [],
+    values: "templates/values.json",
+    siteValues: [],
+    ...fields,
+  };
 }

@@ -1,0 +1,293 @@
+/**
+ * Schemas of the files a bundle holds, `bundle.lock.json` and an archive's `bundle-index.json`:
+ * what they say is checked before any of it names a file, a folder or a helm argument. Loaded
+ * only when a lock or an index is read (TypeBox and ajv cost start-up time), compiled once.
+ *
+ * Names match their grammar (Helm's release-name rule, a Kubernetes namespace, a plain chart
+ * name, the OCI repository grammar for mirrors), digests are `sha256:<64 hex>`, paths are
+ * relative and normalised (no `..`, `.`, empty segment or backslash) under the folder their kind
+ * lives in, sizes and offsets are non-negative integers; modes keep only their permission bits.
+ */
+import { Type, type Static, type TSchema } from "@sinclair/typebox";
+import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
+import { InputError } from "../util/errors.js";
+import type { Lock } from "./lock.js";
+import type { ArchiveIndex } from "./archive.js";
+
+/** One path segment: not `.` or `..`, no `/`, backslash or NUL. */
+const SEG = String.raw`(?!\.\.?(?:/|$))[^/\\\x00]+`;
+const REL = `${SEG}(?:/${SEG})*`;
+
+const relPath = (description = "a relative path without .. (e.g. tools/x.tgz)") =>
+  Type.String({ pattern: `^${REL}$`, description });
+const under = (folder: string) =>
+  Type.String({
+    pattern: `^${folder}/${REL}$`,
+    description: `a relative path under ${folder}/ without ..`,
+  });
+
+const Size = Type.Integer({ minimum: 0, description: "a non-negative whole number" });
+const Sha256 = Type.String({ pattern: "^[a-f0-9]{64}$", description: "64 lowercase hex digits" });
+const Digest = Type.String({
+  pattern: "^sha256:[a-f0-9]{64}$",
+  description: "a digest sha256:<64 lowercase hex digits>",
+});
+const Commit = Type.String({ pattern: "^[a-f0-9]{40}$", description: "a full 40-hex git commit" });
+const Platform = Type.String({
+  pattern: "^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$",
+  description: "a platform os/arch[/variant]",
+});
+/** A file mode; the parser keeps only its permission bits (no setuid, setgid or sticky bit). */
+const Mode = Type.Integer({ minimum: 0, maximum: 0o7777, description: "a file mode (0 to 0o7777)" });
+/** A plain name: one path segment of letters, digits, `.`, `_`, `-` (src/util/paths.ts segmentName). */
+const PlainName = (what: string) =>
+  Type.String({
+    pattern: "^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$",
+    description: `${what} (letters, digits, ., _, -, not starting with a dot)`,
+  });
+/** Helm's rule for release names: a DNS-1123 subdomain of at most 53 characters. */
+const ReleaseName = Type.String({
+  pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+  maxLength: 53,
+  description: "a Helm release name (lower-case letters, digits, - and ., at most 53)",
+});
+const Namespace = Type.String({
+  pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+  maxLength: 63,
+  description: "a Kubernetes namespace (lower-case letters, digits and -, at most 63)",
+});
+const COMPONENT = "[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
+/** The OCI distribution grammar: `repo/path:tag`, `@sha256:…` or both. */
+const Mirror = Type.String({
+  pattern: `^(?=[^:@]*[:@])${COMPONENT}(?:/${COMPONENT})*(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`,
+  description: "an OCI repository name with a tag or digest (e.g. teleinfra/redis:4.0)",
+});
+
+const LockSchema = Type.Object({
+  lockVersion: Type.Literal(1),
+  name: PlainName("a bundle name"),
+  tool: Type.Object({ name: Type.Literal("bundle"), version: Type.String() }),
+  platforms: Type.Array(Platform),
+  images: Type.Array(
+    Type.Object({
+      ref: Type.String({ minLength: 1 }),
+      source: Type.Union([Type.Literal("registry"), Type.Literal("docker")]),
+      digest: Digest,
+      mediaType: Type.String(),
+      size: Size,
+      platforms: Type.Array(
+        Type.Object({ platform: Platform, digest: Digest, mediaType: Type.String(), size: Size }),
+      ),
+      missingPlatforms: Type.Array(Platform),
+      mirror: Mirror,
+      mirrorDigest: Digest,
+      blobs: Type.Array(Type.Object({ digest: Digest, size: Size, mediaType: Type.String() })),
+      bytes: Size,
+    }),
+  ),
+  git: Type.Array(
+    Type.Object({
+      url: Type.String({ minLength: 1 }),
+      commit: Commit,
+      archive: relPath("a relative path under files/ without .."),
+      size: Size,
+      sha256: Sha256,
+    }),
+  ),
+  files: Type.Array(
+    Type.Object({
+      path: relPath("a relative path under files/ without .."),
+      size: Size,
+      sha256: Sha256,
+      url: Type.Optional(Type.String()),
+    }),
+  ),
+  npm: Type.Optional(
+    Type.Array(
+      Type.Object({
+        git: relPath("a relative path under files/ without .."),
+        path: relPath("a relative path under files/ without .."),
+        dirs: Type.Array(
+          Type.Object({
+            dir: Type.String({
+              pattern: `^(?:\\.|${REL})$`,
+              description: "a folder of the git tree, relative, without ..",
+            }),
+            packageJson: Sha256,
+            lockfileGiven: Type.Boolean(),
+            packageLock: Sha256,
+            packages: Size,
+          }),
+        ),
+        key: Sha256,
+        size: Size,
+        sha256: Sha256,
+      }),
+    ),
+  ),
+  charts: Type.Array(
+    Type.Object({
+      name: PlainName("a chart name"),
+      path: under("charts"),
+      files: Type.Optional(
+        Type.Array(
+          Type.Object({
+            path: relPath("a relative path inside the chart without .."),
+            size: Size,
+            sha256: Sha256,
+            mode: Mode,
+          }),
+        ),
+      ),
+    }),
+  ),
+  releases: Type.Array(
+    Type.Object({
+      name: ReleaseName,
+      chart: PlainName("a chart name"),
+      namespace: Namespace,
+      valuesFiles: Type.Array(relPath("a relative path under files/ or charts/<chart>/ without ..")),
+    }),
+    { default: [] },
+  ),
+  templates: Type.Array(
+    Type.Object({
+      dest: Type.String({
+        pattern: `^(?:files|charts)/${REL}$`,
+        description: "a relative path under files/ or charts/ without ..",
+      }),
+      source: under("templates"),
+      syntax: Type.Union([Type.Literal("handlebars"), Type.Literal("dollar")]),
+      mode: Mode,
+      sha256: Sha256,
+      origin: Type.Object({ file: Type.String(), line: Size, col: Size }),
+      siteValues: Type.Array(Type.String()),
+    }),
+  ),
+  values: under("templates"),
+  siteValues: Type.Array(Type.String()),
+  update: Type.Optional(
+    Type.Object({
+      since: Sha256,
+      omittedBlobs: Type.Array(Digest),
+      omittedFiles: Type.Array(relPath("a relative path under files/ without ..")),
+    }),
+  ),
+});
+
+const MemberSchema = Type.Object({
+  path: relPath("a relative path inside the bundle without .."),
+  size: Size,
+  offset: Size,
+  mode: Type.Integer({ minimum: 0, description: "a file mode" }),
+  sha256: Type.Optional(Sha256),
+});
+
+const IndexSchema = Type.Object({
+  format: Type.Literal("bundle-archive"),
+  version: Type.Literal(1),
+  members: Type.Array(MemberSchema),
+  totalBytes: Size,
+});
+
+// What the schemas accept is what the code's types promise.
+const lockFits = (x: Static<typeof LockSchema>): Lock => x;
+const indexFits = (x: Static<typeof IndexSchema>): ArchiveIndex => x;
+void lockFits;
+void indexFits;
+
+let ajv: Ajv | undefined;
+const compiled = new Map<TSchema, ValidateFunction>();
+
+function validator(schema: TSchema): ValidateFunction {
+  let fn = compiled.get(schema);
+  if (!fn) {
+    ajv ??= new Ajv({ allErrors: true, verbose: true, strict: false, useDefaults: true });
+    fn = ajv.compile(schema);
+    compiled.set(schema, fn);
+  }
+  return fn;
+}
+
+/** `/releases/0/name` → `releases[0].name`. */
+function fieldPath(instancePath: string, extra?: string): string {
+  const parts = instancePath === "" ? [] : instancePath.slice(1).split("/");
+  if (extra !== undefined) parts.push(extra);
+  return parts
+    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
+    .reduce((out, s) => (/^\d+$/.test(s) ? `${out}[${s}]` : out ? `${out}.${s}` : s), "");
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return "nothing";
+  if (Array.isArray(v)) return "a list";
+  if (v !== null && typeof v === "object") return "a map";
+  const s = JSON.stringify(v);
+  return s.length > 120 ? `${s.slice(0, 117)}..."` : s;
+}
+
+function expected(e: ErrorObject): string {
+  const s = e.parentSchema as { description?: string; const?: unknown; anyOf?: { const?: unknown }[] };
+  switch (e.keyword) {
+    case "type":
+      return (
+        { object: "a map", array: "a list", integer: "a whole number" }[String(e.params.type)] ??
+        `a ${String(e.params.type)}`
+      );
+    case "const":
+      return JSON.stringify(s.const);
+    case "anyOf":
+      return `one of ${(s.anyOf ?? []).map((b) => JSON.stringify(b.const)).join(", ")}`;
+    default:
+      return s.description ?? e.message ?? "another value";
+  }
+}
+
+function describe(e: ErrorObject): string {
+  if (e.keyword === "required")
+    return `${fieldPath(e.instancePath, String(e.params.missingProperty))}: missing`;
+  const at = fieldPath(e.instancePath) || "(top)";
+  return `${at}: expected ${expected(e)}, got ${show(e.data)}`;
+}
+
+/** Only the union's own complaint: its branches' each say the same thing less clearly. */
+function problems(errors: ErrorObject[]): string[] {
+  const unions = errors.filter((e) => e.keyword === "anyOf").map((e) => e.schemaPath);
+  const kept = errors.filter((e) => !unions.some((u) => e.schemaPath.startsWith(`${u}/`)));
+  return [...new Set(kept.map(describe))];
+}
+
+function check<T>(schema: TSchema, data: unknown, file: string): T {
+  const fn = validator(schema);
+  if (fn(data)) return data as T;
+  const lines = problems(fn.errors ?? []);
+  const shown = lines.slice(0, 10).map((l) => `${file}: ${l}`);
+  if (lines.length > 10) shown.push(`${file}: … and ${lines.length - 10} more`);
+  throw new InputError(shown.join("\n"));
+}
+
+/** A lock's parsed JSON, checked: its fields, then what one field says about another. */
+export function checkLockData(data: unknown, file: string): Lock {
+  const lock = check<Lock>(LockSchema, data, file);
+  for (const [i, c] of lock.charts.entries())
+    if (c.path !== `charts/${c.name}`)
+      throw new InputError(
+        `${file}: charts[${i}].path: expected ${JSON.stringify(`charts/${c.name}`)}, got ${show(c.path)}`,
+      );
+  for (const t of lock.templates) t.mode &= 0o777;
+  for (const c of lock.charts) for (const f of c.files ?? []) f.mode &= 0o777;
+  for (const [i, r] of lock.releases.entries())
+    for (const [j, v] of r.valuesFiles.entries())
+      if (!v.startsWith("files/") && !v.startsWith(`charts/${r.chart}/`))
+        throw new InputError(
+          `${file}: releases[${i}].valuesFiles[${j}]: expected a path under files/ or charts/${r.chart}/, got ${show(v)}`,
+        );
+  return lock;
+}
+
+/** An archive index's parsed JSON, checked; each member's mode keeps only its permission bits. */
+export function checkIndexData(data: unknown, file: string): ArchiveIndex {
+  const index = check<ArchiveIndex>(IndexSchema, data, file);
+  for (const m of index.members) m.mode &= 0o777;
+  return index;
+}
