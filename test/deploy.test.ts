@@ -165,7 +165,7 @@ test.serial(
       `curl ${server.url}/dep/x.tar.gz\n`,
       "the chart overlay got the site's values",
     );
-    t.regex(r.stderr, /proof: release demo runs 1 images, all on the site registry/);
+    t.regex(r.stderr, /proof: release demo runs 1 image, all on the site registry/);
   },
 );
 

@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { Command, CommanderError } from "commander";
 import { BundleError, DefinitionError, formatDiagnostic } from "../util/errors.js";
 import { Output, type OutputOptions } from "./output.js";
+import { plural } from "../util/format.js";
 import { DEFAULT_DEFINITION } from "../config/defaults.js";
 import type { DeployFlags, LoadFlags, PrepareFlags, ServeFlags, UploadFlags } from "./commands.js";
 
@@ -36,10 +37,6 @@ function withRegistryAccess(cmd: Command): Command {
 
 function example(cmd: Command, ...lines: string[]): Command {
   return cmd.addHelpText("after", `\nExamples:\n${lines.map((l) => `  $ ${l}`).join("\n")}\n`);
-}
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
 export function buildProgram(out: () => Output): Command {

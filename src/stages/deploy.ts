@@ -21,6 +21,7 @@ import type { ImageSource } from "../store/types.js";
 import type { Output } from "../cli/output.js";
 import { InputError, WorkError, formatDiagnostic } from "../util/errors.js";
 import { relativePath, segmentName, writeInside, permissionBits } from "../util/paths.js";
+import { plural } from "../util/format.js";
 import { bundleValues, mirrorLocation } from "./upload.js";
 import { plannedFiles, renderLockTemplate, type FileTarget } from "./uploadFiles.js";
 import type { ValueOptions } from "../config/values.js";
@@ -451,7 +452,7 @@ async function proveAll(
     if (opts.strict) problems.push(...outside);
     else for (const line of outside) opts.out.warn(line);
     opts.out.info(
-      `proof: release ${p.release.name} runs ${distinctImages(proof)} images, ` +
+      `proof: release ${p.release.name} runs ${plural(distinctImages(proof), "image")}, ` +
         (proof.problems.length > 0
           ? `${proof.problems.length} of them pulled from outside the site registry`
           : "all on the site registry") +

@@ -28,3 +28,8 @@ export function table(header: string[], rows: string[][]): string[] {
       .trimEnd();
   return [line(header), ...rows.map(line)];
 }
+
+/** `1 image`, `2 images`. */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
