@@ -106,7 +106,8 @@ export class ImageJudge {
   }
 }
 
-function parseOrUndefined(s: string): ImageRef | undefined {
+/** The parsed reference, or undefined for text that is none. */
+export function parseOrUndefined(s: string): ImageRef | undefined {
   try {
     return parseImageRef(s);
   } catch {

@@ -15,7 +15,7 @@ import { readRendered } from "../audit/rendered.js";
 import { makeSite } from "../audit/site.js";
 import { readFile } from "node:fs/promises";
 import { bundleValues } from "./upload.js";
-import { checkLock, helmArgs, prepareRelease, renderChart } from "./deploy.js";
+import { helmArgs, prepareRelease, renderChart } from "./deploy.js";
 
 export interface AuditRun {
   findings: AuditFinding[];
@@ -32,7 +32,6 @@ export async function audit(
   if (!opts.helm || bundle.lock.releases.length === 0)
     return { findings: await auditBundle(bundle, siteOpts), mode: "files" };
   const lock = bundle.lock;
-  checkLock(lock);
   const judge = new ImageJudge(lock, site);
   const values = await bundleValues(bundle, siteOpts);
   const work = await mkdtemp(path.join(os.tmpdir(), "bundle-audit-"));

@@ -20,7 +20,7 @@ import { parseMirror } from "../config/mirror.js";
 import type { ImageSource } from "../store/types.js";
 import type { Output } from "../cli/output.js";
 import { InputError, WorkError, formatDiagnostic } from "../util/errors.js";
-import { relativePath, segmentName, writeInside, permissionBits } from "../util/paths.js";
+import { relativePath, writeInside, permissionBits } from "../util/paths.js";
 import { plural } from "../util/format.js";
 import { bundleValues, mirrorLocation } from "./upload.js";
 import { plannedFiles, renderLockTemplate, type FileTarget } from "./uploadFiles.js";
@@ -63,15 +63,9 @@ export interface DeployedRelease {
   proof?: { images: number; outside: number; file: string };
 }
 
-/** Helm's rule for release names (DNS-1123 subdomain, at most 53 characters). */
-const RELEASE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-/** A Kubernetes namespace: a DNS-1123 label. */
-const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
 export async function deploy(opts: DeployOptions): Promise<{ lock: Lock; releases: DeployedRelease[] }> {
   const bundle = opts.bundle;
   const lock = bundle.lock;
-  checkLock(lock);
   const values = await bundleValues(bundle, siteOf(opts));
   await requireSite(lock, values, opts);
   const workDir = path.resolve(opts.workDir ?? defaultWorkDir(bundle));
@@ -113,38 +107,6 @@ function siteOf(opts: DeployOptions) {
     ...(opts.fileserverUrl ? { fileserverUrl: opts.fileserverUrl } : {}),
     ...(opts.valueOptions ? { valueOptions: opts.valueOptions } : {}),
   };
-}
-
-/**
- * Names from the lock become folder names and helm arguments: each must be what Helm and
- * Kubernetes accept, so `../x` or `--post-renderer=…` never reaches the file system or helm.
- */
-export function checkLock(lock: Lock): void {
-  for (const [i, t] of lock.templates.entries()) {
-    const dest = relativePath(t.dest, `bundle.lock.json templates[${i}].dest`);
-    relativePath(t.source, `bundle.lock.json templates[${i}].source`);
-    if (!dest.startsWith("files/") && !dest.startsWith("charts/"))
-      throw new InputError(
-        `bundle.lock.json templates[${i}].dest: ${dest} is neither under files/ nor under charts/`,
-      );
-  }
-  for (const [i, r] of lock.releases.entries()) {
-    const at = `bundle.lock.json releases[${i}]`;
-    if (!RELEASE_NAME.test(r.name) || r.name.length > 53)
-      throw new InputError(
-        `${at}.name: ${JSON.stringify(r.name)} is not a Helm release name (lower-case letters, digits, - and ., at most 53)`,
-      );
-    if (!NAMESPACE.test(r.namespace) || r.namespace.length > 63)
-      throw new InputError(`${at}.namespace: ${JSON.stringify(r.namespace)} is not a Kubernetes namespace`);
-    segmentName(r.chart, `${at}.chart`);
-    for (const [j, v] of r.valuesFiles.entries()) {
-      const p = relativePath(v, `${at}.valuesFiles[${j}]`);
-      if (!p.startsWith("files/") && !p.startsWith(`charts/${r.chart}/`))
-        throw new InputError(
-          `${at}.valuesFiles[${j}]: ${v} is neither under files/ nor under charts/${r.chart}/`,
-        );
-    }
-  }
 }
 
 /** The SPEC: --registry is needed when the bundle has images, --fileserver when it has files. */

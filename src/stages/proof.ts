@@ -9,7 +9,9 @@ import { readFile, writeFile } from "node:fs/promises";
 import type { Lock, LockImage } from "../bundle/lock.js";
 import { readRendered, type RenderedFetch, type RenderedImage } from "../audit/rendered.js";
 import { makeSite } from "../audit/site.js";
-import { formatImageRef, parseImageRef, type ImageRef } from "../config/imageRef.js";
+import { formatImageRef, type ImageRef } from "../config/imageRef.js";
+import { parseOrUndefined } from "../audit/images.js";
+import { normalise } from "../charts/images.js";
 import type { ImageSource } from "../store/types.js";
 
 export interface ProvedImage extends RenderedImage {
@@ -47,13 +49,13 @@ export async function proveRelease(input: ProofInput): Promise<Proof> {
   const mirrors = new Map<string, LockImage>();
   if (input.registryHost) {
     for (const img of input.lock.images)
-      mirrors.set(normal(`${input.registryHost}/${img.mirror}`) ?? "", img);
+      mirrors.set(normalise(`${input.registryHost}/${img.mirror}`) ?? "", img);
   }
   const verdicts = new Map<string, Promise<string | undefined>>();
   const images: ProvedImage[] = [];
   const problems: string[] = [];
   for (const r of view.images) {
-    const key = normal(r.image);
+    const key = normalise(r.image);
     const carried = key === undefined ? undefined : mirrors.get(key);
     images.push({ ...r, ...(carried ? { mirrorOf: carried.ref, digest: carried.mirrorDigest } : {}) });
     if (carried) continue;
@@ -69,7 +71,7 @@ export async function proveRelease(input: ProofInput): Promise<Proof> {
 
 /** Why an image the bundle does not carry under that name would not be pulled from the site; undefined when it would. */
 async function judge(image: string, input: ProofInput): Promise<string | undefined> {
-  const ref = parse(image);
+  const ref = parseOrUndefined(image);
   if (!ref) return "is not an image reference";
   const host = input.registryHost;
   if (host && ref.registry === host && input.registry) {
@@ -79,23 +81,12 @@ async function judge(image: string, input: ProofInput): Promise<string | undefin
     if (head) return undefined;
     return `is not on the site registry ${host}; carry it in the bundle's images and upload again`;
   }
-  const carried = input.lock.images.find((i) => sameName(parse(i.ref.replace(/^docker-daemon:/, "")), ref));
+  const carried = input.lock.images.find((i) =>
+    sameName(parseOrUndefined(i.ref.replace(/^docker-daemon:/, "")), ref),
+  );
   if (carried && host)
     return `is pulled from ${ref.registry}: the bundle carries it as ${host}/${carried.mirror}, but nothing points the chart there (set the value that names it, or overlay the template)`;
   return `is pulled from ${ref.registry}, outside the site: add ${formatImageRef(ref)} to the definition's images and prepare again`;
-}
-
-function parse(text: string): ImageRef | undefined {
-  try {
-    return parseImageRef(text);
-  } catch {
-    return undefined;
-  }
-}
-
-function normal(text: string): string | undefined {
-  const ref = parse(text);
-  return ref ? formatImageRef(ref) : undefined;
 }
 
 function sameName(a: ImageRef | undefined, b: ImageRef): boolean {
