@@ -20,7 +20,7 @@ import { parseMirror } from "../config/mirror.js";
 import type { ImageSource } from "../store/types.js";
 import type { Output } from "../cli/output.js";
 import { InputError, WorkError, formatDiagnostic } from "../util/errors.js";
-import { relativePath, writeInside, permissionBits } from "../util/paths.js";
+import { writeInside } from "../util/paths.js";
 import { plural } from "../util/format.js";
 import { bundleValues, mirrorLocation } from "./upload.js";
 import { plannedFiles, renderLockTemplate, type FileTarget } from "./uploadFiles.js";
@@ -219,7 +219,7 @@ async function findHelm(lock: Lock, workDir: string, opts: DeployOptions): Promi
   }
   const carried = lock.files.find((f) => path.posix.basename(f.path) === "helm");
   if (carried) {
-    const rel = `files/${relativePath(carried.path, "bundle.lock.json files[].path")}`;
+    const rel = `files/${carried.path}`; // a relative path: the lock parser checked it
     const file = opts.bundle.isArchive
       ? path.join(workDir, "bin", "helm")
       : path.join(opts.bundle.where, rel);
@@ -274,12 +274,12 @@ export async function prepareRelease(
   await extractFolder(opts.bundle, `charts/${release.chart}`, chartDir);
   const prefix = `charts/${release.chart}/`;
   for (const t of lock.templates.filter((x) => x.dest.startsWith(prefix))) {
-    const rel = relativePath(t.dest.slice(prefix.length), `bundle.lock.json templates[].dest ${t.dest}`);
+    // writeInside keeps the path inside the chart and the mode to permission bits.
     await writeInside(
       chartDir,
-      rel,
+      t.dest.slice(prefix.length),
       await renderLockTemplate(t, opts.bundle, values),
-      permissionBits(t.mode),
+      t.mode,
     );
   }
   const valuesFiles: string[] = [];
