@@ -35,7 +35,12 @@ import { fileURLToPath, URL } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const ENTRY = path.join(ROOT, "src/cli/main.ts");
-const SCHEMAS = ["bundle.schema.json", "telego.schema.json"];
+const SCHEMAS = [
+  "bundle.schema.json",
+  "telego.schema.json",
+  "bundle-lock.schema.json",
+  "bundle-index.schema.json",
+];
 
 function parseArgs(argv) {
   const opts = { outfile: path.join(ROOT, "dist/standalone/bundle.mjs"), minify: false, quiet: false };

@@ -413,7 +413,7 @@ export async function openArchive(file: string): Promise<BundleArchive> {
     throw new InputError(
       `${file}: archive format ${String(head0?.format)} v${String(head0?.version)} is not supported`,
     );
-  const { checkIndexData } = await import("./schema.js");
+  const { checkIndexData } = await import("./parse.js");
   const index = checkIndexData(data, `${ARCHIVE_INDEX} in ${file}`);
   const members = new Map(index.members.map((m) => [m.path, m]));
   for (const m of index.members) {

@@ -185,7 +185,7 @@ export async function parseLock(text: string, file: string): Promise<Lock> {
       `${file}: lock version ${String(version)} is not supported (expected ${LOCK_VERSION})`,
     );
   }
-  const { checkLockData } = await import("./schema.js");
+  const { checkLockData } = await import("./parse.js");
   return checkLockData(data, file);
 }
 

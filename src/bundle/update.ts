@@ -69,7 +69,7 @@ export async function readOldLock(p: string): Promise<Lock> {
       `--since ${file}: not a bundle lock of version ${LOCK_VERSION} (lockVersion ${String(version)})`,
     );
   }
-  const { checkLockData } = await import("./schema.js");
+  const { checkLockData } = await import("./parse.js");
   const lock = checkLockData(data, `--since ${file}`);
   lockBytesHash.set(lock, sha256Hex(bytes));
   return lock;

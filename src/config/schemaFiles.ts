@@ -6,7 +6,8 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Validator } from "./validate.js";
 
-type SchemaName = "bundle.schema.json" | "telego.schema.json";
+export type SchemaName =
+  "bundle.schema.json" | "telego.schema.json" | "bundle-lock.schema.json" | "bundle-index.schema.json";
 
 const cache = new Map<string, object>();
 
