@@ -4,17 +4,20 @@
  * and an update bundle prepared against the first (`prepare --since`).
  */
 import test from "ava";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { cp, readdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { startRegistry, type TestRegistry } from "./helpers/registry.js";
 import { pushImage, seedStandardImages, type PushedImage, type StandardImages } from "./helpers/images.js";
 import { runCli, tempFiles } from "./helpers/cli.js";
+import { makeGitRepo, type TestGitRepo } from "./helpers/git.js";
 import { sha256File, standardImageLines } from "./helpers/bundles.js";
 import type { DiffReport } from "../src/stages/diff.js";
 import type { Lock } from "../src/bundle/lock.js";
 
 interface Fixture {
   registry: TestRegistry;
+  /** A git repository with a chart, deployed as release demo. */
+  repo: TestGitRepo;
   root: string;
   cleanup: () => Promise<void>;
   images: StandardImages;
@@ -32,6 +35,7 @@ let fixture: Fixture | undefined;
 test.before(async () => {
   const registry = await startRegistry();
   const images = await seedStandardImages(registry);
+  const repo = await makeGitRepo({ chart: "demo" });
   const { dir, cleanup } = await tempFiles(
     {
       "bundle.yml": [
@@ -42,6 +46,15 @@ test.before(async () => {
         "templates:",
         "  - source: conf.yml",
         "    dest: files/conf.yml",
+        "git:",
+        `  - url: ${repo.url}`,
+        `    commit: ${repo.commits.at(-1) ?? ""}`,
+        "    chart: helm/demo",
+        "releases:",
+        "  - name: demo",
+        "    chart: demo",
+        "    namespace: apps",
+        "    values: [files/conf.yml]",
       ].join("\n"),
       "conf.yml": "replicas: {{replicas}}\n",
     },
@@ -50,6 +63,7 @@ test.before(async () => {
   const env = { BUNDLE_CACHE_DIR: path.join(dir, "cache") };
   const f: Fixture = {
     registry,
+    repo,
     root: dir,
     cleanup,
     images,
@@ -88,6 +102,7 @@ test.before(async () => {
 test.after.always(async () => {
   if (!fixture) return;
   await fixture.registry.stop();
+  await fixture.repo.cleanup();
   await fixture.cleanup();
 });
 
@@ -265,4 +280,85 @@ test("bundle --help lists diff, and diff --help says what it takes and its exit 
   t.regex(r.stdout, /a folder, an archive or its\s+bundle\.lock\.json/);
   t.regex(r.stdout, /exit 1 when they differ/);
   t.regex(r.stdout, /^ {2}\$ bundle --json diff /m);
+});
+
+test("charts (files, version), releases, git, files and template values: each named under its kind, values by key only", async (t) => {
+  const f = ready();
+  const edited = path.join(f.root, "edited");
+  await cp(f.old, edited, { recursive: true });
+  const lockFile = path.join(edited, "bundle.lock.json");
+  const lock = JSON.parse(await readFile(lockFile, "utf8")) as Lock;
+  const chartYaml = "apiVersion: v2\nname: demo\nversion: 0.2.0\n";
+  await writeFile(path.join(edited, "charts", "demo", "Chart.yaml"), chartYaml);
+  const chart = lock.charts.find((c) => c.name === "demo");
+  const entry = chart?.files?.find((x) => x.path === "Chart.yaml");
+  const [git, conf, release] = [lock.git[0], lock.files.find((x) => x.path === "conf.yml"), lock.releases[0]];
+  if (!chart?.files || !entry || !git || !conf || !release) return t.fail(JSON.stringify(lock));
+  Object.assign(entry, {
+    size: chartYaml.length,
+    sha256: await sha256File(path.join(edited, "charts", "demo", "Chart.yaml")),
+  });
+  chart.files.push({ path: "templates/extra.yaml", size: 3, sha256: "1".repeat(64), mode: 0o644 });
+  const [oldCommit, oldGitSha] = [git.commit, git.sha256];
+  Object.assign(git, { commit: f.repo.commits[0], sha256: "2".repeat(64) });
+  Object.assign(conf, { size: conf.size + 1, sha256: "3".repeat(64) });
+  release.namespace = "apps-2";
+  await writeFile(lockFile, JSON.stringify(lock));
+  const valuesFile = path.join(edited, ...lock.values.split("/"));
+  const values = JSON.parse(await readFile(valuesFile, "utf8")) as Record<string, unknown>;
+  await writeFile(valuesFile, JSON.stringify({ ...values, replicas: 3, password: "hunter2" }));
+
+  const r = await runCli(["--json", "diff", f.old, edited]);
+  t.is(r.code, 1, r.stderr);
+  const report = JSON.parse(r.stdout) as DiffReport;
+  t.deepEqual(report.charts, {
+    added: [],
+    removed: [],
+    changed: [
+      {
+        name: "demo",
+        version: { old: "0.1.0", new: "0.2.0" },
+        files: { added: ["templates/extra.yaml"], removed: [], changed: ["Chart.yaml"] },
+      },
+    ],
+  });
+  t.deepEqual(report.releases.changed, [
+    { key: "demo", fields: { namespace: { old: "apps", new: "apps-2" } } },
+  ]);
+  t.deepEqual(report.git.changed, [
+    {
+      key: git.archive,
+      fields: {
+        commit: { old: oldCommit, new: f.repo.commits[0] },
+        sha256: { old: oldGitSha, new: "2".repeat(64) },
+      },
+    },
+  ]);
+  t.deepEqual(
+    report.files.changed.map((c) => [c.key, Object.keys(c.fields)]),
+    [["conf.yml", ["sha256", "size"]]],
+  );
+  t.deepEqual(report.values, {
+    compared: true,
+    added: ["password"],
+    removed: [],
+    changed: ["replicas"],
+    siteValues: { added: [], removed: [] },
+  });
+  t.deepEqual(report.images, { added: [], removed: [], retagged: [], changed: [] });
+
+  const human = await runCli(["diff", f.old, edited]);
+  t.is(human.code, 1);
+  for (const line of [
+    "\ncharts\n  changed  demo  version 0.1.0 → 0.2.0\n             added    templates/extra.yaml\n             changed  Chart.yaml\n",
+    "\nreleases\n  changed  demo  namespace apps → apps-2\n",
+    `\ngit archives\n  changed  ${git.archive}  commit ${oldCommit.slice(0, 12)} → ${(f.repo.commits[0] ?? "").slice(0, 12)}, sha256 ${oldGitSha.slice(0, 12)} → 222222222222\n`,
+    "\nvalues\n  added    password\n  changed  replicas\n",
+  ])
+    t.true(human.stdout.includes(line), `${line}\nin:\n${human.stdout}`);
+  t.regex(
+    human.stdout,
+    /\n1 git archive changed, 1 file changed, 1 chart changed, 1 release changed, 2 template values changed\n$/,
+  );
+  t.false(`${r.stdout}${human.stdout}`.includes("hunter2"), "a value is never printed");
 });
