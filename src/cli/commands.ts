@@ -470,6 +470,14 @@ export async function inspectCommand(bundle: BundleContents, out: Output): Promi
   out.result(report, () => formatInspect(report));
 }
 
+/** Exit 1 when the bundles differ, as diff(1) does; 0 when they are equal. */
+export async function diffCommand(oldPath: string, newPath: string, out: Output): Promise<void> {
+  const { openSide, diffBundles, formatDiff } = await import("../stages/diff.js");
+  const report = await diffBundles(await openSide(oldPath), await openSide(newPath));
+  out.result(report, () => formatDiff(report));
+  if (!report.equal) process.exitCode = 1;
+}
+
 /**
  * Every command that takes a bundle folder takes a one-file archive too (whole or split), and
  * reads it in place: members are streamed from their offsets, nothing is unpacked to disk.

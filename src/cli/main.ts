@@ -57,6 +57,7 @@ export function buildProgram(out: () => Output): Command {
     "bundle lint -f bundle.yml",
     "bundle prepare -f bundle.yml -o /media/usb/openwhisk",
     "bundle inspect /media/usb/openwhisk",
+    "bundle diff /media/usb/openwhisk-1 /media/usb/openwhisk-2",
     "bundle upload /media/usb/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --token-file token",
     "bundle deploy /media/usb/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003",
     "bundle prepare --help",
@@ -245,6 +246,23 @@ export function buildProgram(out: () => Output): Command {
   inspect.action(async (dir: string) => {
     const { inspectCommand, withBundle } = await import("./commands.js");
     await withBundle(dir, (bundle) => inspectCommand(bundle, out()));
+  });
+
+  const diff = program
+    .command("diff")
+    .description(
+      "what changed between two bundles: images added, removed, retagged or changed (digests, platforms), git commits, files, charts, releases, templates and values (exit 1 when they differ, as diff does)",
+    )
+    .argument("<OLD>", "the earlier bundle: a folder, an archive or its bundle.lock.json")
+    .argument("<NEW>", "the later bundle: a folder, an archive or its bundle.lock.json");
+  example(
+    diff,
+    "bundle diff /media/usb/openwhisk-1 /media/usb/openwhisk-2.tar",
+    "bundle --json diff old/bundle.lock.json ./bundle-out/openwhisk",
+  );
+  diff.action(async (oldPath: string, newPath: string) => {
+    const { diffCommand } = await import("./commands.js");
+    await diffCommand(oldPath, newPath, out());
   });
 
   const images = program

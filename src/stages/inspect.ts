@@ -7,7 +7,7 @@
 import type { LockRelease } from "../bundle/lock.js";
 import type { BundleContents } from "../bundle/contents.js";
 import { DIGEST_PATTERN } from "../oci/types.js";
-import { formatBytes, table } from "../util/format.js";
+import { formatBytes, shortDigest, table } from "../util/format.js";
 
 export interface InspectImage {
   ref: string;
@@ -147,8 +147,4 @@ export function formatInspect(report: InspectReport): string[] {
       (saved > 0 ? ` (${formatBytes(unshared)} unshared, ${formatBytes(saved)} saved by sharing blobs)` : ""),
   );
   return lines;
-}
-
-function shortDigest(digest: string): string {
-  return digest.startsWith("sha256:") ? `sha256:${digest.slice(7, 19)}` : digest;
 }

@@ -33,3 +33,8 @@ export function table(header: string[], rows: string[][]): string[] {
 export function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
+
+/** `sha256:` and the first 12 hex digits: enough to tell digests apart in a table. */
+export function shortDigest(digest: string): string {
+  return digest.startsWith("sha256:") ? `sha256:${digest.slice(7, 19)}` : digest;
+}
