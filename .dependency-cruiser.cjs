@@ -6,11 +6,12 @@
  */
 const LAYERS = [
   ["util", "version.ts"],
-  ["config"],
+  // A definition's templates are its own language: checked as the definition loads.
+  ["config", "templates"],
   ["registry", "oci"],
   ["store"],
   ["copy"],
-  ["bundle", "charts", "audit", "git", "fileserver", "files", "npm", "templates"],
+  ["bundle", "charts", "audit", "git", "fileserver", "files", "npm"],
   ["stages"],
   ["cli"],
 ];
