@@ -232,3 +232,52 @@ test("a password the URL's transport never uses, and a definition error quoting 
   t.true(telego.stderr.includes("https://bob@127.0.0.1/x.git:notacommit"), telego.stderr);
   t.false((telego.stdout + telego.stderr).includes(secret));
 });
+
+test("a URL's password goes to its own server only: a submodule there gets it, one on another server not", async (t) => {
+  const password = `pw-${randomBytes(8).toString("hex")}`;
+  const auth = { username: "alice", password };
+  const [rootA, rootB] = [await tempDir(t, "bundle-gitserved-"), await tempDir(t, "bundle-gitserved-")];
+  const [a, b] = [await startGitHttp(rootA, auth), await startGitHttp(rootB, auth)];
+  t.teardown(() => a.stop());
+  t.teardown(() => b.stop());
+  const lib = await repo(t, { "lib.txt": "the library\n" });
+  for (const root of [rootA, rootB]) await git(root, ["clone", "-q", "--bare", lib.dir, "lib.git"]);
+  const onA = (name: string) => `${a.base.replace("http://", `http://alice:${password}@`)}/${name}`;
+  const elsewhere = `${b.base.replace("http://", "http://alice@")}/lib.git`;
+
+  const cases = [
+    { name: "same", url: "../lib.git" },
+    { name: "other", url: elsewhere },
+  ];
+  const results: Record<string, { res: CliResult; dir: string; commit: string }> = {};
+  for (const c of cases) {
+    const top = await repo(t);
+    const commit = await addSubmodule(top, c.url, lib.commits[0]!);
+    await git(rootA, ["clone", "-q", "--bare", top.dir, `${c.name}.git`]);
+    const dir = await definition(t, [
+      `  - url: ${onA(`${c.name}.git`)}`,
+      `    commit: ${commit}`,
+      "    submodules: true",
+    ]);
+    results[c.name] = { res: await prepare(dir), dir, commit };
+  }
+
+  const same = results.same!;
+  t.is(same.res.code, 0, same.res.stderr);
+  const x = await tempDir(t);
+  const files = await extractAndSnapshot(
+    path.join(same.dir, "out", "files", "same.tar.gz"),
+    path.join(x, "e"),
+  );
+  t.is(files["same/vendor/x/lib.txt"], `file - ${sha256("the library\n")}`);
+
+  const other = results.other!;
+  t.is(other.res.code, 1, other.res.stderr);
+  t.true(other.res.stderr.includes(`error: cannot fetch from ${elsewhere}`), other.res.stderr);
+  t.true(b.counts.refused > 0, "the other server was asked");
+  t.is(b.counts.allowed, 0, "and never got the password");
+  for (const r of [same, other]) {
+    t.false((r.res.stdout + r.res.stderr).includes(password));
+    t.deepEqual(await filesHolding(path.join(r.dir, "cache"), [password]), []);
+  }
+});
