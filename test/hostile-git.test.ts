@@ -281,3 +281,24 @@ test("a URL's password goes to its own server only: a submodule there gets it, o
     t.deepEqual(await filesHolding(path.join(r.dir, "cache"), [password]), []);
   }
 });
+
+test("an insteadOf turning a submodule's https URL into file:// is refused by git itself, as under git submodule", async (t) => {
+  const served = await tempDir(t, "bundle-gitserved-");
+  const daemon = await startGitDaemon(served);
+  t.teardown(() => daemon.stop());
+  const canaryText = `CANARY-${randomBytes(8).toString("hex")}`;
+  const canary = await repo(t, { "secret.txt": `${canaryText}\n` });
+  const top = await repo(t);
+  const fake = "https://git.example.invalid/";
+  const commit = await addSubmodule(top, `${fake}${path.basename(canary.dir)}`, canary.commits[0]!);
+  await git(served, ["clone", "-q", "--bare", top.dir, "top.git"]);
+  const url = daemon.urlOf(path.join(served, "top.git"));
+  const dir = await definition(t, [`  - url: ${url}`, `    commit: ${commit}`, "    submodules: true"]);
+  const config = path.join(dir, "user.gitconfig");
+  await writeFile(config, `[url "${path.dirname(canary.url)}/"]\n\tinsteadOf = ${fake}\n`);
+  const res = await prepare(dir, { GIT_CONFIG_GLOBAL: config, GIT_CONFIG_NOSYSTEM: "1" });
+  t.is(res.code, 1, res.stderr);
+  t.true(res.stderr.includes(`error: cannot fetch from ${fake}${path.basename(canary.dir)}`), res.stderr);
+  t.regex(res.stderr, /transport 'file' not allowed/);
+  t.deepEqual(await filesHolding(dir, [canaryText]), []);
+});
