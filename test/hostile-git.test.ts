@@ -71,12 +71,18 @@ function prepare(dir: string, env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   });
 }
 
-test("a submodule on the preparing machine (file://) or through ext:: is refused: exit 2, nothing read", async (t) => {
+/** A git daemon serving an empty folder, and a local repository whose one file nobody may read. */
+async function daemonAndCanary(t: ExecutionContext) {
   const served = await tempDir(t, "bundle-gitserved-");
   const daemon = await startGitDaemon(served);
   t.teardown(() => daemon.stop());
   const canaryText = `CANARY-${randomBytes(8).toString("hex")}`;
   const canary = await repo(t, { "secret.txt": `${canaryText}\n` });
+  return { served, daemon, canary, canaryText };
+}
+
+test("a submodule on the preparing machine (file://) or through ext:: is refused: exit 2, nothing read", async (t) => {
+  const { served, daemon, canary, canaryText } = await daemonAndCanary(t);
   const canaryBefore = await snapshot(canary.dir);
   const marker = path.join(await tempDir(t), "ext-ran");
   const cases = [
@@ -283,11 +289,7 @@ test("a URL's password goes to its own server only: a submodule there gets it, o
 });
 
 test("an insteadOf turning a submodule's https URL into file:// is refused by git itself, as under git submodule", async (t) => {
-  const served = await tempDir(t, "bundle-gitserved-");
-  const daemon = await startGitDaemon(served);
-  t.teardown(() => daemon.stop());
-  const canaryText = `CANARY-${randomBytes(8).toString("hex")}`;
-  const canary = await repo(t, { "secret.txt": `${canaryText}\n` });
+  const { served, daemon, canary, canaryText } = await daemonAndCanary(t);
   const top = await repo(t);
   const fake = "https://git.example.invalid/";
   const commit = await addSubmodule(top, `${fake}${path.basename(canary.dir)}`, canary.commits[0]!);
