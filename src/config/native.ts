@@ -15,6 +15,7 @@ import {
 import type { NativeRaw } from "./schema.js";
 import { schemaValidator } from "./schemaFiles.js";
 import { validateLenient } from "./validate.js";
+import { redactUrlPassword, splitGitUrl } from "./gitUrl.js";
 import { DEFAULT_MIRROR, mirrorName } from "./mirror.js";
 import {
   archiveName,
@@ -101,11 +102,14 @@ function gitItem(g: Raw<"git">[number], at: (string | number)[], problems: Probl
     problems.add(at, "give exactly one of commit (40 hex digits) or ref (a tag or branch)");
     return [];
   }
-  const archive = g.archive ?? problems.try([...at, "url"], () => archiveName(g.url));
+  const split = problems.try([...at, "url"], () => splitGitUrl(g.url));
+  if (!split) return [];
+  const archive = g.archive ?? problems.try([...at, "url"], () => archiveName(split.url));
   if (!archive) return [];
   return [
     {
-      url: g.url,
+      url: split.url,
+      ...(split.password === undefined ? {} : { password: split.password }),
       revision: g.commit ? { kind: "commit", commit: g.commit } : { kind: "ref", ref: g.ref ?? "" },
       archive,
       submodules: g.submodules ?? false,
@@ -159,10 +163,11 @@ function npmItem(
     }
     dirs.push({ dir, packageJson: spec.packageJson ?? "package.json", at: problems.src.pos(where) });
   });
-  const source = git.find((g) => g.archive === n.git) ?? git.find((g) => g.url === n.git);
+  const named = redactUrlPassword(n.git);
+  const source = git.find((g) => g.archive === n.git) ?? git.find((g) => g.url === named);
   if (!source) {
     const known = git.map((g) => `${g.url} (${g.archive})`).join(", ") || "none";
-    problems.add([...at, "git"], `no git item has the url or archive "${n.git}"; git items: ${known}`);
+    problems.add([...at, "git"], `no git item has the url or archive "${named}"; git items: ${known}`);
     return [];
   }
   const file = n.path ?? `${source.archive.replace(/\.tar\.gz$/, "")}-node_modules.tar.gz`;
@@ -184,7 +189,7 @@ async function nativeCharts(
   (raw.git ?? []).forEach((g, i) => {
     if (!g.chart) return;
     const spec = typeof g.chart === "string" ? { path: g.chart } : g.chart;
-    const archive = git.find((x) => x.url === g.url)?.archive;
+    const archive = git.find((x) => x.url === redactUrlPassword(g.url))?.archive;
     if (!archive) return;
     const name = spec.name ?? path.posix.basename(spec.path);
     charts.push({

@@ -30,6 +30,7 @@ import {
 import type { YamlSource } from "./yamlSource.js";
 import { DefinitionError, type SourcePos } from "../util/errors.js";
 import { show } from "./validate.js";
+import { splitGitUrl } from "./gitUrl.js";
 
 /** Top-level keys only the Telego dialect has: their presence selects it. */
 export const TELEGO_KEYS = ["comment", "local_values", "prepare", "helms"] as const;
@@ -151,10 +152,12 @@ function addGit(def: LoadedDefinition, text: string, at: Path, problems: Problem
     problems.add(at, `expected URL:COMMIT with a 40-hex commit, got ${show(text)}`);
     return;
   }
-  const archive = problems.try(at, () => archiveName(url));
-  if (!archive) return;
+  const split = problems.try(at, () => splitGitUrl(url));
+  const archive = split && problems.try(at, () => archiveName(split.url));
+  if (!split || !archive) return;
   const item: GitItem = {
-    url,
+    url: split.url,
+    ...(split.password === undefined ? {} : { password: split.password }),
     revision: { kind: "commit", commit },
     archive,
     submodules: false,
