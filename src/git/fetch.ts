@@ -10,10 +10,9 @@
  * Every commit we fetched is kept by a ref `refs/bundle/pins/<sha>`: fetched by id it is
  * reachable from nothing else, and git's gc would eventually prune it.
  */
-import { gitOrigin, splitGitUrl } from "../config/gitUrl.js";
-import type { GitItem } from "../config/model.js";
+import { gitOrigin } from "../config/gitUrl.js";
 import { InputError, WorkError } from "../util/errors.js";
-import { hasControlChar, withCacheRepo } from "./cache.js";
+import { hasControlChar } from "./cache.js";
 import {
   gitAt,
   gitMessage,
@@ -23,23 +22,9 @@ import {
   type GitRunner,
   type RemoteAccess,
 } from "./exec.js";
-import { fetchSubmodules } from "./submodules.js";
-
-export interface FetchOptions {
-  /** Where the clone cache lives; reused between runs and safe to share between concurrent runs. */
-  cacheDir: string;
-}
 
 /** How the commit got into the cache this time: already there, a shallow fetch, or a full fetch. */
 export type FetchSource = "cache" | "shallow" | "full";
-
-export interface FetchResult {
-  /** The cache's bare repository: pass it to writeArchive and copyChart. */
-  repoDir: string;
-  /** The full 40-hex commit id (for a ref, what it named when resolved). */
-  commit: string;
-  source: FetchSource;
-}
 
 /** Where `git fetch` gets a commit from, and where a full fetch puts that remote's refs. */
 export interface Remote {
@@ -57,29 +42,6 @@ export function pinRef(commit: string): string {
   return `refs/bundle/pins/${commit}`;
 }
 
-/**
- * Makes the item's commit (and its submodules' commits, when asked) available in the clone
- * cache under `opts.cacheDir`; a ref is resolved with one `ls-remote` and its commit returned.
- */
-export async function fetchCommit(item: GitItem, opts: FetchOptions): Promise<FetchResult> {
-  // The definition's parser took the password out already; an item made in code may still hold one.
-  const split = splitGitUrl(item.url);
-  const origin = originRemote(
-    split.url,
-    urlAccess(split.url, split.username, split.password ?? item.password),
-  );
-  return withCacheRepo(opts.cacheDir, origin.url, async (repoDir) => {
-    const rev = item.revision;
-    const commit =
-      rev.kind === "commit"
-        ? checkCommitId(rev.commit, origin.url)
-        : await resolveRef(repoDir, origin, rev.ref);
-    const source = await ensureCommit(repoDir, origin, commit);
-    if (item.submodules) await fetchSubmodules(repoDir, origin, commit);
-    return { repoDir, commit, source };
-  });
-}
-
 /** A password goes to the URL's own origin only; the cache's config holds the URL without it. */
 export function urlAccess(url: string, username: string, password: string | undefined): RemoteAccess {
   return password === undefined ? {} : { auth: { origin: gitOrigin(url), username, password } };
@@ -94,7 +56,7 @@ export function originRemote(url: string, access: RemoteAccess = {}): Remote {
   };
 }
 
-function checkCommitId(commit: string, url: string): string {
+export function checkCommitId(commit: string, url: string): string {
   if (!COMMIT_ID.test(commit))
     throw new InputError(`${url}: "${commit}" is not a full commit id (40 lowercase hex digits)`);
   return commit;
