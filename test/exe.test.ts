@@ -217,6 +217,15 @@ test("prepare --with-tool carries both executables with their sha256 in the lock
     t.is((await stat(carried)).mode & 0o777, 0o755);
   }
 
+  // A second run finds both copies as they were: nothing copied again (250 MB), the same lock.
+  const mtimes = async () =>
+    Promise.all([X64, ARM64].map(async (n) => (await stat(path.join(out, "files", "tool", n))).mtimeMs));
+  const first = await mtimes();
+  const again = await bundle("prepare", "-f", "bundle.yml", "-o", "out", "--with-tool");
+  t.is(again.code, 0, again.stderr);
+  t.deepEqual(await mtimes(), first, "not copied again");
+  t.deepEqual(JSON.parse(await readFile(path.join(out, "bundle.lock.json"), "utf8")), lock);
+
   const inspect = await bundle("inspect", "out");
   t.is(inspect.code, 0, inspect.stderr);
   t.regex(inspect.stdout, new RegExp(`tool/${X64}\\s+1\\d\\d MB`));

@@ -56,7 +56,7 @@ export async function prepareFiles(
   opts: { out: Output; git: GitOps; cacheDir: string; previous?: Lock; tools?: CarriedTool[] },
 ): Promise<FilesResult> {
   const files: LockFile[] = [];
-  for (const tool of opts.tools ?? []) files.push(await carryTool(dir, tool));
+  for (const tool of opts.tools ?? []) files.push(await carryTool(dir, tool, opts.previous));
   const repos = new Map<string, { repoDir: string; commit: string }>();
   const git: LockGit[] = [];
   for (const item of def.git) {
@@ -182,8 +182,13 @@ export interface CarriedTool {
   path: string;
 }
 
-async function carryTool(dir: string, tool: CarriedTool): Promise<LockFile> {
+/** Copied unless the previous run's copy is there with the same size and sha256 (250 MB a pair). */
+async function carryTool(dir: string, tool: CarriedTool, previous?: Lock): Promise<LockFile> {
   const dest = path.join(dir, "files", ...tool.path.split("/"));
+  const before = previous?.files.find((f) => f.path === tool.path);
+  if (before && (await sizeOf(dest)) === before.size && (await sizeOf(tool.source)) === before.size) {
+    if ((await sha256File(tool.source)) === before.sha256) return before;
+  }
   await mkdir(path.dirname(dest), { recursive: true });
   await cp(tool.source, `${dest}.tmp`);
   await chmod(`${dest}.tmp`, 0o755);
