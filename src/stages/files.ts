@@ -173,6 +173,7 @@ export const TOOL_FILE = "bundle.mjs";
  * The executables (scripts/build-exe.mjs), carried under files/tool/ so the offline side needs
  * no Node.js at all. Under files/ like bundle.mjs: the lock lists them, so verify, the archive
  * and a signature cover them, and the file server hands them to the site's other machines.
+ * The names are the ones scripts/build-exe.mjs gives them (`bundle-linux-${process.arch}`).
  */
 export const TOOL_EXECUTABLES = ["bundle-linux-x64", "bundle-linux-arm64"].map((name) => `tool/${name}`);
 
