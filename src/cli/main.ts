@@ -81,7 +81,7 @@ export function buildProgram(out: () => Output): Command {
     .option("--continue-on-error", "keep going past a failed item and list every failure at the end")
     .option(
       "--with-tool [FILE]",
-      "carry the self-contained bundle.mjs as files/bundle.mjs, so the site needs only node",
+      "carry the tool as files/tool/bundle-linux-{x64,arm64}, executables that need no Node.js (npm run build:exe); with FILE, that standalone bundle.mjs as files/bundle.mjs",
     )
     .option(
       "--since <OLD>",

@@ -53,10 +53,10 @@ export const VALUES_FILE = "templates/values.json";
 export async function prepareFiles(
   def: Definition,
   dir: string,
-  opts: { out: Output; git: GitOps; cacheDir: string; previous?: Lock; toolFile?: string },
+  opts: { out: Output; git: GitOps; cacheDir: string; previous?: Lock; tools?: CarriedTool[] },
 ): Promise<FilesResult> {
   const files: LockFile[] = [];
-  if (opts.toolFile) files.push(await carryTool(dir, opts.toolFile));
+  for (const tool of opts.tools ?? []) files.push(await carryTool(dir, tool, opts.previous));
   const repos = new Map<string, { repoDir: string; commit: string }>();
   const git: LockGit[] = [];
   for (const item of def.git) {
@@ -169,13 +169,32 @@ async function prepareDownload(
 /** The file the self-contained `bundle` is carried as, so the offline side needs only node. */
 export const TOOL_FILE = "bundle.mjs";
 
-async function carryTool(dir: string, toolFile: string): Promise<LockFile> {
-  const dest = path.join(dir, "files", TOOL_FILE);
+/**
+ * The executables (scripts/build-exe.mjs), carried under files/tool/ so the offline side needs
+ * no Node.js at all. Under files/ like bundle.mjs: the lock lists them, so verify, the archive
+ * and a signature cover them, and the file server hands them to the site's other machines.
+ * The names are the ones scripts/build-exe.mjs gives them (`bundle-linux-${process.arch}`).
+ */
+export const TOOL_EXECUTABLES = ["bundle-linux-x64", "bundle-linux-arm64"].map((name) => `tool/${name}`);
+
+/** A file of the tool itself to carry (`--with-tool`): `source` on disk, `path` under files/. */
+export interface CarriedTool {
+  source: string;
+  path: string;
+}
+
+/** Copied unless the previous run's copy is there with the same size and sha256 (250 MB a pair). */
+async function carryTool(dir: string, tool: CarriedTool, previous?: Lock): Promise<LockFile> {
+  const dest = path.join(dir, "files", ...tool.path.split("/"));
+  const before = previous?.files.find((f) => f.path === tool.path);
+  if (before && (await sizeOf(dest)) === before.size && (await sizeOf(tool.source)) === before.size) {
+    if ((await sha256File(tool.source)) === before.sha256) return before;
+  }
   await mkdir(path.dirname(dest), { recursive: true });
-  await cp(toolFile, `${dest}.tmp`);
+  await cp(tool.source, `${dest}.tmp`);
   await chmod(`${dest}.tmp`, 0o755);
   await rename(`${dest}.tmp`, dest);
-  return { path: TOOL_FILE, size: (await stat(dest)).size, sha256: await sha256File(dest) };
+  return { path: tool.path, size: (await stat(dest)).size, sha256: await sha256File(dest) };
 }
 
 /** The archive's extension: what `extract` can unpack. */
