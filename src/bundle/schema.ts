@@ -9,8 +9,8 @@
  * lives in, sizes and offsets are non-negative integers; modes keep only their permission bits.
  */
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
-import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import { InputError } from "../util/errors.js";
+import { checkData, show } from "../util/schema.js";
 import type { Lock } from "./lock.js";
 import type { ArchiveIndex } from "./archive.js";
 
@@ -196,75 +196,8 @@ const indexFits = (x: Static<typeof IndexSchema>): ArchiveIndex => x;
 void lockFits;
 void indexFits;
 
-let ajv: Ajv | undefined;
-const compiled = new Map<TSchema, ValidateFunction>();
-
-function validator(schema: TSchema): ValidateFunction {
-  let fn = compiled.get(schema);
-  if (!fn) {
-    ajv ??= new Ajv({ allErrors: true, verbose: true, strict: false, useDefaults: true });
-    fn = ajv.compile(schema);
-    compiled.set(schema, fn);
-  }
-  return fn;
-}
-
-/** `/releases/0/name` → `releases[0].name`. */
-function fieldPath(instancePath: string, extra?: string): string {
-  const parts = instancePath === "" ? [] : instancePath.slice(1).split("/");
-  if (extra !== undefined) parts.push(extra);
-  return parts
-    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
-    .reduce((out, s) => (/^\d+$/.test(s) ? `${out}[${s}]` : out ? `${out}.${s}` : s), "");
-}
-
-function show(v: unknown): string {
-  if (v === undefined) return "nothing";
-  if (Array.isArray(v)) return "a list";
-  if (v !== null && typeof v === "object") return "a map";
-  const s = JSON.stringify(v);
-  return s.length > 120 ? `${s.slice(0, 117)}..."` : s;
-}
-
-function expected(e: ErrorObject): string {
-  const s = e.parentSchema as { description?: string; const?: unknown; anyOf?: { const?: unknown }[] };
-  switch (e.keyword) {
-    case "type":
-      return (
-        { object: "a map", array: "a list", integer: "a whole number" }[String(e.params.type)] ??
-        `a ${String(e.params.type)}`
-      );
-    case "const":
-      return JSON.stringify(s.const);
-    case "anyOf":
-      return `one of ${(s.anyOf ?? []).map((b) => JSON.stringify(b.const)).join(", ")}`;
-    default:
-      return s.description ?? e.message ?? "another value";
-  }
-}
-
-function describe(e: ErrorObject): string {
-  if (e.keyword === "required")
-    return `${fieldPath(e.instancePath, String(e.params.missingProperty))}: missing`;
-  const at = fieldPath(e.instancePath) || "(top)";
-  return `${at}: expected ${expected(e)}, got ${show(e.data)}`;
-}
-
-/** Only the union's own complaint: its branches' each say the same thing less clearly. */
-function problems(errors: ErrorObject[]): string[] {
-  const unions = errors.filter((e) => e.keyword === "anyOf").map((e) => e.schemaPath);
-  const kept = errors.filter((e) => !unions.some((u) => e.schemaPath.startsWith(`${u}/`)));
-  return [...new Set(kept.map(describe))];
-}
-
-function check<T>(schema: TSchema, data: unknown, file: string): T {
-  const fn = validator(schema);
-  if (fn(data)) return data as T;
-  const lines = problems(fn.errors ?? []);
-  const shown = lines.slice(0, 10).map((l) => `${file}: ${l}`);
-  if (lines.length > 10) shown.push(`${file}: … and ${lines.length - 10} more`);
-  throw new InputError(shown.join("\n"));
-}
+const check = <T>(schema: TSchema, data: unknown, file: string): T =>
+  checkData<T>(schema, data, file, (m) => new InputError(m));
 
 /** A lock's parsed JSON, checked: its fields, then what one field says about another. */
 export function checkLockData(data: unknown, file: string): Lock {
