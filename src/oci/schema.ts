@@ -54,9 +54,12 @@ export const IndexSchema = Type.Object({
   annotations: Type.Optional(Annotations),
 });
 
-/** A platform word as the lock's platforms allow it (`linux`, `amd64`, `v8`). */
+/**
+ * A platform word as the lock's platforms allow it (`linux`, `amd64`, `v8`); empty is "none",
+ * as some configs say it (the platform is then unknown, or has no variant).
+ */
 const word = (what: string, chars: string) =>
-  Type.String({ pattern: `^[${chars}]+$`, description: `${what} (lower-case letters, digits)` });
+  Type.String({ pattern: `^[${chars}]*$`, description: `${what} (lower-case letters, digits)` });
 
 /** The fields of an image config we use: its platform (a lock entry) and its layers' diff_ids. */
 export const ConfigSchema = Type.Object({
