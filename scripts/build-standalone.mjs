@@ -43,6 +43,10 @@ const SCHEMAS = [
   "telego.schema.json",
   "bundle-lock.schema.json",
   "bundle-index.schema.json",
+  "oci-index.schema.json",
+  "oci-manifest.schema.json",
+  "oci-config.schema.json",
+  "docker-archive.schema.json",
 ];
 
 function parseArgs(argv) {

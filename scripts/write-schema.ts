@@ -4,9 +4,14 @@
  */
 import { writeFile } from "node:fs/promises";
 import { publishedSchemas, schemaFiles } from "../src/config/schema.js";
-import { BUNDLE_VALIDATOR_OPTIONS, bundleFileSchemas } from "../src/bundle/schema.js";
+import { bundleFileSchemas } from "../src/bundle/schema.js";
+import { ociSchemas } from "../src/oci/schema.js";
+import { DATA_VALIDATOR_OPTIONS } from "../src/util/schema.js";
 
-const files = { ...publishedSchemas(), ...schemaFiles(bundleFileSchemas(), BUNDLE_VALIDATOR_OPTIONS) };
+const files = {
+  ...publishedSchemas(),
+  ...schemaFiles({ ...bundleFileSchemas(), ...ociSchemas() }, DATA_VALIDATOR_OPTIONS),
+};
 for (const [name, text] of Object.entries(files)) {
   const target = new URL(`../../schema/${name}`, import.meta.url);
   await writeFile(target, text);

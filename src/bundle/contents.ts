@@ -16,13 +16,14 @@ import { LOCK_FILE, readLock, type Lock } from "./lock.js";
 import { ArchiveLayout } from "../store/archive.js";
 import { OciLayout, type IndexFile } from "../store/layout.js";
 import type { ImageLocation, ImageSource } from "../store/types.js";
-import type { Descriptor } from "../oci/types.js";
+import type { Descriptor, Origin } from "../oci/types.js";
 import { InputError, WorkError } from "../util/errors.js";
 
 /** The bundle's `images/` layout as a copy source that can also list what it holds. */
 export type LayoutSource = ImageSource & {
   readIndex(): Promise<IndexFile>;
   hasBlob(loc: ImageLocation, desc: Descriptor): Promise<boolean>;
+  blobOrigin(digest: string): Origin;
 };
 
 export interface BundleContents {

@@ -4,70 +4,15 @@
  * code, then for what one field says about another. A bad value is an InputError naming the
  * file, the field and the value.
  */
-import type { ErrorObject } from "ajv";
 import { schemaValidator } from "../config/schemaFiles.js";
 import { InputError } from "../util/errors.js";
+import { checkData, show } from "../util/schema.js";
 import type { ArchiveIndex } from "./archive.js";
 import type { Lock } from "./lock.js";
 import type { BundleFileSchema } from "./schema.js";
 
-/** `/releases/0/name` → `releases[0].name`. */
-function fieldPath(instancePath: string, extra?: string): string {
-  const parts = instancePath === "" ? [] : instancePath.slice(1).split("/");
-  if (extra !== undefined) parts.push(extra);
-  return parts
-    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
-    .reduce((out, s) => (/^\d+$/.test(s) ? `${out}[${s}]` : out ? `${out}.${s}` : s), "");
-}
-
-function show(v: unknown): string {
-  if (v === undefined) return "nothing";
-  if (Array.isArray(v)) return "a list";
-  if (v !== null && typeof v === "object") return "a map";
-  const s = JSON.stringify(v);
-  return s.length > 120 ? `${s.slice(0, 117)}..."` : s;
-}
-
-function expected(e: ErrorObject): string {
-  const s = e.parentSchema as { description?: string; const?: unknown; anyOf?: { const?: unknown }[] };
-  switch (e.keyword) {
-    case "type":
-      return (
-        { object: "a map", array: "a list", integer: "a whole number" }[String(e.params.type)] ??
-        `a ${String(e.params.type)}`
-      );
-    case "const":
-      return JSON.stringify(s.const);
-    case "anyOf":
-      return `one of ${(s.anyOf ?? []).map((b) => JSON.stringify(b.const)).join(", ")}`;
-    default:
-      return s.description ?? e.message ?? "another value";
-  }
-}
-
-function describe(e: ErrorObject): string {
-  if (e.keyword === "required")
-    return `${fieldPath(e.instancePath, String(e.params.missingProperty))}: missing`;
-  const at = fieldPath(e.instancePath) || "(top)";
-  return `${at}: expected ${expected(e)}, got ${show(e.data)}`;
-}
-
-/** Only the union's own complaint: its branches' each say the same thing less clearly. */
-function problems(errors: ErrorObject[]): string[] {
-  const unions = errors.filter((e) => e.keyword === "anyOf").map((e) => e.schemaPath);
-  const kept = errors.filter((e) => !unions.some((u) => e.schemaPath.startsWith(`${u}/`)));
-  return [...new Set(kept.map(describe))];
-}
-
-/** Checked by ajv's standalone code generated from the schema: nothing compiles at run time. */
-function check<T>(schema: BundleFileSchema, data: unknown, file: string): T {
-  const fn = schemaValidator(schema);
-  if (fn(data)) return data as T;
-  const lines = problems(fn.errors ?? []);
-  const shown = lines.slice(0, 10).map((l) => `${file}: ${l}`);
-  if (lines.length > 10) shown.push(`${file}: … and ${lines.length - 10} more`);
-  throw new InputError(shown.join("\n"));
-}
+const check = <T>(schema: BundleFileSchema, data: unknown, file: string): T =>
+  checkData<T>(schemaValidator(schema), data, file, (m) => new InputError(m));
 
 /** A lock's parsed JSON, checked: its fields, then what one field says about another. */
 export function checkLockData(data: unknown, file: string): Lock {

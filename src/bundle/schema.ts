@@ -202,6 +202,3 @@ export function bundleFileSchemas(): Record<BundleFileSchema, TSchema> {
 }
 
 export type BundleFileSchema = "bundle-lock.schema.json" | "bundle-index.schema.json";
-
-/** What they are compiled with: `useDefaults` fills a lock's optional lists. */
-export const BUNDLE_VALIDATOR_OPTIONS = { allErrors: true, verbose: true, strict: false, useDefaults: true };

@@ -8,11 +8,9 @@ import type { Diagnostic } from "../util/errors.js";
 import { formatPath, type KeyPath, type YamlSource } from "./yamlSource.js";
 import { redactUrlPassword } from "./gitUrl.js";
 
-/** A compiled schema: ajv's standalone code for the published schemas (src/config/schemaFiles.ts). */
-export interface Validator {
-  (data: unknown): boolean;
-  errors?: ErrorObject[] | null;
-}
+import type { Validator } from "../util/schema.js";
+
+export type { Validator };
 
 export function validate(fn: Validator, src: YamlSource, data: unknown): Diagnostic[] {
   if (fn(data)) return [];

@@ -104,7 +104,11 @@ export class RegistryClient {
       if (res.status === 404) throw manifestNotFound(where, res, await this.repositoryMissing(repo, res));
       if (res.status !== 200)
         throw unexpectedStatus(`get manifest of ${name} from registry ${this.host}`, res);
-      return checkedManifest(where, res);
+      const url = `${this.endpoint.baseUrl}${manifestPath(repo, reference)}`;
+      return {
+        ...checkedManifest(where, res),
+        origin: { where: `image ${name} from ${url}`, bundleFile: false },
+      };
     });
   }
 
@@ -311,7 +315,7 @@ function manifestMediaType(res: Exchange, bytes: Buffer): string {
   if (declared && declared !== "application/json" && declared !== "text/plain") return declared;
   let body: { mediaType?: unknown; schemaVersion?: unknown; manifests?: unknown; signatures?: unknown };
   try {
-    body = JSON.parse(bytes.toString("utf8")) as typeof body;
+    body = (JSON.parse(bytes.toString("utf8")) as typeof body | null) ?? {};
   } catch {
     throw new WorkError(`the registry sent a manifest that is not JSON (Content-Type ${declared ?? "none"})`);
   }

@@ -433,7 +433,11 @@ function distinctImages(proof: Proof): number {
   return new Set(proof.images.map((i) => i.image)).size;
 }
 
-/** `upgrade --install` or `template`, with exactly the same chart, values files and flags. */
+/**
+ * `upgrade --install` or `template`, with exactly the same chart, values files and flags. The
+ * release name and chart come last, after `--`: whatever they say, helm takes them as names,
+ * never as an option (`--post-renderer=…`).
+ */
 export function helmArgs(
   verb: "upgrade" | "template",
   p: PreparedRelease,
@@ -441,8 +445,6 @@ export function helmArgs(
 ): string[] {
   return [
     ...(verb === "upgrade" ? ["upgrade", "--install"] : ["template"]),
-    p.release.name,
-    p.chartDir,
     "--namespace",
     p.release.namespace,
     "--create-namespace",
@@ -455,6 +457,9 @@ export function helmArgs(
     ...(opts.kubeContext ? ["--kube-context", opts.kubeContext] : []),
     ...(opts.kubeconfig ? ["--kubeconfig", opts.kubeconfig] : []),
     ...(opts.atomic ? ["--atomic"] : []),
+    "--",
+    p.release.name,
+    p.chartDir,
   ];
 }
 

@@ -13,8 +13,9 @@ import { pipeline } from "node:stream/promises";
 import { createHash, type Hash } from "node:crypto";
 import { WorkError } from "../util/errors.js";
 import { countingHasher } from "../util/streams.js";
-import { digestHex, sha256Digest, type Descriptor, type RawManifest } from "../oci/types.js";
+import { digestHex, sha256Digest, type Descriptor, type Origin, type RawManifest } from "../oci/types.js";
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from "../oci/mediaTypes.js";
+import { parseIndexFile } from "../oci/parse.js";
 import type {
   BlobOpener,
   ImageLocation,
@@ -188,9 +189,14 @@ export class OciLayout implements ImageSource, ImageTarget {
     return readLayoutManifest(loc, this.reader());
   }
 
+  blobOrigin(digest: string): Origin {
+    return { where: this.blobPath(digest), bundleFile: true };
+  }
+
   private reader(): LayoutReader {
     return {
       where: this.dir,
+      blobOrigin: (digest) => this.blobOrigin(digest),
       readIndex: () => this.readIndex(),
       blobSize: async (digest) => (await stat(this.blobPath(digest)).catch(() => undefined))?.size,
       readBlob: (digest) => readFile(this.blobPath(digest)),
@@ -245,8 +251,8 @@ export class OciLayout implements ImageSource, ImageTarget {
   }
 
   async readIndex(): Promise<IndexFile> {
-    const text = await readFile(path.join(this.dir, "index.json"), "utf8");
-    return JSON.parse(text) as IndexFile;
+    const file = path.join(this.dir, "index.json");
+    return parseIndexFile(await readFile(file), { where: file, bundleFile: true });
   }
 
   private updateIndex(change: (index: IndexFile) => IndexFile): Promise<void> {
@@ -286,6 +292,8 @@ async function exists(file: string): Promise<boolean> {
 export interface LayoutReader {
   /** For messages: the folder or archive. */
   where: string;
+  /** For messages about what a blob says: its file. */
+  blobOrigin(digest: string): Origin;
   readIndex(): Promise<IndexFile>;
   /** undefined when the blob is absent. */
   blobSize(digest: string): Promise<number | undefined>;
@@ -323,16 +331,23 @@ export async function readLayoutManifest(loc: ImageLocation, r: LayoutReader): P
   });
   if (sha256Digest(bytes) !== digest)
     throw new WorkError(`manifest ${digest} of ${loc.name} in ${r.where} is corrupt`);
-  return { bytes, digest, mediaType: entry ? sourceMediaType(entry) : mediaTypeOf(bytes) };
+  return {
+    bytes,
+    digest,
+    mediaType: entry ? sourceMediaType(entry) : mediaTypeOf(bytes),
+    origin: r.blobOrigin(digest),
+  };
 }
 
 function sourceMediaType(entry: Descriptor): string {
   return entry.annotations?.[SOURCE_MEDIA_TYPE] ?? entry.mediaType;
 }
 
+/** The body's own media type, if it names one; the manifest's parser judges the rest. */
 function mediaTypeOf(bytes: Buffer): string {
   try {
-    return (JSON.parse(bytes.toString("utf8")) as { mediaType?: string }).mediaType ?? "";
+    const type = (JSON.parse(bytes.toString("utf8")) as { mediaType?: unknown } | null)?.mediaType;
+    return typeof type === "string" ? type : "";
   } catch {
     return "";
   }

@@ -4,7 +4,7 @@
  * these two small interfaces and one engine (src/copy/engine.ts) moves images between them.
  */
 import type { Readable } from "node:stream";
-import type { Descriptor, RawManifest } from "../oci/types.js";
+import type { Descriptor, Origin, RawManifest } from "../oci/types.js";
 
 /** Which image inside a store. */
 export interface ImageLocation {
@@ -34,6 +34,11 @@ export interface ImageSource {
   headManifest(loc: ImageLocation): Promise<ManifestHead | undefined>;
   /** A blob's bytes from `offset` on, streamed (offset > 0 resumes a partial copy). */
   openBlob(loc: ImageLocation, desc: Descriptor, offset?: number): Promise<Readable>;
+  /**
+   * Where a blob (a config) is held, for messages about what it says: a layout's file, whose
+   * bad content is the input's fault. Without it, the store's description, and the work's fault.
+   */
+  blobOrigin?(digest: string): Origin;
 }
 
 /** What the caller of `putBlob` knows already, so that the target need not find it out again. */
