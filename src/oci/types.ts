@@ -75,3 +75,10 @@ export function digestHex(digest: string): string {
   if (!DIGEST_PATTERN.test(digest)) throw new Error(`not a sha256 digest: ${digest}`);
   return digest.slice("sha256:".length);
 }
+
+/** What a HEAD of a manifest says: enough to tell whether a tag moved, without the body. */
+export interface ManifestHead {
+  digest: string;
+  mediaType: string;
+  size: number;
+}

@@ -14,7 +14,7 @@ import {
   isSchema1,
 } from "../oci/mediaTypes.js";
 import { sha256Digest, type Descriptor, type RawManifest } from "../oci/types.js";
-import type { ManifestHead } from "../store/types.js";
+import type { ManifestHead } from "../oci/types.js";
 import { WorkError } from "../util/errors.js";
 import type { RetryOptions } from "../util/retry.js";
 import { Authenticator, repositoryScope, type TokenRequester } from "./auth.js";

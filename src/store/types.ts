@@ -19,11 +19,9 @@ export interface ImageLocation {
 /** An image's top manifest or index, or a platform's manifest inside an index. */
 export type ManifestRole = "image" | "child";
 
-export interface ManifestHead {
-  digest: string;
-  mediaType: string;
-  size: number;
-}
+import type { ManifestHead } from "../oci/types.js";
+
+export type { ManifestHead };
 
 export interface ImageSource {
   /** For messages: `registry 127.0.0.1:5000`, `OCI layout ./bundle-out/x/images`. */
