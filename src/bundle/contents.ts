@@ -13,7 +13,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { isArchive, openArchive, readMember, type BundleArchive } from "./archive.js";
 import { LOCK_FILE, readLock, type Lock } from "./lock.js";
-import { ArchiveLayout } from "../store/archive.js";
+import { ArchiveLayout } from "./archiveLayout.js";
 import { OciLayout, type IndexFile } from "../store/layout.js";
 import type { ImageLocation, ImageSource } from "../store/types.js";
 import type { Descriptor, Origin } from "../oci/types.js";

@@ -21,7 +21,7 @@ import { LOCK_FILE, readLock, type Lock } from "../bundle/lock.js";
 import { readAll } from "../util/streams.js";
 import type { ImageLocation } from "../store/types.js";
 import { isArchive, openArchive } from "../bundle/archive.js";
-import { ArchiveLayout } from "../store/archive.js";
+import { ArchiveLayout } from "../bundle/archiveLayout.js";
 import type { LayoutSource } from "../bundle/contents.js";
 
 export interface LoadOptions {

@@ -1,15 +1,20 @@
 /**
- * The `images/` OCI layout inside a bundle archive (src/bundle/archive.ts), read in place: upload
+ * The `images/` OCI layout inside a bundle archive (archive.ts), read in place: upload
  * pushes images straight out of the archive, each blob read from its offset, with no unpacking.
  * Same semantics as OciLayout as a source, `SOURCE_MEDIA_TYPE` annotation included.
  */
 import type { Readable } from "node:stream";
-import { readMember, type BundleArchive } from "../bundle/archive.js";
+import { readMember, type BundleArchive } from "./archive.js";
 import { WorkError } from "../util/errors.js";
 import { parseIndexFile } from "../oci/parse.js";
 import { digestHex, type Descriptor, type Origin, type RawManifest } from "../oci/types.js";
-import { headLayoutManifest, readLayoutManifest, type IndexFile, type LayoutReader } from "./layout.js";
-import type { ImageLocation, ImageSource, ManifestHead } from "./types.js";
+import {
+  headLayoutManifest,
+  readLayoutManifest,
+  type IndexFile,
+  type LayoutReader,
+} from "../store/layout.js";
+import type { ImageLocation, ImageSource, ManifestHead } from "../store/types.js";
 
 export class ArchiveLayout implements ImageSource {
   readonly description: string;
