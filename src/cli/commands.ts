@@ -9,7 +9,7 @@ import { imageTable } from "../stages/images.js";
 import { readLock } from "../bundle/lock.js";
 import { resolveEndpoint } from "../registry/endpoint.js";
 import { formatBytes, table } from "../util/format.js";
-import { InputError, WorkError } from "../util/errors.js";
+import { InputError, WorkError, firstLine } from "../util/errors.js";
 import type { Definition, ImageItem } from "../config/model.js";
 import type { Output } from "./output.js";
 import path from "node:path";
@@ -19,7 +19,6 @@ import os from "node:os";
 import type { DockerDaemonSource } from "../store/docker.js";
 import type { BundleContents } from "../bundle/contents.js";
 import { registryAccess, type RegistryFlags } from "./registries.js";
-import { firstLine } from "./progress.js";
 import { fsReason } from "../util/files.js";
 import { TOOL_EXECUTABLES, TOOL_FILE, type CarriedTool, type GitOps } from "../stages/files.js";
 

@@ -18,7 +18,7 @@ import type { Values } from "../config/model.js";
 import { parseImageRef } from "../config/imageRef.js";
 import { parseMirror } from "../config/mirror.js";
 import type { ImageSource } from "../store/types.js";
-import type { Output } from "../cli/output.js";
+import type { Reporter } from "../util/reporter.js";
 import { InputError, WorkError, formatDiagnostic } from "../util/errors.js";
 import { writeInside } from "../util/paths.js";
 import { plural } from "../util/format.js";
@@ -50,7 +50,7 @@ export interface DeployOptions {
   strict?: boolean;
   /** Lint rules not to apply (`--skip-lint RULE`). */
   skipLint?: string[];
-  out: Output;
+  out: Reporter;
 }
 
 export interface DeployedRelease {
@@ -489,7 +489,7 @@ export async function renderChart(
 }
 
 /** Runs helm with its output shown as it comes; a failure is exit 1 with helm's last lines. */
-async function runHelm(command: string[], release: string, out: Output): Promise<void> {
+async function runHelm(command: string[], release: string, out: Reporter): Promise<void> {
   const [bin, ...args] = command as [string, ...string[]];
   out.info(`$ ${command.map(shellQuote).join(" ")}`);
   let tail = "";

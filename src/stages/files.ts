@@ -23,7 +23,7 @@ import type {
   LockTemplate,
 } from "../bundle/lock.js";
 import { writeAtomic } from "../store/layout.js";
-import type { Output } from "../cli/output.js";
+import type { Reporter } from "../util/reporter.js";
 import { InputError } from "../util/errors.js";
 
 /** The git operations prepare needs (src/git). */
@@ -53,7 +53,7 @@ export const VALUES_FILE = "templates/values.json";
 export async function prepareFiles(
   def: Definition,
   dir: string,
-  opts: { out: Output; git: GitOps; cacheDir: string; previous?: Lock; tools?: CarriedTool[] },
+  opts: { out: Reporter; git: GitOps; cacheDir: string; previous?: Lock; tools?: CarriedTool[] },
 ): Promise<FilesResult> {
   const files: LockFile[] = [];
   for (const tool of opts.tools ?? []) files.push(await carryTool(dir, tool, opts.previous));
@@ -95,7 +95,7 @@ export async function prepareFiles(
 async function prepareGit(
   item: GitItem,
   dir: string,
-  opts: { out: Output; git: GitOps; cacheDir: string; previous?: Lock },
+  opts: { out: Reporter; git: GitOps; cacheDir: string; previous?: Lock },
 ) {
   const repo = await opts.git.fetchCommit(item, { cacheDir: opts.cacheDir });
   const file = path.join(dir, "files", item.archive);
@@ -148,7 +148,7 @@ async function prepareCharts(
 async function prepareDownload(
   item: Definition["files"][number],
   dir: string,
-  opts: { out: Output; previous?: Lock },
+  opts: { out: Reporter; previous?: Lock },
 ): Promise<LockFile> {
   const file = path.join(dir, "files", item.path);
   const before = opts.previous?.files.find((f) => f.url === item.url && f.path === item.path);

@@ -13,7 +13,7 @@ import { OciLayout } from "../store/layout.js";
 import type { ImageSource, ImageTarget } from "../store/types.js";
 import { LOCK_VERSION, readLock, writeLock, type Lock, type LockImage } from "../bundle/lock.js";
 import { prepareFiles, type CarriedTool, type GitOps } from "./files.js";
-import type { Output } from "../cli/output.js";
+import type { Reporter } from "../util/reporter.js";
 import { lockImage, sourceLocation, transferImages, type TransferLimits } from "./images.js";
 import { VERSION } from "../version.js";
 
@@ -29,7 +29,7 @@ export interface PrepareOptions {
   tools?: CarriedTool[];
   /** Clones kept between runs. */
   gitCacheDir: string;
-  out: Output;
+  out: Reporter;
   limits?: TransferLimits;
   /**
    * Layer digests the site already holds (`--since OLD`): not downloaded, since the update
