@@ -49,6 +49,7 @@ export interface PrepareFlags extends RegistryFlags, ValueFlags {
   signKey?: string;
   since?: string;
   split?: string;
+  allowOutside?: boolean;
 }
 
 export interface UploadFlags extends RegistryFlags, ValueFlags {
@@ -78,6 +79,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     ...(flags.platform ? { platforms: parsePlatformList(flags.platform) } : {}),
     set: flags.set ?? [],
     valuesFiles: flags.values ?? [],
+    ...(flags.allowOutside ? { allowOutside: true } : {}),
   });
   // Which registries the images come from decides where --username applies.
   const hosts = def.images.filter((i) => i.source === "registry").map((i) => i.ref.registry);
