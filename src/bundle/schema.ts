@@ -165,6 +165,8 @@ const LockSchema = Type.Object({
     }),
   ),
   values: under("templates"),
+  valuesSize: Type.Optional(Size),
+  valuesSha256: Type.Optional(Sha256),
   siteValues: Type.Array(Type.String()),
   update: Type.Optional(
     Type.Object({

@@ -48,6 +48,7 @@ export interface PrepareFlags extends RegistryFlags, ValueFlags {
   signKey?: string;
   since?: string;
   split?: string;
+  allowOutside?: boolean;
 }
 
 export interface UploadFlags extends RegistryFlags, ValueFlags {
@@ -77,6 +78,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     ...(flags.platform ? { platforms: parsePlatformList(flags.platform) } : {}),
     set: flags.set ?? [],
     valuesFiles: flags.values ?? [],
+    ...(flags.allowOutside ? { allowOutside: true } : {}),
   });
   // Which registries the images come from decides where --username applies.
   const hosts = def.images.filter((i) => i.source === "registry").map((i) => i.ref.registry);
@@ -468,24 +470,32 @@ async function releaseOfChart(def: Definition, chartDir: string) {
   return { name: release.name, files: [...releaseValuesFiles(def, release), ...inChart] };
 }
 
-/** With a public key, a lock not signed by it stops the command (exit 1) before anything else. */
+/**
+ * With a public key, a lock not signed by it stops the command (exit 1) before anything else;
+ * so do charts, templates and values that differ from it, unless the command (verify) is about
+ * to check and report every file itself.
+ */
 async function checkSignature(
   bundle: BundleContents,
   publicKeyFile: string | undefined,
   out: Output,
+  opts: { covered: boolean } = { covered: true },
 ): Promise<void> {
   if (!publicKeyFile) return;
   const { verifyLockSignature } = await import("../bundle/sign.js");
   await verifyLockSignature(bundle, await readKeyFile(publicKeyFile, "--public-key"));
-  // The signature covers the lock; the charts' bytes are covered through the lock's listing of them.
-  const { verifyCharts } = await import("../stages/verify.js");
-  const charts = await verifyCharts(bundle, bundle.lock);
-  if (!charts.ok) {
+  if (!opts.covered) return out.info(`the lock's signature verifies with ${publicKeyFile}`);
+  // The signature covers the lock; the charts, templates and values through the lock's digests of them.
+  const { verifyCovered } = await import("../stages/verify.js");
+  const covered = await verifyCovered(bundle);
+  if (!covered.ok) {
     throw new WorkError(
-      `the charts differ from the signed lock; nothing was done:\n${charts.problems.map((p) => `  - ${p.kind}: ${p.item}: ${p.detail}`).join("\n")}`,
+      `the bundle differs from the signed lock; nothing was done:\n${covered.problems.map((p) => `  - ${p.kind}: ${p.item}: ${p.detail}`).join("\n")}`,
     );
   }
-  out.info(`the lock's signature verifies with ${publicKeyFile}, and the charts match it`);
+  out.info(
+    `the lock's signature verifies with ${publicKeyFile}, and the charts, templates and values match it`,
+  );
 }
 
 async function readKeyFile(file: string, flag: string): Promise<string> {
@@ -500,7 +510,7 @@ export async function verifyCommand(
   flags: { publicKey?: string },
   out: Output,
 ): Promise<void> {
-  await checkSignature(bundle, flags.publicKey, out);
+  await checkSignature(bundle, flags.publicKey, out, { covered: false });
   const { verifyBundle, formatVerify } = await import("../stages/verify.js");
   const report = await verifyBundle(bundle);
   out.result(report, () => formatVerify(report));

@@ -14,6 +14,8 @@ import { DEFAULT_DEFINITION } from "../config/defaults.js";
 import type { DeployFlags, LoadFlags, PrepareFlags, ServeFlags, UploadFlags } from "./commands.js";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+const ALLOW_OUTSIDE =
+  "let template sources, values files and local charts lie outside the definition's folder";
 
 /** Flags that set template values, shared by every command that renders or checks templates. */
 function withValues(cmd: Command): Command {
@@ -90,7 +92,8 @@ export function buildProgram(out: () => Output): Command {
     .option(
       "--sign-key <FILE>",
       "sign bundle.lock.json with this ed25519 private key (PEM) into bundle.lock.json.sig",
-    );
+    )
+    .option("--allow-outside", ALLOW_OUTSIDE);
   withValues(withRegistryAccess(prepare));
   example(
     prepare,
@@ -329,13 +332,16 @@ export function buildProgram(out: () => Output): Command {
     .command("lint")
     .description("check a definition without touching the network: schema, references, files, values")
     .option("-f, --file <FILE>", "the definition", DEFAULT_DEFINITION)
-    .option("--name <NAME>", "the bundle's name");
+    .option("--name <NAME>", "the bundle's name")
+    .option("--allow-outside", ALLOW_OUTSIDE);
   withValues(lintCmd);
   example(lintCmd, "bundle lint -f bundle.yml", "bundle lint -f deployment.yml --set ingress_ip=10.0.0.5");
-  lintCmd.action(async (opts: { file: string; name?: string; set?: string[]; values?: string[] }) => {
+  type LintFlags = { file: string; name?: string; set?: string[]; values?: string[]; allowOutside?: boolean };
+  lintCmd.action(async (opts: LintFlags) => {
     const { lint } = await import("../stages/lint.js");
     const summary = await lint(opts.file, {
       ...(opts.name ? { name: opts.name } : {}),
+      ...(opts.allowOutside ? { allowOutside: true } : {}),
       set: opts.set ?? [],
       valuesFiles: opts.values ?? [],
     });

@@ -20,6 +20,7 @@ import { DEFAULT_MIRROR, mirrorName } from "./mirror.js";
 import {
   archiveName,
   checkDirExists,
+  confinedPath,
   isInsidePath,
   parseImage,
   parseMode,
@@ -29,6 +30,7 @@ import {
 } from "./build.js";
 import type { YamlSource } from "./yamlSource.js";
 import { DefinitionError } from "../util/errors.js";
+import { segmentName } from "../util/paths.js";
 
 type Raw<K extends keyof NativeRaw> = NonNullable<NativeRaw[K]>;
 
@@ -192,6 +194,7 @@ async function nativeCharts(
     const archive = git.find((x) => x.url === redactUrlPassword(g.url))?.archive;
     if (!archive) return;
     const name = spec.name ?? path.posix.basename(spec.path);
+    if (!problems.try(["git", i, "chart"], () => segmentName(name, "a chart name"))) return;
     charts.push({
       name,
       source: { kind: "git", archive, path: spec.path },
@@ -199,7 +202,9 @@ async function nativeCharts(
     });
   });
   for (const [i, c] of (raw.charts ?? []).entries()) {
-    const chartDir = path.resolve(dir, c.path);
+    problems.try(["charts", i, "name"], () => segmentName(c.name, "a chart name"));
+    const chartDir = await confinedPath(problems, dir, c.path, ["charts", i, "path"]);
+    if (chartDir === undefined) continue;
     await checkDirExists(problems, chartDir, ["charts", i, "path"]);
     charts.push({
       name: c.name,

@@ -20,6 +20,7 @@ import { DEFAULT_MIRROR, mirrorName } from "./mirror.js";
 import {
   archiveName,
   checkDirExists,
+  confinedPath,
   isInsidePath,
   parseImage,
   parseMode,
@@ -239,9 +240,9 @@ async function addReleases(def: LoadedDefinition, raw: TelegoRaw, problems: Prob
         at: problems.src.pos(at),
       };
     } else {
-      const dir = path.resolve(def.dir, helmDir);
-      await checkDirExists(problems, dir, [...at, "helm-dir"]);
-      chart = { name, source: { kind: "local", dir }, at: problems.src.pos(at) };
+      const dir = await confinedPath(problems, def.dir, helmDir, [...at, "helm-dir"]);
+      if (dir !== undefined) await checkDirExists(problems, dir, [...at, "helm-dir"]);
+      chart = { name, source: { kind: "local", dir: dir ?? def.dir }, at: problems.src.pos(at) };
     }
     def.charts.push(chart);
     const overwrite = h["overwrite-config"];

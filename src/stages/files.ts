@@ -25,6 +25,7 @@ import type {
 import { writeAtomic } from "../store/layout.js";
 import type { Reporter } from "../util/reporter.js";
 import { InputError } from "../util/errors.js";
+import { resolveInside } from "../util/paths.js";
 
 /** The git operations prepare needs (src/git). */
 export interface GitOps {
@@ -46,6 +47,8 @@ export interface FilesResult {
   charts: LockChart[];
   templates: LockTemplate[];
   values: string;
+  valuesSize: number;
+  valuesSha256: string;
 }
 
 export const VALUES_FILE = "templates/values.json";
@@ -78,7 +81,7 @@ export async function prepareFiles(
     const got = await prepareDownload(item, dir, opts);
     files.push(got, ...(item.extract ? await extractArchive(dir, got.path) : []));
   }
-  const templates = await prepareTemplates(def, dir, files);
+  const { templates, values } = await prepareTemplates(def, dir, files);
   // Listed after the templates: a chart's overlays rendered at prepare are part of it.
   for (const chart of charts) chart.files = await chartFiles(dir, chart.path);
   await pruneFiles(dir, new Set(files.map((f) => f.path)));
@@ -89,6 +92,8 @@ export async function prepareFiles(
     charts,
     templates,
     values: VALUES_FILE,
+    valuesSize: values.size,
+    valuesSha256: values.sha256,
   };
 }
 
@@ -98,7 +103,7 @@ async function prepareGit(
   opts: { out: Reporter; git: GitOps; cacheDir: string; previous?: Lock },
 ) {
   const repo = await opts.git.fetchCommit(item, { cacheDir: opts.cacheDir });
-  const file = path.join(dir, "files", item.archive);
+  const file = await resolveInside(dir, `files/${item.archive}`);
   const before = opts.previous?.git.find(
     (g) => g.url === item.url && g.commit === repo.commit && g.archive === item.archive,
   );
@@ -150,7 +155,7 @@ async function prepareDownload(
   dir: string,
   opts: { out: Reporter; previous?: Lock },
 ): Promise<LockFile> {
-  const file = path.join(dir, "files", item.path);
+  const file = await resolveInside(dir, `files/${item.path}`);
   const before = opts.previous?.files.find((f) => f.url === item.url && f.path === item.path);
   const pinned = item.sha256 ?? before?.sha256;
   if (before && before.sha256 === pinned && (await sizeOf(file)) === before.size) return before;
@@ -223,10 +228,16 @@ async function extractArchive(dir: string, rel: string): Promise<LockFile[]> {
  * A template that needs no site value is rendered now; one that does is stored under
  * templates/ with the values it will be rendered with, for upload (files) or deploy (charts).
  */
-async function prepareTemplates(def: Definition, dir: string, files: LockFile[]): Promise<LockTemplate[]> {
+async function prepareTemplates(
+  def: Definition,
+  dir: string,
+  files: LockFile[],
+): Promise<{ templates: LockTemplate[]; values: { size: number; sha256: string } }> {
   await rm(path.join(dir, "templates"), { recursive: true, force: true });
   await mkdir(path.join(dir, "templates"), { recursive: true });
-  await writeAtomic(path.join(dir, VALUES_FILE), `${JSON.stringify(def.values, null, 2)}\n`);
+  // Its size and sha256 go into the lock: a signature covers the values as it covers the rest.
+  const valuesText = `${JSON.stringify(def.values, null, 2)}\n`;
+  await writeAtomic(path.join(dir, VALUES_FILE), valuesText);
   const pending: LockTemplate[] = [];
   for (const t of def.templates) {
     const site = siteValuesOf(t, def);
@@ -234,13 +245,13 @@ async function prepareTemplates(def: Definition, dir: string, files: LockFile[])
     if (site.length === 0) {
       const { renderTemplate } = await import("../templates/render.js");
       const text = renderTemplate(t, def.values);
-      await writeFileMode(path.join(dir, dest), text, t.mode);
+      await writeFileMode(await resolveInside(dir, dest), text, t.mode);
       if (t.dest.kind === "file")
         files.push({ path: t.dest.path, size: Buffer.byteLength(text), sha256: sha256(text) });
       continue;
     }
     const source = `templates/${dest}`;
-    await writeFileMode(path.join(dir, source), t.text, 0o644);
+    await writeFileMode(await resolveInside(dir, source), t.text, 0o644);
     pending.push({
       dest,
       source,
@@ -251,7 +262,7 @@ async function prepareTemplates(def: Definition, dir: string, files: LockFile[])
       siteValues: site,
     });
   }
-  return pending;
+  return { templates: pending, values: { size: Buffer.byteLength(valuesText), sha256: sha256(valuesText) } };
 }
 
 export function siteValuesOf(t: TemplateItem, def: Definition): string[] {

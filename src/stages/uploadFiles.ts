@@ -114,8 +114,9 @@ export async function renderLockTemplate(
     const flag = missing.includes("IMG_REPO") ? "--registry" : "--fileserver";
     throw new InputError(`${t.dest} uses ${missing.join(", ")}: give ${flag} so it can be rendered`);
   }
-  const bytes = await bundle.readFile(t.source);
   // The lock (and a signature over it) covers the template: what is rendered is what was prepared.
+  // Checked here, once, with a message that says it is a template (from a folder or an archive).
+  const bytes = await bundle.readFile(t.source, { check: false });
   const sha256 = createHash("sha256").update(bytes).digest("hex");
   if (sha256 !== t.sha256)
     throw new WorkError(

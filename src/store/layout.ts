@@ -13,6 +13,7 @@ import { pipeline } from "node:stream/promises";
 import { createHash, type Hash } from "node:crypto";
 import { WorkError } from "../util/errors.js";
 import { countingHasher } from "../util/streams.js";
+import { resolveInside } from "../util/paths.js";
 import { digestHex, sha256Digest, type Descriptor, type Origin, type RawManifest } from "../oci/types.js";
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from "../oci/mediaTypes.js";
 import { parseIndexFile } from "../oci/parse.js";
@@ -84,6 +85,11 @@ export class OciLayout implements ImageSource, ImageTarget {
 
   blobPath(digest: string): string {
     return path.join(this.dir, "blobs", "sha256", digestHex(digest));
+  }
+
+  /** The blob's file for reading: a link that leads outside the layout is refused, not read through. */
+  private blobFile(digest: string): Promise<string> {
+    return resolveInside(this.dir, `blobs/sha256/${digestHex(digest)}`, `a blob of ${this.dir}`);
   }
 
   private partialPath(digest: string): string {
@@ -168,7 +174,7 @@ export class OciLayout implements ImageSource, ImageTarget {
   }
 
   async openBlob(loc: ImageLocation, desc: Descriptor, offset = 0): Promise<Readable> {
-    const file = this.blobPath(desc.digest);
+    const file = await this.blobFile(desc.digest);
     if (!(await exists(file)))
       throw new WorkError(`blob ${desc.digest} of ${loc.name} is missing from ${this.dir}`);
     // 1 MiB reads: 16 times fewer reads and socket writes than the default 64 KiB per blob.
@@ -199,7 +205,7 @@ export class OciLayout implements ImageSource, ImageTarget {
       blobOrigin: (digest) => this.blobOrigin(digest),
       readIndex: () => this.readIndex(),
       blobSize: async (digest) => (await stat(this.blobPath(digest)).catch(() => undefined))?.size,
-      readBlob: (digest) => readFile(this.blobPath(digest)),
+      readBlob: async (digest) => readFile(await this.blobFile(digest)),
     };
   }
 
