@@ -2,7 +2,7 @@
 /**
  * The layers of src/, lowest first: a module may import from its own layer's folder and from the
  * layers below it, never from above. `npm run lint` runs this (depcruise), so an upward import
- * or a cycle fails the lint. Folders on one line are one layer (features beside each other).
+ * or a cycle fails the lint.
  */
 const LAYERS = [
   ["util", "version.ts"],
