@@ -19,7 +19,7 @@ import { writeAtomic } from "../store/layout.js";
 import { redactUrlPassword } from "../config/gitUrl.js";
 import { InputError } from "../util/errors.js";
 import { gitAt } from "./exec.js";
-import { withFileLock } from "./lock.js";
+import { withFileLock } from "./mutex.js";
 
 /**
  * Written to each cache repository's info/attributes, which outranks every .gitattributes:

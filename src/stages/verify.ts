@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import path from "node:path";
+import pLimit from "p-limit";
 import type { Lock } from "../bundle/lock.js";
 import type { BundleContents, LayoutSource } from "../bundle/contents.js";
 import { updateOf } from "../bundle/update.js";
@@ -330,15 +331,10 @@ async function hashFile(bundle: BundleContents, rel: string): Promise<Hashed | u
   return { size, sha256: hash.digest("hex") };
 }
 
+/** `fn` over `items`, at most `limit` at a time. */
 async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const run = pLimit(limit);
+  await Promise.all(items.map((item) => run(() => fn(item))));
 }
 
 /** Human output: one line per problem, then a summary. */
