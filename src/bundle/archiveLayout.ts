@@ -7,7 +7,7 @@ import type { Readable } from "node:stream";
 import { readMember, type BundleArchive } from "./archive.js";
 import { WorkError } from "../util/errors.js";
 import { parseIndexFile } from "../oci/parse.js";
-import { digestHex, type Descriptor, type Origin, type RawManifest } from "../oci/types.js";
+import { type Descriptor, type Origin, type RawManifest } from "../oci/types.js";
 import {
   headLayoutManifest,
   readLayoutManifest,
@@ -15,6 +15,7 @@ import {
   type LayoutReader,
 } from "../store/layout.js";
 import type { ImageLocation, ImageSource, ManifestHead } from "../store/types.js";
+import { blobRel } from "../util/cas.js";
 
 export class ArchiveLayout implements ImageSource {
   readonly description: string;
@@ -31,7 +32,7 @@ export class ArchiveLayout implements ImageSource {
   }
 
   blobPath(digest: string): string {
-    return `${this.prefix}/blobs/sha256/${digestHex(digest)}`;
+    return `${this.prefix}/${blobRel(digest)}`;
   }
 
   readIndex(): Promise<IndexFile> {

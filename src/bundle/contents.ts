@@ -20,7 +20,12 @@ import type { ImageLocation, ImageSource } from "../store/types.js";
 import type { Descriptor, Origin } from "../oci/types.js";
 import { BundleError, InputError, WorkError } from "../util/errors.js";
 import { resolveInside } from "../util/paths.js";
+import { BLOBS_DIR, blobRel } from "../util/cas.js";
 import { readAll } from "../util/streams.js";
+
+/** Where the image layout's blobs are inside a bundle, and one blob's member path. */
+export const IMAGE_BLOBS_DIR = `images/${BLOBS_DIR}`;
+export const imageBlobMember = (digest: string): string => `images/${blobRel(digest)}`;
 
 /** The bundle's `images/` layout as a copy source that can also list what it holds. */
 export type LayoutSource = ImageSource & {

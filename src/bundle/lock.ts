@@ -5,7 +5,7 @@
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { InputError } from "../util/errors.js";
-import { writeAtomic } from "../store/layout.js";
+import { writeAtomic } from "../util/cas.js";
 import type { UpdateInfo } from "./update.js";
 
 export const LOCK_FILE = "bundle.lock.json";

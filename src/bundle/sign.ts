@@ -7,7 +7,7 @@ import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyOb
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { LOCK_FILE } from "./lock.js";
-import { writeAtomic } from "../store/layout.js";
+import { writeAtomic } from "../util/cas.js";
 import { InputError, WorkError } from "../util/errors.js";
 import type { BundleContents } from "./contents.js";
 

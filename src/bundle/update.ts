@@ -15,6 +15,7 @@ import { isArchive, openArchive, readMember, startsAsArchive } from "./archive.j
 import { parseMirror } from "../config/mirror.js";
 import { InputError } from "../util/errors.js";
 import { resolveInside } from "../util/paths.js";
+import { blobRel } from "../util/cas.js";
 
 /** The lock's `update` field (lock.ts adds `update?: UpdateInfo` to `Lock`). */
 export interface UpdateInfo {
@@ -159,11 +160,7 @@ export function planUpdate(next: Lock, old: Lock): UpdatePlan {
 }
 
 function blobPath(dir: string, digest: string): string {
-  const [algo, hex] = digest.split(":");
-  if (algo !== "sha256" || !hex || !/^[0-9a-f]{64}$/.test(hex)) {
-    throw new InputError(`${digest} is not a sha256 digest`);
-  }
-  return path.join(dir, "images", "blobs", "sha256", hex);
+  return path.join(dir, "images", blobRel(digest));
 }
 
 /**

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { createReadStream, type Stats } from "node:fs";
 import { mkdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import { writeAtomic } from "../store/layout.js";
+import { writeAtomic } from "../util/cas.js";
 import { META_DIR } from "./paths.js";
 
 interface DigestRecord {

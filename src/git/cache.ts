@@ -15,7 +15,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { writeAtomic } from "../store/layout.js";
+import { writeAtomic } from "../util/cas.js";
 import { redactUrlPassword } from "../config/gitUrl.js";
 import { InputError } from "../util/errors.js";
 import { gitAt } from "./exec.js";

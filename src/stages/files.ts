@@ -22,7 +22,7 @@ import type {
   LockNpm,
   LockTemplate,
 } from "../bundle/lock.js";
-import { writeAtomic } from "../store/layout.js";
+import { writeAtomic } from "../util/cas.js";
 import type { Reporter } from "../util/reporter.js";
 import { InputError } from "../util/errors.js";
 import { resolveInside } from "../util/paths.js";

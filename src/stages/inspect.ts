@@ -9,6 +9,7 @@ import type { BundleContents } from "../bundle/contents.js";
 import { redactUrlPassword } from "../config/gitUrl.js";
 import { DIGEST_PATTERN } from "../oci/types.js";
 import { formatBytes, shortDigest, table } from "../util/format.js";
+import { imageBlobMember } from "../bundle/contents.js";
 
 export interface InspectImage {
   ref: string;
@@ -69,9 +70,7 @@ export async function inspectBundle(bundle: BundleContents): Promise<InspectRepo
   for (const img of lock.images) for (const b of img.blobs) distinct.set(b.digest, b.size);
   let blobBytes = 0;
   for (const [digest, size] of distinct) {
-    const held = DIGEST_PATTERN.test(digest)
-      ? await bundle.stat(`images/blobs/sha256/${digest.slice("sha256:".length)}`)
-      : undefined;
+    const held = DIGEST_PATTERN.test(digest) ? await bundle.stat(imageBlobMember(digest)) : undefined;
     blobBytes += held?.size ?? size;
   }
   // Git archives are usually among the files already; count each path once.

@@ -15,6 +15,7 @@ import { REF_NAME } from "../store/layout.js";
 import { DIGEST_PATTERN } from "../oci/types.js";
 import { formatBytes } from "../util/format.js";
 import { relativePath, segmentName } from "../util/paths.js";
+import { IMAGE_BLOBS_DIR, imageBlobMember } from "../bundle/contents.js";
 
 export type ProblemKind = "mismatch" | "missing" | "extra";
 
@@ -130,14 +131,13 @@ async function verifyImages(
     for (const b of img.blobs) want(b.digest, b.size, img.ref);
   }
 
-  const blobDir = "images/blobs/sha256";
   await forEachLimit([...wanted.values()], CONCURRENCY, async (blob) => {
     const item = `blob ${blob.digest} (${blob.uses.join(", ")})`;
     if (!DIGEST_PATTERN.test(blob.digest)) {
       problems.push({ kind: "mismatch", item, detail: "the lock's digest is not a sha256 digest" });
       return;
     }
-    const got = await hashFile(bundle, `${blobDir}/${blob.digest.slice("sha256:".length)}`);
+    const got = await hashFile(bundle, imageBlobMember(blob.digest));
     if (!got && omittedBlobs.has(blob.digest)) return; // an update bundle leaves it to the site
     if (!got) {
       problems.push({
@@ -158,7 +158,7 @@ async function verifyImages(
       });
   });
 
-  const present = (await bundle.list(blobDir)).map((rel) => path.posix.basename(rel));
+  const present = (await bundle.list(IMAGE_BLOBS_DIR)).map((rel) => path.posix.basename(rel));
   const known = new Set([...wanted.keys()].map((d) => d.slice("sha256:".length)));
   for (const name of present.sort()) {
     if (known.has(name) || name.includes(".tmp-")) continue;

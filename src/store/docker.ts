@@ -30,6 +30,7 @@ import type {
   ManifestHead,
   ManifestRole,
 } from "./types.js";
+import { BLOBS_DIR, blobRel } from "../util/cas.js";
 
 // --- the daemon as a source -------------------------------------------------------------
 
@@ -348,7 +349,7 @@ export class DockerDaemonTarget implements ImageTarget {
    */
   private async linkArchive(dir: string, manifest: ImageManifest, tag: string | undefined): Promise<void> {
     const blobs = [manifest.config, ...manifest.layers];
-    await mkdir(path.join(dir, "blobs", "sha256"), { recursive: true });
+    await mkdir(path.join(dir, BLOBS_DIR), { recursive: true });
     for (const blob of new Map(blobs.map((b) => [b.digest, b])).values()) {
       // An absolute target: a relative one would be read from the archive folder, not from here.
       await symlink(path.resolve(await this.blobFile(blob)), path.join(dir, archivePath(blob.digest)));
@@ -371,9 +372,8 @@ export class DockerDaemonTarget implements ImageTarget {
   }
 }
 
-function archivePath(digest: string): string {
-  return `blobs/sha256/${digest.slice("sha256:".length)}`;
-}
+/** docker load takes an OCI layout's blob paths as its own. */
+const archivePath = blobRel;
 
 /**
  * The tag an image is loaded under: the name without `@digest`, or undefined when no tag is

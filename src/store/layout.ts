@@ -25,6 +25,7 @@ import type {
   ManifestHead,
   ManifestRole,
 } from "./types.js";
+import { BLOBS_DIR, blobRel, writeAtomic } from "../util/cas.js";
 
 export const REF_NAME = "org.opencontainers.image.ref.name";
 /**
@@ -73,7 +74,7 @@ export class OciLayout implements ImageSource, ImageTarget {
   static async open(dir: string, opts: { create: boolean }): Promise<OciLayout> {
     const layout = new OciLayout(dir);
     if (opts.create) {
-      await mkdir(path.join(dir, "blobs", "sha256"), { recursive: true });
+      await mkdir(path.join(dir, BLOBS_DIR), { recursive: true });
       await writeFile(path.join(dir, "oci-layout"), LAYOUT_FILE);
       if (!(await exists(path.join(dir, "index.json"))))
         await layout.writeIndex({ schemaVersion: 2, manifests: [] });
@@ -84,12 +85,12 @@ export class OciLayout implements ImageSource, ImageTarget {
   }
 
   blobPath(digest: string): string {
-    return path.join(this.dir, "blobs", "sha256", digestHex(digest));
+    return path.join(this.dir, blobRel(digest));
   }
 
   /** The blob's file for reading: a link that leads outside the layout is refused, not read through. */
   private blobFile(digest: string): Promise<string> {
-    return resolveInside(this.dir, `blobs/sha256/${digestHex(digest)}`, `a blob of ${this.dir}`);
+    return resolveInside(this.dir, blobRel(digest), `a blob of ${this.dir}`);
   }
 
   private partialPath(digest: string): string {
@@ -245,7 +246,7 @@ export class OciLayout implements ImageSource, ImageTarget {
       manifests: index.manifests.filter((d) => names.has(d.annotations?.[REF_NAME] ?? "")),
     }));
     const keep = new Set([...digests].map(digestHex));
-    const dir = path.join(this.dir, "blobs", "sha256");
+    const dir = path.join(this.dir, BLOBS_DIR);
     let removedBlobs = 0;
     for (const file of await readdir(dir)) {
       if (keep.has(file)) continue;
@@ -269,18 +270,6 @@ export class OciLayout implements ImageSource, ImageTarget {
 
   private writeIndex(index: IndexFile): Promise<void> {
     return writeAtomic(path.join(this.dir, "index.json"), `${JSON.stringify(index, null, 2)}\n`);
-  }
-}
-
-/** Writes a file under a temporary name, then renames it: readers see the old or the new file. */
-export async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, file);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
   }
 }
 
