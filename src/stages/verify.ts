@@ -143,7 +143,7 @@ async function verifyImages(
       problems.push({
         kind: "missing",
         item,
-        detail: `images/blobs/sha256/${blob.digest.slice(7)} is missing`,
+        detail: `${imageBlobMember(blob.digest)} is missing`,
       });
       return;
     }
