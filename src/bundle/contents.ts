@@ -36,9 +36,10 @@ export interface BundleContents {
   /**
    * The file's bytes, streamed. From an archive the stream fails at its end, naming the member,
    * when the bytes do not match the sha256 the archive's index knows; `check: false` leaves that
-   * to a caller that hashes the bytes itself.
+   * to a caller that hashes the bytes itself. `start` and `end` (inclusive) read a byte range,
+   * which is not checked.
    */
-  open(rel: string, opts?: { check?: boolean }): Readable;
+  open(rel: string, opts?: { check?: boolean; start?: number; end?: number }): Readable;
   /** A small file's whole bytes (values.json, a template, the lock's signature). */
   readFile(rel: string): Promise<Buffer>;
   /** Bundle paths of the files under folder `prefix` (e.g. `charts/owdev`), sorted. */
@@ -63,7 +64,7 @@ export async function folderContents(dir: string): Promise<BundleContents> {
       const s = await stat(abs(rel)).catch(() => undefined);
       return s?.isFile() ? { size: s.size, mode: s.mode & 0o777 } : undefined;
     },
-    open: (rel) => createReadStream(abs(rel)),
+    open: (rel, opts) => createReadStream(abs(rel), { start: opts?.start, end: opts?.end }),
     readFile: (rel) => readFile(abs(rel)).catch((err: NodeJS.ErrnoException) => missing(dir, rel, err)),
     list: async (prefix) => (await listFiles(abs(prefix))).map((r) => `${prefix}/${r}`).sort(),
     images: () => OciLayout.open(abs("images"), { create: false }),
