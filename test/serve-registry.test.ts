@@ -7,7 +7,7 @@
  * the cluster stand-in). Writes are refused with 405, and the bundle is left as it was.
  */
 import test from "ava";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -99,6 +99,34 @@ test.before(async () => {
     { cwd: root, env: { BUNDLE_CACHE_DIR: path.join(root, "cache") } },
   );
   if (p.code !== 0) throw new Error(p.stderr);
+  // An update bundle: one new image, whose shared base layer it leaves to the bundle above.
+  await pushImage(upstream, "testbed/extra", "v1", {
+    kind: "oci-index",
+    layers: ["testbed-base", "extra-app"],
+  });
+  for (const [file, text] of Object.entries(CHART)) {
+    await mkdir(path.dirname(path.join(root, "update", file)), { recursive: true });
+    await writeFile(path.join(root, "update", file), text);
+  }
+  await writeFile(
+    path.join(root, "update/bundle.yml"),
+    `${DEFINITION("testbed/partial:v1").replace("images:", "images:\n  - testbed/extra:v1")}\n`,
+  );
+  const u = await runCli(
+    [
+      "prepare",
+      "-f",
+      "update/bundle.yml",
+      "-o",
+      "update-out",
+      "--since",
+      "out",
+      "--mirror",
+      `docker.io=${upstream.url}`,
+    ],
+    { cwd: root, env: { BUNDLE_CACHE_DIR: path.join(root, "cache") } },
+  );
+  if (u.code !== 0) throw new Error(u.stderr);
   lock = JSON.parse(await readFile(path.join(root, "out/bundle.lock.json"), "utf8")) as Lock;
   [folder, archive] = await Promise.all([startServe(["out"]), startServe(["media/srv.tar"])]);
 });
@@ -109,7 +137,10 @@ test.after.always(async () => {
   await cleanup?.();
 });
 
-/** `bundle serve --registry-port 0 --no-fileserver BUNDLES` as a child; resolves once it listens. */
+/**
+ * `bundle serve --registry-port 0 --no-fileserver BUNDLES` as a child; resolves once it listens
+ * and has printed its notice (whose last line says how to deploy against it).
+ */
 function startServe(bundles: string[], extra: string[] = []): Promise<Served> {
   const args = [CLI, "serve", "--host", "127.0.0.1", "--no-fileserver", "--registry-port", "0", ...extra];
   const child = spawn(process.execPath, [...args, ...bundles], {
@@ -122,7 +153,7 @@ function startServe(bundles: string[], extra: string[] = []): Promise<Served> {
     child.stderr?.setEncoding("utf8");
     child.stderr?.on("data", (chunk: string) => {
       stderr += chunk;
-      const m = /registry: .* at (https?:\/\/(127\.0\.0\.1:\d+)), read-only/.exec(stderr);
+      const m = /registry: .* at (https?:\/\/(127\.0\.0\.1:\d+)), read-only[\s\S]*Deploy against it: .*\n/.exec(stderr);
       if (m?.[1] && m[2]) resolve({ url: m[1], host: m[2], stderr: () => stderr });
     });
     child.once("exit", (code) => reject(new Error(`serve exited (${code}) before listening:\n${stderr}`)));
@@ -374,6 +405,65 @@ test.serial("deploy --registry against the served archive passes its proof", asy
   const installs = await cluster.installs();
   t.is(installs.length, 1);
   t.regex(installs[0]!.rendered, new RegExp(`image: ${archive.host}/teleinfra/multi-oci:v1`));
+});
+
+test.serial("an update bundle is served over its base, over HTTPS with --tls-cert/--tls-key", async (t) => {
+  const key = path.join(root, "tls.key");
+  const cert = path.join(root, "tls.crt");
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ],
+    { stdio: "ignore" },
+  );
+  const both = await startServe(["out", "update-out"], ["--tls-cert", cert, "--tls-key", key]);
+  t.regex(both.url, /^https:/);
+  t.regex(both.stderr(), /registry: 2 bundles \(11 images in 6 repositories\)/);
+  t.regex(both.stderr(), new RegExp(`--registry https://${both.host.replace(/\./g, "\\.")}`));
+  const update = JSON.parse(
+    await readFile(path.join(root, "update-out/bundle.lock.json"), "utf8"),
+  ) as Lock & {
+    update: { omittedBlobs: string[] };
+  };
+  const extra = update.images.find((i) => i.mirror === "teleinfra/extra:v1")!;
+  t.true(
+    extra.blobs.some((b) => update.update.omittedBlobs.includes(b.digest)),
+    "the update leaves a blob out",
+  );
+  for (const img of update.images) {
+    const raw = await skopeoInspectRaw(`${both.host}/${img.mirror}`);
+    t.is(sha256(raw), img.mirrorDigest, img.mirror);
+  }
+  // Every blob of the new image, the one only the base holds included.
+  await skopeoCopyToOciLayout(`${both.host}/${extra.mirror}`, path.join(root, "copy-extra"));
+  const plain = await httpRequest(`http://${both.host}/v2/`).catch((err: Error) => err);
+  t.true(plain instanceof Error || plain.status === 400, "no plain HTTP on the TLS port");
+
+  // The update alone names what it needs its base for.
+  const alone = await startServe(["update-out"]);
+  t.regex(
+    alone.stderr(),
+    /warning: teleinfra\/multi-oci:v1: no bundle given holds its manifest sha256:[0-9a-f]{64}; serve its base bundle too/,
+  );
+  const missing = await httpRequest(`${alone.url}/v2/teleinfra/multi-oci/manifests/v1`);
+  t.is(missing.status, 404);
 });
 
 test("serve prints the containerd and Docker snippets for a plain-HTTP registry", (t) => {
