@@ -7,7 +7,7 @@
  * the cluster stand-in). Writes are refused with 405, and the bundle is left as it was.
  */
 import test from "ava";
-import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -21,6 +21,7 @@ import { startContainerd, type TestContainerd } from "./helpers/containerd.js";
 import { clusterStandIn } from "./helpers/helm.js";
 import { httpRequest, header } from "./helpers/http.js";
 import { sha256File } from "./helpers/bundles.js";
+import { selfSignedCert } from "./helpers/keys.js";
 import type { Lock } from "../src/bundle/lock.js";
 
 const execFileAsync = promisify(execFile);
@@ -84,20 +85,7 @@ test.before(async () => {
   const tmp = await tempFiles({ "bundle.yml": DEFINITION("testbed/partial:v1"), ...CHART }, "srv");
   root = tmp.dir;
   cleanup = tmp.cleanup;
-  const p = await runCli(
-    [
-      "prepare",
-      "-o",
-      "out",
-      "--archive",
-      "media/srv.tar",
-      "--split",
-      "16K",
-      "--mirror",
-      `docker.io=${upstream.url}`,
-    ],
-    { cwd: root, env: { BUNDLE_CACHE_DIR: path.join(root, "cache") } },
-  );
+  const p = await prepare(["-o", "out", "--archive", "media/srv.tar", "--split", "16K"]);
   if (p.code !== 0) throw new Error(p.stderr);
   // An update bundle: one new image, whose shared base layer it leaves to the bundle above.
   await pushImage(upstream, "testbed/extra", "v1", {
@@ -112,24 +100,19 @@ test.before(async () => {
     path.join(root, "update/bundle.yml"),
     `${DEFINITION("testbed/partial:v1").replace("images:", "images:\n  - testbed/extra:v1")}\n`,
   );
-  const u = await runCli(
-    [
-      "prepare",
-      "-f",
-      "update/bundle.yml",
-      "-o",
-      "update-out",
-      "--since",
-      "out",
-      "--mirror",
-      `docker.io=${upstream.url}`,
-    ],
-    { cwd: root, env: { BUNDLE_CACHE_DIR: path.join(root, "cache") } },
-  );
+  const u = await prepare(["-f", "update/bundle.yml", "-o", "update-out", "--since", "out"]);
   if (u.code !== 0) throw new Error(u.stderr);
   lock = JSON.parse(await readFile(path.join(root, "out/bundle.lock.json"), "utf8")) as Lock;
   [folder, archive] = await Promise.all([startServe(["out"]), startServe(["media/srv.tar"])]);
 });
+
+/** prepare with the upstream registry standing in for Docker Hub. */
+function prepare(args: string[]) {
+  return runCli(["prepare", ...args, "--mirror", `docker.io=${upstream.url}`], {
+    cwd: root,
+    env: { BUNDLE_CACHE_DIR: path.join(root, "cache") },
+  });
+}
 
 test.after.always(async () => {
   await Promise.all(servers.map(stopServe));
@@ -153,7 +136,10 @@ function startServe(bundles: string[], extra: string[] = []): Promise<Served> {
     child.stderr?.setEncoding("utf8");
     child.stderr?.on("data", (chunk: string) => {
       stderr += chunk;
-      const m = /registry: .* at (https?:\/\/(127\.0\.0\.1:\d+)), read-only[\s\S]*Deploy against it: .*\n/.exec(stderr);
+      const m =
+        /registry: .* at (https?:\/\/(127\.0\.0\.1:\d+)), read-only[\s\S]*Deploy against it: .*\n/.exec(
+          stderr,
+        );
       if (m?.[1] && m[2]) resolve({ url: m[1], host: m[2], stderr: () => stderr });
     });
     child.once("exit", (code) => reject(new Error(`serve exited (${code}) before listening:\n${stderr}`)));
@@ -408,31 +394,7 @@ test.serial("deploy --registry against the served archive passes its proof", asy
 });
 
 test.serial("an update bundle is served over its base, over HTTPS with --tls-cert/--tls-key", async (t) => {
-  const key = path.join(root, "tls.key");
-  const cert = path.join(root, "tls.crt");
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-days",
-      "1",
-      "-subj",
-      "/CN=127.0.0.1",
-      "-addext",
-      "subjectAltName=IP:127.0.0.1",
-      "-keyout",
-      key,
-      "-out",
-      cert,
-    ],
-    { stdio: "ignore" },
-  );
+  const { certFile: cert, keyFile: key } = await selfSignedCert(root);
   const both = await startServe(["out", "update-out"], ["--tls-cert", cert, "--tls-key", key]);
   t.regex(both.url, /^https:/);
   t.regex(both.stderr(), /registry: 2 bundles \(11 images in 6 repositories\)/);
