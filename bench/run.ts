@@ -11,6 +11,7 @@
  * 5. prepare and upload again on a pseudo-terminal (`script -qfec`), against the same runs with
  *    output to a log: what the progress display costs.
  * 6. The same for one image holding one large layer, for bundle's peak memory.
+ * 7. `bundle serve --registry-port` over that bundle while 20 clients pull it at once (serve.ts).
  * Every bundle command runs under GNU time for its peak RSS; every result is checked against the
  * source's digests with skopeo. Bundle stages that are not built yet are reported as such.
  */
@@ -35,6 +36,7 @@ import {
   type Outcome,
   type Row,
 } from "./report.js";
+import { servePulls } from "./serve.js";
 import { checkLayout, checkRegistry, fullPathMirrorName, type Check, type Expected } from "./verify.js";
 
 const DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -80,6 +82,9 @@ interface Case {
   /** The set's next release, for the update-bundle rows: how many images change, and pushing them. */
   next?: { changed: number; push: () => Promise<Expected[]> };
 }
+
+/** Clients pulling from `bundle serve --registry-port` at once, for its peak RSS. */
+const SERVE_PULLS = 20;
 
 /** Images of the main set that change in its next release (update bundle rows). */
 const NEXT_CHANGED = 2;
@@ -163,6 +168,13 @@ async function bench(config: BenchConfig, res: Resources, startedAt: Date): Prom
         res,
       })),
     );
+  }
+
+  if (config.bigBytes > 0) {
+    log();
+    log(`serve: ${SERVE_PULLS} parallel pulls of the large image's bundle…`);
+    const big = path.join(res.work, "big", "bundle-out");
+    rows.push(await servePulls(config.bundleCli, big, `1 image, ${mb(config.bigBytes)} layer`, SERVE_PULLS));
   }
 
   const list = targets(rows);
