@@ -20,7 +20,8 @@ import { startDockerd, type TestDockerd } from "./helpers/dockerd.js";
 import { startContainerd, type TestContainerd } from "./helpers/containerd.js";
 import { clusterStandIn } from "./helpers/helm.js";
 import { httpRequest, header } from "./helpers/http.js";
-import { sha256File } from "./helpers/bundles.js";
+import { flipByte, sha256File } from "./helpers/bundles.js";
+import { openArchive } from "../src/bundle/archive.js";
 import { selfSignedCert } from "./helpers/keys.js";
 import type { Lock } from "../src/bundle/lock.js";
 
@@ -31,6 +32,8 @@ interface Served {
   /** `127.0.0.1:PORT`, as --registry and image references name it. */
   host: string;
   stderr: () => string;
+  /** Resolves once serve's stderr matches `re` (it arrives through a pipe, after the answers). */
+  printed: (re: RegExp) => Promise<void>;
 }
 
 let upstream: TestRegistry;
@@ -124,14 +127,20 @@ test.after.always(async () => {
  * `bundle serve --registry-port 0 --no-fileserver BUNDLES` as a child; resolves once it listens
  * and has printed its notice (whose last line says how to deploy against it).
  */
-function startServe(bundles: string[], extra: string[] = []): Promise<Served> {
-  const args = [CLI, "serve", "--host", "127.0.0.1", "--no-fileserver", "--registry-port", "0", ...extra];
+function startServe(bundles: string[], extra: string[] = ["--no-fileserver"]): Promise<Served> {
+  const args = [CLI, "serve", "--host", "127.0.0.1", "--registry-port", "0", ...extra];
   const child = spawn(process.execPath, [...args, ...bundles], {
     cwd: root,
     stdio: ["ignore", "ignore", "pipe"],
   });
   servers.push(child);
   let stderr = "";
+  const printed = (re: RegExp) =>
+    new Promise<void>((resolve) => {
+      const check = () => re.test(stderr) && (child.stderr?.off("data", check), resolve());
+      child.stderr?.on("data", check);
+      setImmediate(check);
+    });
   return new Promise((resolve, reject) => {
     child.stderr?.setEncoding("utf8");
     child.stderr?.on("data", (chunk: string) => {
@@ -140,7 +149,9 @@ function startServe(bundles: string[], extra: string[] = []): Promise<Served> {
         /registry: .* at (https?:\/\/(127\.0\.0\.1:\d+)), read-only[\s\S]*Deploy against it: .*\n/.exec(
           stderr,
         );
-      if (m?.[1] && m[2]) resolve({ url: m[1], host: m[2], stderr: () => stderr });
+      // Beside the file server, that one's line comes last.
+      const files = extra.includes("--no-fileserver") || /serving \S+ at http/.test(stderr);
+      if (m?.[1] && m[2] && files) resolve({ url: m[1], host: m[2], stderr: () => stderr, printed });
     });
     child.once("exit", (code) => reject(new Error(`serve exited (${code}) before listening:\n${stderr}`)));
   });
@@ -395,7 +406,10 @@ test.serial("deploy --registry against the served archive passes its proof", asy
 
 test.serial("an update bundle is served over its base, over HTTPS with --tls-cert/--tls-key", async (t) => {
   const { certFile: cert, keyFile: key } = await selfSignedCert(root);
-  const both = await startServe(["out", "update-out"], ["--tls-cert", cert, "--tls-key", key]);
+  const both = await startServe(
+    ["out", "update-out"],
+    ["--no-fileserver", "--tls-cert", cert, "--tls-key", key],
+  );
   t.regex(both.url, /^https:/);
   t.regex(both.stderr(), /registry: 2 bundles \(11 images in 6 repositories\)/);
   t.regex(both.stderr(), new RegExp(`--registry https://${both.host.replace(/\./g, "\\.")}`));
@@ -427,6 +441,34 @@ test.serial("an update bundle is served over its base, over HTTPS with --tls-cer
   const missing = await httpRequest(`${alone.url}/v2/teleinfra/multi-oci/manifests/v1`);
   t.is(missing.status, 404);
 });
+
+test.serial(
+  "beside the file server; a blob damaged in the archive is cut off, never sent whole",
+  async (t) => {
+    const packed = await runCli(["pack", "out", "bad.tar"], { cwd: root });
+    t.is(packed.code, 0, packed.stderr);
+    const img = lock.images.find((i) => i.mirror === "teleinfra/multi-oci:v1")!;
+    const layer = img.blobs.at(-1)!;
+    const opened = await openArchive(path.join(root, "bad.tar"));
+    const member = opened.member(`images/blobs/sha256/${layer.digest.slice(7)}`)!;
+    await flipByte(path.join(root, "bad.tar"), member.offset + 100);
+
+    const served = await startServe(["bad.tar"], ["--port", "0", "--root", "files"]);
+    const files = /serving \S+ at (http:\/\/127\.0\.0\.1:\d+)/.exec(served.stderr());
+    t.truthy(files?.[1], served.stderr());
+    t.is((await httpRequest(`${files?.[1]}/srv/none.txt`)).status, 404, "the file server answers beside it");
+    const got = await httpRequest(`${served.url}/v2/teleinfra/multi-oci/blobs/${layer.digest}`).catch(
+      (e: Error) => e,
+    );
+    t.true(got instanceof Error || sha256(got.body) !== layer.digest, "the damaged blob never arrives whole");
+    const manifest = await httpRequest(`${served.url}/v2/teleinfra/multi-oci/manifests/v1`);
+    t.is(sha256(manifest.body), img.digest, "the rest is served");
+    await served.printed(
+      /error: GET \/v2\/teleinfra\/multi-oci\/blobs\/sha256:[0-9a-f]{64}: member images\/blobs\/sha256\/[0-9a-f]{64} of .*bad\.tar is corrupt/,
+    );
+    t.pass("serve names the damaged member");
+  },
+);
 
 test("serve prints the containerd and Docker snippets for a plain-HTTP registry", (t) => {
   const printed = folder.stderr();

@@ -79,11 +79,15 @@ async function handle(opts: RegistryServerOptions, req: IncomingMessage, res: Se
   try {
     await route(opts.catalog, req, res);
   } catch (err) {
-    if (res.headersSent) return void res.destroy();
     if (err instanceof OciError) return void ociError(res, err);
     if (err instanceof PathRejected)
       return void ociError(res, new OciError(400, "NAME_INVALID", err.message));
-    opts.log(`error: ${req.method ?? ""} ${req.url ?? ""}: ${(err as Error).message ?? String(err)}`);
+    // A client that went away is no error; a blob that failed its check while sent is one.
+    const gone = (err as NodeJS.ErrnoException).code === "ERR_STREAM_PREMATURE_CLOSE";
+    if (!gone)
+      opts.log(`error: ${req.method ?? ""} ${logSafePath(req.url ?? "")}: ${(err as Error).message}`);
+    // Headers gone out: only a cut connection tells the client the body is not whole.
+    if (res.headersSent) return void res.destroy();
     ociError(res, new OciError(500, "UNKNOWN", "internal error"));
   }
 }
