@@ -1,5 +1,5 @@
 /**
- * `bundle serve`: the CLI's side of the file server. Reads the token file, checks the flags,
+ * `bundle serve`: the CLI's side of the file server (and of the registry over bundles). Reads the token file, checks the flags,
  * starts the server, and on SIGINT/SIGTERM (or `signal`) closes it gracefully: running uploads
  * finish, then the process may exit.
  */
@@ -33,7 +33,10 @@ export interface ServeOptions {
   onRegistry?: (registry: BundleRegistry) => void;
 }
 
-/** Runs the file server until SIGINT, SIGTERM or `signal`; resolves once it has closed. */
+/**
+ * Runs the file server, the registry over bundles beside it (`registry`), or the registry alone
+ * (`files: false`), until SIGINT, SIGTERM or `signal`; resolves once they have closed.
+ */
 export async function serve(opts: ServeOptions): Promise<void> {
   const log = opts.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
   const port = opts.port ?? DEFAULT_PORT;
