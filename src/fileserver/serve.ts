@@ -1,7 +1,7 @@
 /**
- * `bundle serve`: the CLI's side of the file server (and of the registry over bundles). Reads the token file, checks the flags,
- * starts the server, and on SIGINT/SIGTERM (or `signal`) closes it gracefully: running uploads
- * finish, then the process may exit.
+ * `bundle serve`: the CLI's side of the file server (and of the registry over bundles). Reads
+ * the token file, checks the flags, starts the servers, and on SIGINT/SIGTERM (or `signal`)
+ * closes them gracefully: running uploads finish, then the process may exit.
  */
 import { readFile, stat } from "node:fs/promises";
 import { InputError, WorkError } from "../util/errors.js";
