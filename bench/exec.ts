@@ -91,7 +91,7 @@ function tail(stream: NodeJS.ReadableStream | null, echo?: NodeJS.WritableStream
 }
 
 /** GNU time writes "Command exited with non-zero status N" before the figure when it fails. */
-async function readPeak(file: string): Promise<number | null> {
+export async function readPeak(file: string): Promise<number | null> {
   try {
     const lines = (await readFile(file, "utf8")).trim().split("\n");
     const kib = Number(lines[lines.length - 1]);

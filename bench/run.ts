@@ -14,6 +14,7 @@
  * 7. Beside each prepare and upload, the bare floor (bench/floors.ts): the least a Node program
  *    does for the same copy. The goal is bundle within 10 % of it.
  * 8. The scale case (bench/scale.ts): 1,000 small images, per-image costs growing linearly.
+ * 9. `bundle serve --registry-port` over that bundle while 20 clients pull it at once (serve.ts).
  * Every bundle command runs under GNU time for its peak RSS; every result is checked against the
  * source's digests with skopeo. Bundle stages that are not built yet are reported as such.
  */
@@ -40,6 +41,7 @@ import {
   type Row,
 } from "./report.js";
 import { printScale, scaleCase, scaleTargets } from "./scale.js";
+import { servePulls } from "./serve.js";
 import { checkLayout, checkRegistry, fullPathMirrorName, type Check, type Expected } from "./verify.js";
 
 const FLOORS = fileURLToPath(new URL("./floors.js", import.meta.url));
@@ -80,6 +82,8 @@ interface Case {
   id: string;
   label: string;
   images: Expected[];
+  /** Leave the bundle folder for a later step (serve) to use and remove. */
+  keep?: boolean;
   /** Also time a second, no-op bundle prepare. */
   noop: boolean;
   dir: string;
@@ -88,6 +92,9 @@ interface Case {
   /** The set's next release, for the update-bundle rows: how many images change, and pushing them. */
   next?: { changed: number; push: () => Promise<Expected[]> };
 }
+
+/** Clients pulling from `bundle serve --registry-port` at once, for its peak RSS. */
+const SERVE_PULLS = 20;
 
 /** Images of the main set that change in its next release (update bundle rows). */
 const NEXT_CHANGED = 2;
@@ -165,6 +172,7 @@ async function bench(config: BenchConfig, res: Resources, startedAt: Date): Prom
       ...(await compare({
         source: source.url,
         id: "big-",
+        keep: true,
         label: `1 image, ${mb(config.bigBytes)} layer`,
         images: expected(big),
         noop: false,
@@ -173,6 +181,14 @@ async function bench(config: BenchConfig, res: Resources, startedAt: Date): Prom
         res,
       })),
     );
+  }
+
+  if (config.bigBytes > 0) {
+    log();
+    log(`serve: ${SERVE_PULLS} parallel pulls of the large image's bundle…`);
+    const big = path.join(res.work, "big", "bundle-out");
+    rows.push(await servePulls(config.bundleCli, big, `1 image, ${mb(config.bigBytes)} layer`, SERVE_PULLS));
+    await rm(path.join(res.work, "big"), { recursive: true, force: true });
   }
 
   const scale =
@@ -319,7 +335,7 @@ async function compare(c: Case): Promise<Row[]> {
   if (c.noop) rows.push(...(await packRows(c, out, upload.skopeo)));
   if (c.next) rows.push(await updateRow(c, c.next, out));
 
-  await rm(dir, { recursive: true, force: true });
+  if (!c.keep) await rm(dir, { recursive: true, force: true });
   return rows;
 }
 

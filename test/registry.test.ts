@@ -3,10 +3,8 @@
 // cases a real registry will not produce on demand, from small servers the tests own.
 import test, { type ExecutionContext } from "ava";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { execFile } from "node:child_process";
 import http from "node:http";
 import https from "node:https";
-import { promisify } from "node:util";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
@@ -22,6 +20,7 @@ import { makeLayer, seedStandardImages, sha256Digest, type PushedImage } from ".
 import { freePort } from "./helpers/ports.js";
 import { startRegistry, type StartRegistryOptions, type TestRegistry } from "./helpers/registry.js";
 import { skopeoInspectRaw } from "./helpers/skopeo.js";
+import { selfSignedCert } from "./helpers/keys.js";
 import { Readable as NodeReadable } from "node:stream";
 
 const FAST_RETRY = { retries: 2, baseDelayMs: 10 };
@@ -468,31 +467,6 @@ test("schema 1 manifests are refused, and a digest mismatch names both digests",
 });
 
 // --- TLS --------------------------------------------------------------------------------
-
-/** A self-signed certificate for 127.0.0.1, made by openssl. */
-async function selfSignedCert(dir: string): Promise<{ key: string; cert: string; certFile: string }> {
-  const keyFile = path.join(dir, "tls-key.pem");
-  const certFile = path.join(dir, "tls-cert.pem");
-  await promisify(execFile)("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-sha256",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=127.0.0.1",
-    "-addext",
-    "subjectAltName=IP:127.0.0.1",
-    "-keyout",
-    keyFile,
-    "-out",
-    certFile,
-  ]);
-  return { key: await readFile(keyFile, "utf8"), cert: await readFile(certFile, "utf8"), certFile };
-}
 
 test("TLS: an untrusted certificate is refused with advice; --insecure and --ca-file each accept it", async (t) => {
   const dir = await tempDir(t);

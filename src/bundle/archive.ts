@@ -53,6 +53,11 @@ export interface ArchiveIndex {
 
 export interface ReadOptions {
   start?: number;
+  /**
+   * Last byte to read (inclusive), for a range read; part of a member cannot be checked against
+   * its sha256, so a read with `end` is never checked.
+   */
+  end?: number;
   check?: boolean;
 }
 
@@ -423,8 +428,10 @@ export async function openArchive(file: string): Promise<BundleArchive> {
   const read = (memberPath: string, opts: ReadOptions = {}): Readable => {
     const m = members.get(memberPath);
     if (!m) throw new WorkError(`${file} holds no member ${memberPath}`);
-    const checked = opts.check === false ? { ...m, sha256: undefined } : m;
-    return Readable.from(checkedRange(file, parts, checked, opts.start ?? 0), { objectMode: false });
+    const whole = opts.end === undefined;
+    const checked = opts.check === false || !whole ? { ...m, sha256: undefined } : m;
+    const stop = whole ? m.size : Math.min(m.size, (opts.end ?? 0) + 1);
+    return Readable.from(checkedRange(file, parts, checked, opts.start ?? 0, stop), { objectMode: false });
   };
   const lockMember = members.get(LOCK_FILE);
   if (!lockMember) throw new InputError(`${file} holds no ${LOCK_FILE}: it is not a prepared bundle`);
@@ -452,19 +459,20 @@ async function* checkedRange(
   parts: Part[],
   m: Omit<Member, "sha256"> & { sha256?: string | undefined },
   start: number,
+  stop = m.size,
 ): AsyncGenerator<Buffer> {
   const hash = m.sha256 ? createHash("sha256") : undefined;
   // Without a known sha256 there is nothing to check: skip straight to `start`.
   let pos = hash ? 0 : start;
   let got = 0;
-  for await (const chunk of readRange(parts, m.offset + pos, m.size - pos)) {
+  for await (const chunk of readRange(parts, m.offset + pos, stop - pos)) {
     hash?.update(chunk);
     got += chunk.length;
     const from = pos < start ? Math.min(start - pos, chunk.length) : 0;
     pos += chunk.length;
     if (from < chunk.length) yield from === 0 ? chunk : chunk.subarray(from);
   }
-  const expected = m.size - (hash ? 0 : start);
+  const expected = stop - (hash ? 0 : start);
   if (got !== expected)
     throw new WorkError(`member ${m.path} of ${file} is truncated: ${expected} bytes expected, ${got} read`);
   if (hash) {

@@ -45,9 +45,10 @@ export interface BundleContents {
   /**
    * The file's bytes, streamed. From an archive the stream fails at its end, naming the member,
    * when the bytes do not match the sha256 the archive's index knows; `check: false` leaves that
-   * to a caller that hashes the bytes itself.
+   * to a caller that hashes the bytes itself. `start` and `end` (inclusive) read a byte range,
+   * which is not checked.
    */
-  open(rel: string, opts?: { check?: boolean }): Readable;
+  open(rel: string, opts?: { check?: boolean; start?: number; end?: number }): Readable;
   /**
    * A small file's whole bytes (values.json, a template, the lock's signature), checked as
    * `open` checks them; `check: false` for a reader that judges nothing by them (audit).
@@ -73,8 +74,12 @@ export async function folderContents(dir: string): Promise<BundleContents> {
   const lock = await readLock(dir);
   const locked = lockedFiles(lock);
   const real = (rel: string) => resolveInside(dir, rel, `a file of the bundle ${dir}`);
-  const open = (rel: string, opts?: { check?: boolean }) =>
-    Readable.from(readChecked(dir, rel, real(rel), opts?.check === false ? undefined : locked.get(rel)));
+  const open = (rel: string, opts?: { check?: boolean; start?: number; end?: number }) =>
+    Readable.from(
+      opts?.start !== undefined || opts?.end !== undefined
+        ? readRange(real(rel), opts.start, opts.end)
+        : readChecked(dir, rel, real(rel), opts?.check === false ? undefined : locked.get(rel)),
+    );
   return {
     where: dir,
     isArchive: false,
@@ -92,6 +97,11 @@ export async function folderContents(dir: string): Promise<BundleContents> {
     list: async (prefix) => (await listFiles(await real(prefix))).map((r) => `${prefix}/${r}`).sort(),
     images: async () => OciLayout.open(await real("images"), { create: false }),
   };
+}
+
+/** A byte range of a folder's file (inclusive `end`), unchecked: a part cannot be hashed whole. */
+async function* readRange(file: Promise<string>, start?: number, end?: number): AsyncGenerator<Buffer> {
+  for await (const chunk of createReadStream(await file, { start, end })) yield chunk as Buffer;
 }
 
 /**

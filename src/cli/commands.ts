@@ -316,14 +316,24 @@ export interface ServeFlags {
   host: string;
   tokenFile?: string;
   maxUploadSize: string;
+  registryPort?: string;
+  fileserver: boolean;
+  tlsCert?: string;
+  tlsKey?: string;
 }
 
-/** Runs the file server until SIGINT or SIGTERM, then lets running uploads finish. */
-export async function serveCommand(flags: ServeFlags, out: Output): Promise<void> {
+/**
+ * Runs the file server, the registry over bundles, or both, until SIGINT or SIGTERM, then lets
+ * running uploads finish.
+ */
+export async function serveCommand(bundles: string[], flags: ServeFlags, out: Output): Promise<void> {
   const port = Number(flags.port);
   if (!/^\d+$/.test(flags.port)) throw new InputError(`--port ${flags.port}: not a TCP port (0-65535)`);
+  const registry = registryFlags(bundles, flags);
   const { serve, parseByteSize } = await import("../fileserver/serve.js");
   await serve({
+    ...(registry ? { registry } : {}),
+    files: flags.fileserver,
     root: path.resolve(flags.root),
     host: flags.host,
     port,
@@ -331,6 +341,26 @@ export async function serveCommand(flags: ServeFlags, out: Output): Promise<void
     ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}),
     log: (line) => out.info(line),
   });
+}
+
+function registryFlags(bundles: string[], flags: ServeFlags) {
+  if (flags.registryPort === undefined) {
+    const stray = bundles[0] ?? (flags.fileserver ? (flags.tlsCert ?? flags.tlsKey) : "--no-fileserver");
+    if (stray !== undefined)
+      throw new InputError(
+        `${stray}: bundles, TLS and --no-fileserver are for the registry; add --registry-port PORT`,
+      );
+    return undefined;
+  }
+  const port = Number(flags.registryPort);
+  if (!/^\d+$/.test(flags.registryPort) || port > 65535)
+    throw new InputError(`--registry-port ${flags.registryPort}: not a TCP port (0-65535)`);
+  return {
+    bundles,
+    port,
+    ...(flags.tlsCert ? { tlsCert: flags.tlsCert } : {}),
+    ...(flags.tlsKey ? { tlsKey: flags.tlsKey } : {}),
+  };
 }
 
 export interface DeployFlags extends RegistryFlags, ValueFlags {

@@ -180,8 +180,10 @@ export function buildProgram(out: () => Output): Command {
 
   const serve = program
     .command("serve")
+    .argument("[bundles...]", "with --registry-port: bundle folders or archives whose images to serve")
     .description(
-      "the static file server for the main node: GET/HEAD with Range and ETag, authenticated PUT uploads",
+      "the static file server for the main node: GET/HEAD with Range and ETag, authenticated PUT uploads; " +
+        "with --registry-port, also a read-only registry serving the bundles' images under their mirror names",
     )
     .option("--root <DIR>", "folder to serve (bundles live in <DIR>/<bundle name>/)", "bundle-files")
     .option("--port <PORT>", "port to listen on", "8003")
@@ -190,11 +192,23 @@ export function buildProgram(out: () => Output): Command {
       "--token-file <FILE>",
       "bearer token that uploads must present (without one, uploads are refused)",
     )
-    .option("--max-upload-size <SIZE>", "refuse larger uploads, e.g. 20G", "64G");
-  example(serve, "bundle serve --root /srv/bundle --port 8003 --token-file /etc/bundle/token");
-  serve.action(async (opts: ServeFlags) => {
+    .option("--max-upload-size <SIZE>", "refuse larger uploads, e.g. 20G", "64G")
+    .option(
+      "--registry-port <PORT>",
+      "also serve the OCI pull API of the bundles named (read in place; a later bundle's tags over an earlier's)",
+    )
+    .option("--no-fileserver", "with --registry-port: the registry alone, no file server")
+    .option("--tls-cert <FILE>", "the registry's certificate (PEM): HTTPS instead of plain HTTP")
+    .option("--tls-key <FILE>", "the registry's private key (PEM), with --tls-cert");
+  example(
+    serve,
+    "bundle serve --root /srv/bundle --port 8003 --token-file /etc/bundle/token",
+    "bundle serve --root /srv/bundle --registry-port 5000 /media/usb/openwhisk.tar /media/usb/openwhisk-update.tar",
+    "bundle serve --no-fileserver --registry-port 5000 /media/usb/openwhisk",
+  );
+  serve.action(async (bundles: string[], opts: ServeFlags) => {
     const { serveCommand } = await import("./commands.js");
-    await serveCommand(opts, out());
+    await serveCommand(bundles, opts, out());
   });
 
   const load = program

@@ -23,6 +23,16 @@ const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const DOMAIN =
   /^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$/;
 
+/** Whether `name` is a repository path by the distribution grammar (`teleinfra/redis`), without a host. */
+export function isRepositoryPath(name: string): boolean {
+  return name.length <= 255 && name.split("/").every((c) => PATH_COMPONENT.test(c));
+}
+
+/** Whether `tag` is a tag by the distribution grammar. */
+export function isTag(tag: string): boolean {
+  return TAG.test(tag);
+}
+
 /** Parses `ref`, or throws an InputError that says what part is wrong. */
 export function parseImageRef(ref: string): ImageRef {
   const fail = (why: string): never => {

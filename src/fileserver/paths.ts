@@ -122,3 +122,11 @@ export async function checkParent(root: string, target: string): Promise<string>
   const real = await checkedExistingAncestor(root, path.dirname(target));
   return path.join(real, path.basename(target));
 }
+
+/** A request's path (query dropped) for a log line: it comes from the client, so control characters must not forge lines. */
+export function logSafePath(url: string): string {
+  const path = url.split("?", 1)[0] ?? "";
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  const unsafe = /[\x00-\x20\x7f"]/g;
+  return path.slice(0, 2048).replace(unsafe, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}

@@ -1,12 +1,13 @@
 /**
- * `bundle serve`: the CLI's side of the file server. Reads the token file, checks the flags,
- * starts the server, and on SIGINT/SIGTERM (or `signal`) closes it gracefully: running uploads
- * finish, then the process may exit.
+ * `bundle serve`: the CLI's side of the file server (and of the registry over bundles). Reads
+ * the token file, checks the flags, starts the servers, and on SIGINT/SIGTERM (or `signal`)
+ * closes them gracefully: running uploads finish, then the process may exit.
  */
 import { readFile, stat } from "node:fs/promises";
 import { InputError, WorkError } from "../util/errors.js";
 import { DEFAULT_HOST, DEFAULT_PORT, startFileServer, type FileServer } from "./server.js";
 import { fsReason } from "../util/files.js";
+import { startBundleRegistry, type BundleRegistry, type BundleRegistryOptions } from "./serveRegistry.js";
 
 /** Served when --root is not given: a folder of its own, never the whole working directory. */
 export const DEFAULT_ROOT = "bundle-files";
@@ -24,17 +25,43 @@ export interface ServeOptions {
   log?: (line: string) => void;
   /** Called once the server listens. */
   onListening?: (server: FileServer) => void;
+  /** The registry over bundles (`--registry-port`), on the same host. */
+  registry?: Omit<BundleRegistryOptions, "host" | "log">;
+  /** false: the registry alone, no file server. */
+  files?: boolean;
+  /** Called once the registry listens. */
+  onRegistry?: (registry: BundleRegistry) => void;
 }
 
-/** Runs the file server until SIGINT, SIGTERM or `signal`; resolves once it has closed. */
+/**
+ * Runs the file server, the registry over bundles beside it (`registry`), or the registry alone
+ * (`files: false`), until SIGINT, SIGTERM or `signal`; resolves once they have closed.
+ */
 export async function serve(opts: ServeOptions): Promise<void> {
   const log = opts.log ?? ((line: string) => void process.stderr.write(`${line}\n`));
   const port = opts.port ?? DEFAULT_PORT;
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new InputError(`--port ${port}: not a TCP port (0-65535)`);
   const token = opts.tokenFile === undefined ? undefined : await readTokenFile(opts.tokenFile, log);
+  const registry = opts.registry
+    ? await startBundleRegistry({ ...opts.registry, host: opts.host ?? DEFAULT_HOST, log })
+    : undefined;
+  try {
+    if (registry) for (const line of registry.notice) log(line);
+    if (registry) opts.onRegistry?.(registry);
+    if (opts.files === false) return await stopRequested(opts.signal);
+    await serveFiles({ ...opts, port, token, log });
+  } finally {
+    await registry?.server.close();
+  }
+}
+
+async function serveFiles(
+  opts: ServeOptions & { port: number; token: string | undefined; log: (line: string) => void },
+) {
+  const { token, log } = opts;
   const root = opts.root ?? DEFAULT_ROOT;
-  const server = await listen({ ...opts, root, port, token, log });
+  const server = await listen({ ...opts, root });
   log(
     `serving ${root} at ${server.url}; uploads ${token ? "need the token of --token-file" : "are off (no --token-file)"}`,
   );

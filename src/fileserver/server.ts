@@ -17,7 +17,14 @@ import send from "send";
 import { TokenCheck } from "./auth.js";
 import { DigestStore, FileChanging, sameVersion } from "./digests.js";
 import { listBundle } from "./list.js";
-import { parseUrlPath, PathRejected, relativeTo, resolveForRead, resolveForWrite } from "./paths.js";
+import {
+  logSafePath,
+  parseUrlPath,
+  PathRejected,
+  relativeTo,
+  resolveForRead,
+  resolveForWrite,
+} from "./paths.js";
 import { storeUpload, sweepTempDir, UploadRefused } from "./upload.js";
 
 export const DEFAULT_PORT = 8003;
@@ -289,13 +296,7 @@ function accessLine(
   count: ByteCount | undefined,
   ms: number,
 ): string {
-  const path = (req.url ?? "").split("?", 1)[0] ?? "";
-  // The path comes from the client: control characters must not forge log lines.
-  // eslint-disable-next-line no-control-regex -- matching control characters is the point
-  const unsafe = /[\x00-\x20\x7f"]/g;
-  const safe = path
-    .slice(0, 2048)
-    .replace(unsafe, (c) => `%${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  const safe = logSafePath(req.url ?? "");
   const status = res.writableFinished ? String(res.statusCode) : `${res.statusCode}-aborted`;
   const remote = req.socket.remoteAddress ?? "-";
   return `${new Date().toISOString()} ${remote} ${req.method ?? "-"} ${safe} ${status} in=${count?.in ?? 0} out=${count?.out ?? 0} ${ms.toFixed(1)}ms`;
