@@ -303,10 +303,13 @@ test("charts (files, version), releases, git, files and template values: each na
   Object.assign(git, { commit: f.repo.commits[0], sha256: "2".repeat(64) });
   Object.assign(conf, { size: conf.size + 1, sha256: "3".repeat(64) });
   release.namespace = "apps-2";
-  await writeFile(lockFile, JSON.stringify(lock));
   const valuesFile = path.join(edited, ...lock.values.split("/"));
   const values = JSON.parse(await readFile(valuesFile, "utf8")) as Record<string, unknown>;
-  await writeFile(valuesFile, JSON.stringify({ ...values, replicas: 3, password: "hunter2" }));
+  const valuesText = JSON.stringify({ ...values, replicas: 3, password: "hunter2" });
+  await writeFile(valuesFile, valuesText);
+  // The lock holds the values file's digest: an edit the lock does not know of is refused as tampering.
+  Object.assign(lock, { valuesSize: valuesText.length, valuesSha256: await sha256File(valuesFile) });
+  await writeFile(lockFile, JSON.stringify(lock));
 
   const r = await runCli(["--json", "diff", f.old, edited]);
   t.is(r.code, 1, r.stderr);
