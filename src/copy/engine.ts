@@ -76,7 +76,7 @@ export interface EngineOptions {
 }
 
 /** Manifests and configs are small; anything larger is not what it claims to be. */
-const MAX_SMALL_BLOB = 8 * 1024 * 1024;
+const MAX_SMALL_BLOB = 4 * 1024 * 1024;
 
 export class CopyEngine {
   constructor(private readonly opts: EngineOptions) {}
