@@ -94,10 +94,6 @@ export async function registryAccess(
   }
   const options: RegistryClientOptions = {
     credentials,
-    // A large blob goes up in one streamed PATCH: Distribution saves its hash state at every
-    // chunk, so 32 MiB chunks made a 1 GB upload half again as slow. A PATCH cut off is still
-    // resumed from the offset the registry reports.
-    chunkBytes: 2 ** 40,
     ...(flags.insecure ? { insecure: true } : {}),
     ...(flags.caFile ? { caFile: flags.caFile } : {}),
     timeouts: httpTimeouts(flags),

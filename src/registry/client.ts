@@ -46,7 +46,7 @@ export interface RegistryClientOptions {
   userAgent?: string;
   /** Blobs up to this size are uploaded in one PUT; default 32 MiB. */
   monolithicMaxBytes?: number;
-  /** PATCH size of chunked uploads; default 32 MiB. */
+  /** PATCH size of chunked uploads; default: the whole blob in one (DEFAULT_TUNING). */
   chunkBytes?: number;
   /** Sockets per host; default 16. */
   maxSockets?: number;
