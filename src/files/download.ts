@@ -82,7 +82,12 @@ async function fetchInto(
   const have = (await stat(partial).catch(() => undefined))?.size ?? 0;
   const hash = createHash("sha256");
   if (have > 0) for await (const chunk of createReadStream(partial)) hash.update(chunk as Buffer);
-  const stream = http.stream(url, { method: "GET", headers: have > 0 ? { range: `bytes=${have}-` } : {} });
+  // A download carries no credentials: redirects (to a release's storage, say) are followed.
+  const stream = http.stream(url, {
+    method: "GET",
+    headers: have > 0 ? { range: `bytes=${have}-` } : {},
+    followRedirect: true,
+  });
   const response = await new Promise<{ statusCode: number; headers: Record<string, unknown> }>(
     (resolve, reject) => {
       stream.once("response", resolve);

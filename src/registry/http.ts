@@ -69,12 +69,19 @@ export interface BufferedRequest {
   onUpload?: (transferred: number) => void;
 }
 
+export interface StreamRequest {
+  method: Method;
+  headers?: Record<string, string>;
+  /** Only for requests that carry no credentials (downloads): redirects are ours otherwise. */
+  followRedirect?: boolean;
+}
+
 export interface HttpStack {
   got: Got;
   /** A request whose answer is read whole, up to `maxBytes`, under the rate check. */
   request(url: string, req: BufferedRequest): Promise<BufferedResponse>;
   /** A GET or HEAD whose body is streamed, under the rate check. */
-  stream(url: string, req: { method: Method; headers?: Record<string, string> }): Request;
+  stream(url: string, req: StreamRequest): Request;
   close(): void;
 }
 
@@ -111,7 +118,11 @@ export function createHttpStack(opts: HttpOptions): HttpStack {
     got: instance,
     request: (url, req) => bufferedRequest(instance, t, url, req),
     stream(url, req) {
-      const stream = instance.stream(url, { method: req.method, headers: req.headers ?? {} });
+      const stream = instance.stream(url, {
+        method: req.method,
+        headers: req.headers ?? {},
+        followRedirect: req.followRedirect ?? false,
+      });
       const stop = watchRate(
         stream,
         t,
