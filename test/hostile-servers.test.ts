@@ -96,7 +96,7 @@ function trickle(res: http.ServerResponse, body: Buffer): void {
  * A registry serving `good/app:1` properly and misbehaving for the other repositories:
  * `endless` (layer never ends), `huge` (layer announces 10^12 bytes), `bigmanifest` (manifest
  * announces 200 MB), `chunkedmanifest` (manifest sent forever without a length), `slow`
- * (manifest at 10 bytes a second), `silent` (manifest never answered).
+ * (manifest at 10 bytes a second), `slowblob` (layer likewise), `silent` (manifest never answered).
  */
 function hostileRegistry(
   image: ReturnType<typeof makeImage>,
@@ -133,6 +133,10 @@ function hostileRegistry(
     if (isLayer && repo === "endless") {
       res.writeHead(200, { "content-type": "application/octet-stream" });
       return endless(req, res);
+    }
+    if (isLayer && repo === "slowblob") {
+      res.writeHead(200, { "content-length": String(blob.length) });
+      return trickle(res, blob);
     }
     if (isLayer && repo === "huge") {
       res.writeHead(200, { "content-length": String(10 ** 12) });
@@ -358,7 +362,7 @@ test("a registry or download server that accepts and never answers fails after -
   t.regex(bad.stderr, /--response-timeout soon: write seconds/);
 });
 
-test("a manifest or download trickling at 10 bytes a second fails under --min-rate", async (t) => {
+test("a manifest, blob or download trickling at 10 bytes a second fails under --min-rate", async (t) => {
   const image = makeImage();
   const reg = await serve(t, hostileRegistry(image));
   const limits = ["--min-rate", "1K", "--rate-window", "1"];
@@ -370,6 +374,12 @@ test("a manifest or download trickling at 10 bytes a second fails under --min-ra
   );
   await assertNothingBig(t, out);
   await canaryUntouched();
+
+  const blob = await prepareImage(t, `${reg.host}/slowblob/app:1`, limits);
+  t.is(blob.r.code, 1, blob.r.stderr);
+  t.regex(blob.r.stderr, new RegExp(`blobs/${image.layerDigest}: slower than 1 KiB/s for 1 s`));
+  t.false([...(await filesUnder(blob.out)).keys()].some((f) => f.includes(image.layerDigest.slice(7))));
+  await blob.canaryUntouched();
 
   const srv = await serve(t, downloads(randomBytes(5000)));
   const ws = await workspace(t, `files:\n  - url: ${srv.url}/slow\n    path: tool.bin\n`);
