@@ -10,6 +10,8 @@ export interface BenchConfig {
   totalBytes: number;
   /** Size of the one layer of the large-layer case; 0 skips that case. */
   bigBytes: number;
+  /** Number of small images of the scale case (bench/scale.ts); 0 skips it. */
+  many: number;
   /** Where the JSON results go. */
   resultsPath: string;
   /** Parent folder of the bench's working folder (layouts and bundles). */
@@ -24,12 +26,14 @@ export const MB = 1024 * 1024;
 export const DEFAULT_TOTAL_MB = 600;
 export const DEFAULT_BIG_MB = 1024;
 export const DEFAULT_IMAGES = 20;
+export const DEFAULT_MANY = 1000;
 
 export const ENV_HELP = `Environment:
   BENCH_SCALE=F       multiply the default sizes (${DEFAULT_TOTAL_MB} MB set, ${DEFAULT_BIG_MB} MB layer) by F, e.g. 0.05 for a quick run
   BENCH_TOTAL_MB=N    distinct blob MB of the image set (overrides BENCH_SCALE for the set)
   BENCH_BIG_MB=N      size of the single large layer (overrides BENCH_SCALE; 0 skips that case)
   BENCH_IMAGES=N      number of multi-arch images (default ${DEFAULT_IMAGES})
+  BENCH_MANY=N        small multi-arch images of the scale case (default ${DEFAULT_MANY}; 0 skips it)
   BENCH_RESULTS=FILE  where to write the JSON results (default ./bench-results.json)
   BENCH_WORKDIR=DIR   parent of the working folder (default the system temp folder)
   BENCH_VERBOSE=1     show the output of skopeo and bundle
@@ -41,6 +45,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
   const bigMb = number(env, "BENCH_BIG_MB", DEFAULT_BIG_MB * scale, { min: 0, integer: false });
   return {
     images: number(env, "BENCH_IMAGES", DEFAULT_IMAGES, { min: 1, integer: true }),
+    many: number(env, "BENCH_MANY", DEFAULT_MANY, { min: 0, integer: true }),
     totalBytes: Math.round(totalMb * MB),
     bigBytes: Math.round(bigMb * MB),
     resultsPath: path.resolve(env.BENCH_RESULTS || "bench-results.json"),

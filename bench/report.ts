@@ -18,6 +18,8 @@ export interface Row {
   id: string;
   step: string;
   skopeo: Measured | null;
+  /** The bare Node floor of the same step (bench/floors.ts), where there is one. */
+  floor?: Measured;
   bundle: Outcome;
   /** Digest checks of what each tool produced against the source. */
   checks: { skopeo?: Check; bundle?: Check };
@@ -35,11 +37,20 @@ export interface Target {
   mark: Mark;
 }
 
-export const PEAK_LIMIT_MB = 150;
-export const RATIO_LIMIT = 0.5;
-export const NOOP_LIMIT_S = 0.5;
+export const PEAK_LIMIT_MB = 100;
+/** bundle against skopeo, per step (issue 12's goals). */
+export const RATIO_LIMITS: Record<string, number> = { prepare: 0.45, upload: 0.48 };
+export const NOOP_LIMIT_S = 0.25;
+/** prepare and upload within 10 % of the bare floors (issue 12). */
+export const FLOOR_LIMIT = 1.1;
 /** A progress display on a terminal may cost 5 % over output to a log. */
 export const TERMINAL_LIMIT = 1.05;
+
+/** bundle's time over the bare floor's. */
+export function floorRatio(row: Row): number | null {
+  if (!row.floor || row.bundle.status !== "ok" || row.floor.seconds <= 0) return null;
+  return row.bundle.seconds / row.floor.seconds;
+}
 
 export function ratio(row: Row): number | null {
   if (!row.skopeo || row.bundle.status !== "ok" || row.skopeo.seconds <= 0) return null;
@@ -67,7 +78,18 @@ export function targets(rows: Row[]): Target[] {
       mark: r === null ? notMeasured(row) : r <= limit && digestsOk(row) ? "pass" : "FAIL",
     });
   };
-  for (const id of ["prepare", "upload"]) ratioTarget(id, "bundle/skopeo", RATIO_LIMIT);
+  for (const id of ["prepare", "upload"]) ratioTarget(id, "bundle/skopeo", RATIO_LIMITS[id] ?? 0.5);
+  for (const id of ["prepare", "upload"]) {
+    const row = byId(id);
+    const f = row ? floorRatio(row) : null;
+    if (row && f !== null)
+      list.push({
+        name: `${row.step}: bundle/floor`,
+        goal: `≤ ${FLOOR_LIMIT}`,
+        value: fmt(f, 2),
+        mark: f <= FLOOR_LIMIT ? "pass" : "FAIL",
+      });
+  }
   for (const id of ["prepare-tty", "upload-tty"]) ratioTarget(id, "terminal/log", TERMINAL_LIMIT);
   const noop = byId("noop");
   if (noop) {
@@ -112,23 +134,37 @@ function notMeasured(row: Row): Mark {
 }
 
 export function printTable(rows: Row[], list: Target[], log: (line: string) => void): void {
-  const header = ["step", "skopeo s", "bundle s", "ratio", "bundle peak MB", "skopeo peak MB", "digests"];
+  const header = [
+    "step",
+    "skopeo s",
+    "floor s",
+    "bundle s",
+    "ratio",
+    "/floor",
+    "bundle peak MB",
+    "skopeo peak MB",
+    "floor peak MB",
+    "digests",
+  ];
   const body = rows.map((row) => {
-    const r = ratio(row);
+    const [r, f] = [ratio(row), floorRatio(row)];
     const peak = row.bundle.status === "skipped" ? null : row.bundle.peakMb;
     return [
       row.step,
       row.skopeo ? fmt(row.skopeo.seconds, 2) : "-",
+      row.floor ? fmt(row.floor.seconds, 2) : "-",
       truncate(bundleLabel(row.bundle), 48),
       r === null ? "-" : fmt(r, 2),
+      f === null ? "-" : fmt(f, 2),
       peak === null || row.bundle.status !== "ok" ? "-" : fmt(peak, 0),
       row.skopeo?.peakMb == null ? "-" : fmt(row.skopeo.peakMb, 0),
+      row.floor?.peakMb == null ? "-" : fmt(row.floor.peakMb, 0),
       digestSummary(row),
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((cells) => cells[i]!.length)));
   const line = (cells: string[]) =>
-    cells.map((c, i) => (i === 0 || i === 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
+    cells.map((c, i) => (i === 0 || i === 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ");
   log(line(header));
   log(widths.map((w) => "-".repeat(w)).join("  "));
   for (const cells of body) log(line(cells));

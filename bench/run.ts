@@ -11,6 +11,9 @@
  * 5. prepare and upload again on a pseudo-terminal (`script -qfec`), against the same runs with
  *    output to a log: what the progress display costs.
  * 6. The same for one image holding one large layer, for bundle's peak memory.
+ * 7. Beside each prepare and upload, the bare floor (bench/floors.ts): the least a Node program
+ *    does for the same copy. The goal is bundle within 10 % of it.
+ * 8. The scale case (bench/scale.ts): 1,000 small images, per-image costs growing linearly.
  * Every bundle command runs under GNU time for its peak RSS; every result is checked against the
  * source's digests with skopeo. Bundle stages that are not built yet are reported as such.
  */
@@ -18,6 +21,7 @@ import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { freePort } from "../test/helpers/ports.js";
 import { startRegistry, type TestRegistry } from "../test/helpers/registry.js";
 import { ENV_HELP, readConfig, type BenchConfig } from "./config.js";
@@ -35,8 +39,10 @@ import {
   type Outcome,
   type Row,
 } from "./report.js";
+import { printScale, scaleCase, scaleTargets } from "./scale.js";
 import { checkLayout, checkRegistry, fullPathMirrorName, type Check, type Expected } from "./verify.js";
 
+const FLOORS = fileURLToPath(new URL("./floors.js", import.meta.url));
 const DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 const log = (line = ""): void => console.log(line);
@@ -68,6 +74,8 @@ class Resources {
 }
 
 interface Case {
+  /** The source registry's URL, for the floors. */
+  source: string;
   /** Prefix of the row ids ("" for the main set, "big-" for the large layer). */
   id: string;
   label: string;
@@ -129,6 +137,7 @@ async function bench(config: BenchConfig, res: Resources, startedAt: Date): Prom
   const label = `${set.images.length} images, ${mb(set.distinctBytes)}`;
   rows.push(
     ...(await compare({
+      source: source.url,
       id: "",
       label,
       images: expected(set),
@@ -154,6 +163,7 @@ async function bench(config: BenchConfig, res: Resources, startedAt: Date): Prom
     generation.big = datasetJson(big);
     rows.push(
       ...(await compare({
+        source: source.url,
         id: "big-",
         label: `1 image, ${mb(config.bigBytes)} layer`,
         images: expected(big),
@@ -165,9 +175,25 @@ async function bench(config: BenchConfig, res: Resources, startedAt: Date): Prom
     );
   }
 
-  const list = targets(rows);
+  const scale =
+    config.many > 0
+      ? await scaleCase({
+          config,
+          source,
+          registry: () => res.registry(),
+          stop: (r) => res.stop(r),
+          dir: path.join(res.work, "many"),
+          log,
+        })
+      : undefined;
+
+  const list = [...targets(rows), ...(scale ? scaleTargets(scale) : [])];
   log();
   printTable(rows, list, log);
+  if (scale) {
+    log();
+    printScale(scale, log);
+  }
   const results = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
@@ -183,6 +209,8 @@ async function bench(config: BenchConfig, res: Resources, startedAt: Date): Prom
       step: row.step,
       skopeoSeconds: row.skopeo?.seconds ?? null,
       skopeoPeakMb: row.skopeo?.peakMb ?? null,
+      floorSeconds: row.floor?.seconds ?? null,
+      floorPeakMb: row.floor?.peakMb ?? null,
       bundle: row.bundle,
       bundleSeconds: row.bundle.status === "ok" ? row.bundle.seconds : null,
       bundlePeakMb: row.bundle.status === "skipped" ? null : row.bundle.peakMb,
@@ -195,6 +223,7 @@ async function bench(config: BenchConfig, res: Resources, startedAt: Date): Prom
       ...(row.sizes ? { sizes: row.sizes } : {}),
     })),
     targets: list,
+    ...(scale ? { scale } : {}),
   };
   await writeJson(config.resultsPath, results);
   log();
@@ -234,6 +263,9 @@ async function compare(c: Case): Promise<Row[]> {
         `so their digests are not the source's; bundle must keep them (SPEC.md)`,
     );
   }
+  const floorOut = path.join(dir, "floor");
+  prepare.floor = await floor(["prepare", c.source, floorOut, ...images.map((image) => image.ref)]);
+  log(`  floor: ${fmt(prepare.floor.seconds, 2)} s${peakText(prepare.floor)}`);
   prepare.bundle = await bundle(config, ["prepare", "-f", def, "-o", out]);
   const bundleLayout =
     prepare.bundle.status === "ok"
@@ -267,6 +299,11 @@ async function compare(c: Case): Promise<Row[]> {
   const skopeoPushed = await checkRegistry(skopeoDest.host, images, (image) => fullPathMirrorName(image.ref));
   upload.checks.skopeo = skopeoPushed;
   logSkopeo(upload.skopeo, images.length, skopeoPushed, dockerListsOnly(skopeoPushed, images) > 0);
+  const floorDest = await res.registry();
+  upload.floor = await floor(["upload", floorOut, floorDest.url]);
+  log(`  floor: ${fmt(upload.floor.seconds, 2)} s${peakText(upload.floor)}`);
+  await res.stop(floorDest);
+  await rm(floorOut, { recursive: true, force: true });
   upload.bundle = await bundleUpload(config, out, bundleDest.host, upload);
   if (upload.bundle.status === "ok") {
     upload.checks.bundle = await checkRegistry(bundleDest.host, images, (image) =>
@@ -455,6 +492,15 @@ async function skopeoEach(
     if (result.peakMb !== null) peakMb = Math.max(peakMb ?? 0, result.peakMb);
   }
   return { seconds, peakMb };
+}
+
+/** bench/floors.ts, the bare Node program for the same step, as its own process. */
+async function floor(args: string[]): Promise<Measured> {
+  return timed(process.execPath, [FLOORS, ...args]);
+}
+
+function peakText(m: Measured): string {
+  return m.peakMb === null ? "" : `, peak ${fmt(m.peakMb, 0)} MB`;
 }
 
 async function bundle(config: BenchConfig, args: string[]): Promise<Outcome> {

@@ -22,6 +22,9 @@
  *   no code splitting).
  * - CommonJS dependencies call require("fs") and use __dirname/__filename, which an ES module lacks:
  *   the banner defines them from import.meta.url.
+ * - `format: "cjs"` (scripts/build-exe.mjs: a Node single-executable application needs a CommonJS
+ *   main script) drops main.ts's top-level await, which CommonJS lacks, and runs the CLI
+ *   unconditionally; import.meta.url becomes the file's own URL (in an executable, its path).
  * - ssh2 (through dockerode → docker-modem) tries `cpu-features` and its own sshcrypto.node inside
  *   try/catch: both are stubbed with a module that throws, so ssh2 takes its pure-JS path and no
  *   native addon that happens to sit in some node_modules above the bundle gets loaded.
@@ -35,7 +38,16 @@ import { fileURLToPath, URL } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const ENTRY = path.join(ROOT, "src/cli/main.ts");
-const SCHEMAS = ["bundle.schema.json", "telego.schema.json"];
+const SCHEMAS = [
+  "bundle.schema.json",
+  "telego.schema.json",
+  "bundle-lock.schema.json",
+  "bundle-index.schema.json",
+  "oci-index.schema.json",
+  "oci-manifest.schema.json",
+  "oci-config.schema.json",
+  "docker-archive.schema.json",
+];
 
 function parseArgs(argv) {
   const opts = { outfile: path.join(ROOT, "dist/standalone/bundle.mjs"), minify: false, quiet: false };
@@ -128,6 +140,31 @@ function stubNativePlugin() {
   };
 }
 
+/**
+ * For the CommonJS build: main.ts without its hashbang (the executable's main script is not a
+ * file node is asked to run) and with the CLI run unconditionally, without top-level await.
+ */
+function runMainPlugin() {
+  const mainFile = ENTRY;
+  const tail = /\n\/\/ Run when executed as a program[^\n]*\n[\s\S]*$/;
+  expectSource(mainFile, [/^#!.*\n/, tail, /export async function run\(argv: string\[\]\)/]);
+  return {
+    name: "run-main",
+    setup(b) {
+      b.onLoad({ filter: /[\\/]cli[\\/]main\.ts$/ }, (args) => {
+        if (path.resolve(args.path) !== mainFile) return undefined;
+        const text = readFileSync(mainFile, "utf8")
+          .replace(/^#!.*\n/, "")
+          .replace(
+            tail,
+            `\nvoid run(process.argv.slice(2)).then((code) => {\n  process.exitCode = code;\n});\n`,
+          );
+        return { contents: text, loader: "ts" };
+      });
+    },
+  };
+}
+
 // Keep the hashbang first: esbuild carries main.ts's `#!/usr/bin/env node` over before the banner.
 const BANNER = [
   `import { createRequire as __bundleCreateRequire } from "node:module";`,
@@ -138,21 +175,27 @@ const BANNER = [
   `const __dirname = __bundleDirname(__filename);`,
 ].join("\n");
 
+/** CommonJS has require, __filename and __dirname; import.meta.url is derived from __filename. */
+const CJS_BANNER = `const __bundleImportMetaUrl = require("node:url").pathToFileURL(__filename).href;`;
+
+/** opts.format: "esm" (default, dist/standalone/bundle.mjs) or "cjs" (the executables' main script). */
 export async function buildStandalone(opts) {
   const started = Date.now();
+  const cjs = opts.format === "cjs";
   const result = await build({
     entryPoints: [ENTRY],
     outfile: opts.outfile,
     absWorkingDir: ROOT,
     bundle: true,
     platform: "node",
-    format: "esm",
+    format: cjs ? "cjs" : "esm",
     target: "node20",
     splitting: false,
     minify: opts.minify,
     legalComments: "eof",
-    banner: { js: BANNER },
-    plugins: [inlineFilesPlugin(), stubNativePlugin()],
+    banner: { js: cjs ? CJS_BANNER : BANNER },
+    ...(cjs ? { define: { "import.meta.url": "__bundleImportMetaUrl" } } : {}),
+    plugins: [inlineFilesPlugin(), stubNativePlugin(), ...(cjs ? [runMainPlugin()] : [])],
     logLevel: opts.quiet ? "error" : "warning",
     metafile: true,
   });

@@ -8,6 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(docker-registry skopeo git docker.io ca-certificates time unzip)
+# The arm64 executable (npm run build:exe) runs under qemu in test/exe.test.ts, with arm64's C
+# libraries from Debian's cross packages (they exist for amd64 machines).
+if [ "$(uname -m)" = "x86_64" ]; then
+  packages+=(qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross)
+fi
 # npm fetches a maintained Node.js below when the machine's is too old; it needs some node to run.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 missing=()

@@ -1,8 +1,18 @@
-/** Writes schema/*.schema.json from the TypeBox schemas in src/config/schema.ts. */
+/**
+ * Writes schema/*.schema.json and their ajv standalone validators from the TypeBox schemas in
+ * src/config/schema.ts (definitions) and src/bundle/schema.ts (lock and archive index).
+ */
 import { writeFile } from "node:fs/promises";
-import { publishedSchemas } from "../src/config/schema.js";
+import { publishedSchemas, schemaFiles } from "../src/config/schema.js";
+import { bundleFileSchemas } from "../src/bundle/schema.js";
+import { ociSchemas } from "../src/oci/schema.js";
+import { DATA_VALIDATOR_OPTIONS } from "../src/util/schema.js";
 
-for (const [name, text] of Object.entries(publishedSchemas())) {
+const files = {
+  ...publishedSchemas(),
+  ...schemaFiles({ ...bundleFileSchemas(), ...ociSchemas() }, DATA_VALIDATOR_OPTIONS),
+};
+for (const [name, text] of Object.entries(files)) {
   const target = new URL(`../../schema/${name}`, import.meta.url);
   await writeFile(target, text);
   console.log(`wrote ${target.pathname}`);

@@ -16,7 +16,7 @@ import { seedStandardImages, type StandardImages } from "./helpers/images.js";
 import { skopeoInspectRaw } from "./helpers/skopeo.js";
 import { runCli, tempFiles } from "./helpers/cli.js";
 import { ARCHIVE_INDEX, openArchive, packBundle, type ArchiveIndex } from "../src/bundle/archive.js";
-import { ArchiveLayout } from "../src/store/archive.js";
+import { ArchiveLayout } from "../src/bundle/archiveLayout.js";
 import { openBundle, unpackBundle } from "../src/bundle/contents.js";
 import { verifyBundle } from "../src/stages/verify.js";
 import { RegistryStore } from "../src/store/registry.js";

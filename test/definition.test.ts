@@ -6,7 +6,10 @@ import { Ajv } from "ajv";
 import { loadDefinition, missingValues } from "../src/config/load.js";
 import { formatMirror } from "../src/config/mirror.js";
 import { formatImageRef } from "../src/config/imageRef.js";
-import { publishedSchemas } from "../src/config/schema.js";
+import { publishedSchemas, schemaFiles } from "../src/config/schema.js";
+import { bundleFileSchemas } from "../src/bundle/schema.js";
+import { ociSchemas } from "../src/oci/schema.js";
+import { DATA_VALIDATOR_OPTIONS } from "../src/util/schema.js";
 import { REPO, runCli, tempFiles } from "./helpers/cli.js";
 
 const TELEGO = path.join(REPO, "test/fixtures/telego-openwhisk/deployment.yml");
@@ -184,7 +187,11 @@ test("full-path mirror naming separates images that share a last segment", async
 });
 
 test("the published JSON Schema is the one the loader uses, and accepts the native example", async (t) => {
-  for (const [name, text] of Object.entries(publishedSchemas())) {
+  const files = {
+    ...publishedSchemas(),
+    ...schemaFiles({ ...bundleFileSchemas(), ...ociSchemas() }, DATA_VALIDATOR_OPTIONS),
+  };
+  for (const [name, text] of Object.entries(files)) {
     t.is(
       await readFile(path.join(REPO, "schema", name), "utf8"),
       text,

@@ -157,7 +157,7 @@ test.serial(
     const installs = await r.cluster.installs();
     t.is(installs.length, 1);
     const install = installs[0]!;
-    t.deepEqual(install.args.slice(0, 2), ["owdev", path.join(root, "full/out/deploy/owdev/chart")]);
+    t.deepEqual(install.args.slice(-3), ["--", "owdev", path.join(root, "full/out/deploy/owdev/chart")]);
 
     const pods = [...new Set(renderedImages(install.rendered))].sort();
     const runtimes = renderedRuntimeImages(install.rendered).sort();
@@ -249,7 +249,7 @@ test.serial(
 
     const dry = await deploy("full/out", ["--dry-run"]);
     t.is(dry.code, 0, dry.stderr);
-    t.regex(dry.stdout, /upgrade --install owdev .*deploy\/owdev\/chart --namespace openwhisk/);
+    t.regex(dry.stdout, /upgrade --install --namespace openwhisk .* -- owdev .*deploy\/owdev\/chart$/m);
     t.regex(dry.stderr, /proof: release owdev runs 14 images/);
     t.deepEqual(await dry.cluster.installs(), []);
   },

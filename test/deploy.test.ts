@@ -130,8 +130,6 @@ test.serial(
     t.deepEqual(demo, [
       "upgrade",
       "--install",
-      "demo",
-      path.join(work, "demo", "chart"),
       "--namespace",
       "apps",
       "--create-namespace",
@@ -144,16 +142,12 @@ test.serial(
       "10m",
       "--kube-context",
       "edge",
+      "--",
+      "demo",
+      path.join(work, "demo", "chart"),
     ]);
-    t.deepEqual(second.slice(0, 7), [
-      "upgrade",
-      "--install",
-      "second",
-      path.join(work, "second", "chart"),
-      "--namespace",
-      "second",
-      "--create-namespace",
-    ]);
+    t.deepEqual(second.slice(0, 5), ["upgrade", "--install", "--namespace", "second", "--create-namespace"]);
+    t.deepEqual(second.slice(-3), ["--", "second", path.join(work, "second", "chart")]);
     t.is(
       await readFile(path.join(work, "demo", "values-1-override.yml"), "utf8"),
       `docker:\n  registry:\n    name: "${site.host}/"\napiHost: 10.1.2.3\n` +
@@ -204,7 +198,7 @@ test.serial("--dry-run prints each command and writes the values files, without 
   t.is(lines.length, 2);
   t.regex(
     lines[0] ?? "",
-    /^helm upgrade --install demo .* --namespace apps --create-namespace -f .*generated-values\.yaml -f .*values-1-override\.yml --wait --timeout 10m$/,
+    /^helm upgrade --install --namespace apps --create-namespace -f .*generated-values\.yaml -f .*values-1-override\.yml --wait --timeout 10m -- demo \S+\/chart$/,
   );
   t.regex(
     await readFile(path.join(bundle, "deploy", "demo", "values-1-override.yml"), "utf8"),
@@ -318,7 +312,7 @@ test.serial(
       { cwd: root },
     );
     t.is(dry.code, 0, dry.stderr);
-    t.regex(dry.stdout, new RegExp(`helm upgrade --install demo ${path.join(root, "bundle-deploy")}`));
+    t.regex(dry.stdout, new RegExp(`helm upgrade --install .* -- demo ${path.join(root, "bundle-deploy")}`));
     const back = path.join(root, "unpacked");
     t.is((await runCli(["unpack", archive, back], { cwd: root })).code, 0);
     t.is(

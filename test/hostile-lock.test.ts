@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { runCli, tempFiles } from "./helpers/cli.js";
-import { emptyLock } from "./helpers/bundles.js";
+import { emptyLock, snapshot } from "./helpers/bundles.js";
 import type { Lock } from "../src/bundle/lock.js";
 import type { ArchiveIndex } from "../src/bundle/archive.js";
 
@@ -39,21 +39,6 @@ async function bed(t: ExecutionContext, lock: unknown): Promise<Bed> {
   );
   t.teardown(cleanup);
   return { root: dir, bundle: path.join(dir, "bundle"), canary: path.join(dir, "canary") };
-}
-
-/** Every file under `dir` with its bytes and mode, to compare before and after. */
-async function snapshot(dir: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const walk = async (rel: string) => {
-    for (const e of await readdir(path.join(dir, rel), { withFileTypes: true })) {
-      const r = rel ? `${rel}/${e.name}` : e.name;
-      const abs = path.join(dir, r);
-      if (e.isDirectory()) await walk(r);
-      else out[r] = `${(await stat(abs)).mode.toString(8)} ${sha(await readFile(abs, "utf8"))}`;
-    }
-  };
-  await walk("");
-  return out;
 }
 
 const commands = (b: string) => [

@@ -6,7 +6,6 @@
  */
 import test, { type ExecutionContext } from "ava";
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -14,8 +13,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { startRegistry } from "./helpers/registry.js";
 import { seedStandardImages } from "./helpers/images.js";
-import { skopeoInspectRaw } from "./helpers/skopeo.js";
-import { startFileServer } from "../src/fileserver/server.js";
+import { assertSiteHolds, siteFileServer } from "./helpers/offlineSite.js";
 
 /** The repository's top folder (this file runs from dist/test). */
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -129,15 +127,7 @@ test("the standalone bundle prepares with --with-tool; the carried copy uploads 
   const offline = path.join(dir, "offline");
   await mkdir(offline);
   await writeFile(path.join(offline, "bundle.mjs"), carried);
-  await writeFile(path.join(offline, "token"), "tok\n");
-  const server = await startFileServer({
-    root: path.join(dir, "served"),
-    host: "127.0.0.1",
-    port: 0,
-    token: "tok",
-    log: () => undefined,
-  });
-  t.teardown(() => server.close());
+  const server = await siteFileServer(t, dir, path.join(offline, "token"));
   const upload = await run(
     process.execPath,
     [
@@ -156,12 +146,5 @@ test("the standalone bundle prepares with --with-tool; the carried copy uploads 
   );
   t.is(upload.code, 0, upload.stderr);
 
-  const pushed = await skopeoInspectRaw(`${site.host}/teleinfra/multi-oci:v1`);
-  const digest = `sha256:${createHash("sha256").update(pushed).digest("hex")}`;
-  t.is(digest, image.digest, "the site holds the source's index digest");
-  t.deepEqual(pushed, image.manifestBytes);
-  for (const p of image.platforms) {
-    const child = await skopeoInspectRaw(`${site.host}/teleinfra/multi-oci@${p.digest}`);
-    t.is(`sha256:${createHash("sha256").update(child).digest("hex")}`, p.digest, p.platform);
-  }
+  await assertSiteHolds(t, site.host, "teleinfra/multi-oci:v1", image);
 });

@@ -16,7 +16,7 @@ import { runCli, tempFiles } from "./helpers/cli.js";
 import type { Lock } from "../src/bundle/lock.js";
 import { formatVerify, verifyBundle } from "../src/stages/verify.js";
 import { formatInspect, inspectBundle } from "../src/stages/inspect.js";
-import { standardImageLines } from "./helpers/bundles.js";
+import { sha256File, standardImageLines } from "./helpers/bundles.js";
 import { openBundle } from "../src/bundle/contents.js";
 
 const tool = randomBytes(30_000);
@@ -107,7 +107,8 @@ test("a fresh bundle verifies, with every blob and file counted once", async (t)
   const blobs = new Set(
     all.flatMap((i) => [i.digest, ...i.platforms.map((p) => p.digest), ...i.blobs.map((b) => b.digest)]),
   );
-  // app.tar.gz (git, also listed among the files), tool-1.0.tgz, templates/files/init.sh.
+  // app.tar.gz (git, also listed among the files), tool-1.0.tgz, templates/files/init.sh, and
+  // templates/values.json, which the lock gives a sha256 too.
   t.deepEqual(lock.files.map((f) => f.path).sort(), ["app.tar.gz", "tool-1.0.tgz"]);
   t.deepEqual(
     lock.templates.map((x) => x.source),
@@ -115,10 +116,16 @@ test("a fresh bundle verifies, with every blob and file counted once", async (t)
   );
   let bytes = 0;
   for (const d of blobs) bytes += (await stat(blobFile(dir, d))).size;
-  for (const rel of ["files/app.tar.gz", "files/tool-1.0.tgz", "templates/files/init.sh"])
+  t.is(lock.valuesSha256, await sha256File(path.join(dir, "templates", "values.json")));
+  for (const rel of [
+    "files/app.tar.gz",
+    "files/tool-1.0.tgz",
+    "templates/files/init.sh",
+    "templates/values.json",
+  ])
     bytes += (await stat(path.join(dir, rel))).size;
-  t.deepEqual(report.checked, { blobs: blobs.size, files: 3, bytes });
-  t.regex(formatVerify(report).at(-1) ?? "", /^bundle ok: \d+ blobs and 3 files checked/);
+  t.deepEqual(report.checked, { blobs: blobs.size, files: 4, bytes });
+  t.regex(formatVerify(report).at(-1) ?? "", /^bundle ok: \d+ blobs and 4 files checked/);
 });
 
 test("one flipped byte in a shared layer is a mismatch naming the blob and every image using it", async (t) => {

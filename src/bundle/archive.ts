@@ -16,7 +16,7 @@ import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs
 import path from "node:path";
 import { Readable } from "node:stream";
 import { Header, Pax } from "tar";
-import { LOCK_FILE, parseLock, readLock, type Lock } from "./lock.js";
+import { LOCK_FILE, lockedFiles, parseLock, readLock, type Lock, type LockedBytes } from "./lock.js";
 import { InputError, WorkError } from "../util/errors.js";
 
 export const ARCHIVE_INDEX = "bundle-index.json";
@@ -150,19 +150,9 @@ function headerFor(p: string, size: number, mode: number, mtime: number): Buffer
 
 const padding = (n: number) => (BLOCK - (n % BLOCK)) % BLOCK;
 
-function knownHashes(lock: Lock): Map<string, string> {
-  const known = new Map<string, string>();
-  for (const f of lock.files) known.set(`files/${f.path}`, f.sha256);
-  for (const t of lock.templates) known.set(t.source, t.sha256);
-  for (const g of lock.git) known.set(`files/${g.archive}`, g.sha256);
-  for (const n of lock.npm ?? []) known.set(`files/${n.path}`, n.sha256);
-  for (const c of lock.charts) for (const f of c.files ?? []) known.set(`${c.path}/${f.path}`, f.sha256);
-  return known;
-}
-
-function sha256Of(rel: string, known: Map<string, string>): string | undefined {
+function sha256Of(rel: string, known: Map<string, LockedBytes>): string | undefined {
   const m = /^images\/blobs\/sha256\/([0-9a-f]{64})$/.exec(rel);
-  return m?.[1] ?? known.get(rel);
+  return m?.[1] ?? known.get(rel)?.sha256;
 }
 
 /**
@@ -184,7 +174,7 @@ export async function packBundle(
   const entries = found
     .filter((f) => !path.resolve(f.abs).startsWith(outAbs))
     .sort((a, b) => rank(a.rel) - rank(b.rel) || (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
-  const known = knownHashes(lock);
+  const known = lockedFiles(lock);
   const planned: Planned[] = entries.map((e) => {
     const mode = e.stats.mode & 0o777;
     const mtime = Math.floor(e.stats.mtimeMs / 1000);
@@ -413,7 +403,7 @@ export async function openArchive(file: string): Promise<BundleArchive> {
     throw new InputError(
       `${file}: archive format ${String(head0?.format)} v${String(head0?.version)} is not supported`,
     );
-  const { checkIndexData } = await import("./schema.js");
+  const { checkIndexData } = await import("./parse.js");
   const index = checkIndexData(data, `${ARCHIVE_INDEX} in ${file}`);
   const members = new Map(index.members.map((m) => [m.path, m]));
   for (const m of index.members) {
@@ -441,7 +431,7 @@ export async function openArchive(file: string): Promise<BundleArchive> {
   const lockText = await collect(read(LOCK_FILE));
   const lock = await parseLock(lockText.toString("utf8"), `${LOCK_FILE} in ${file}`);
   // The lock, not the index, says what each member's bytes must be: every read checks them.
-  const known = knownHashes(lock);
+  const known = lockedFiles(lock);
   for (const m of index.members) {
     const sha256 = sha256Of(m.path, known);
     if (sha256) m.sha256 = sha256;

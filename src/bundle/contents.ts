@@ -5,24 +5,28 @@
  * so an archive is read in place, each member from its offset, and nothing is unpacked to disk.
  * (`load` opens its layout itself: it also takes a bare OCI layout without a lock.)
  */
+import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { chmod, mkdir, readdir, readFile, rename, rm, rmdir, stat } from "node:fs/promises";
+import { chmod, mkdir, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import { listFiles } from "../util/files.js";
 import path from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { isArchive, openArchive, readMember, type BundleArchive } from "./archive.js";
-import { LOCK_FILE, readLock, type Lock } from "./lock.js";
-import { ArchiveLayout } from "../store/archive.js";
+import { isArchive, openArchive, type BundleArchive } from "./archive.js";
+import { LOCK_FILE, lockedFiles, readLock, type Lock, type LockedBytes } from "./lock.js";
+import { ArchiveLayout } from "./archiveLayout.js";
 import { OciLayout, type IndexFile } from "../store/layout.js";
 import type { ImageLocation, ImageSource } from "../store/types.js";
-import type { Descriptor } from "../oci/types.js";
-import { InputError, WorkError } from "../util/errors.js";
+import type { Descriptor, Origin } from "../oci/types.js";
+import { BundleError, InputError, WorkError } from "../util/errors.js";
+import { resolveInside } from "../util/paths.js";
+import { readAll } from "../util/streams.js";
 
 /** The bundle's `images/` layout as a copy source that can also list what it holds. */
 export type LayoutSource = ImageSource & {
   readIndex(): Promise<IndexFile>;
   hasBlob(loc: ImageLocation, desc: Descriptor): Promise<boolean>;
+  blobOrigin(digest: string): Origin;
 };
 
 export interface BundleContents {
@@ -39,8 +43,11 @@ export interface BundleContents {
    * to a caller that hashes the bytes itself.
    */
   open(rel: string, opts?: { check?: boolean }): Readable;
-  /** A small file's whole bytes (values.json, a template, the lock's signature). */
-  readFile(rel: string): Promise<Buffer>;
+  /**
+   * A small file's whole bytes (values.json, a template, the lock's signature), checked as
+   * `open` checks them; `check: false` for a reader that judges nothing by them (audit).
+   */
+  readFile(rel: string, opts?: { check?: boolean }): Promise<Buffer>;
   /** Bundle paths of the files under folder `prefix` (e.g. `charts/owdev`), sorted. */
   list(prefix: string): Promise<string[]>;
   /** The `images/` OCI layout, read in place. */
@@ -52,23 +59,69 @@ export async function openBundle(where: string): Promise<BundleContents> {
   return (await isArchive(where)) ? archiveContents(await openArchive(where)) : folderContents(where);
 }
 
+/**
+ * A bundle folder: every path is found through `resolveInside` (a link that leads outside the
+ * folder is refused, not read through), and every file the lock gives a digest for is checked
+ * against it as it is read, as an archive's members are (`check: false`: the caller hashes).
+ */
 export async function folderContents(dir: string): Promise<BundleContents> {
   const lock = await readLock(dir);
-  const abs = (rel: string) => path.join(dir, ...rel.split("/"));
+  const locked = lockedFiles(lock);
+  const real = (rel: string) => resolveInside(dir, rel, `a file of the bundle ${dir}`);
+  const open = (rel: string, opts?: { check?: boolean }) =>
+    Readable.from(readChecked(dir, rel, real(rel), opts?.check === false ? undefined : locked.get(rel)));
   return {
     where: dir,
     isArchive: false,
     lock,
     stat: async (rel) => {
-      const s = await stat(abs(rel)).catch(() => undefined);
+      const s = await stat(await real(rel)).catch(() => undefined);
       return s?.isFile() ? { size: s.size, mode: s.mode & 0o777 } : undefined;
     },
-    open: (rel) => createReadStream(abs(rel)),
-    readFile: (rel) => readFile(abs(rel)).catch((err: NodeJS.ErrnoException) => missing(dir, rel, err)),
-    list: async (prefix) => (await listFiles(abs(prefix))).map((r) => `${prefix}/${r}`).sort(),
-    images: () => OciLayout.open(abs("images"), { create: false }),
+    open,
+    readFile: (rel, opts) =>
+      collect(open(rel, opts)).catch((err: NodeJS.ErrnoException) => {
+        if (err instanceof BundleError) throw err;
+        return missing(dir, rel, err);
+      }),
+    list: async (prefix) => (await listFiles(await real(prefix))).map((r) => `${prefix}/${r}`).sort(),
+    images: async () => OciLayout.open(await real("images"), { create: false }),
   };
 }
+
+/**
+ * A folder's file streamed; with what the lock says of it, cut off past its size and failing at
+ * its end, naming it, when its bytes differ: a file changed after prepare (or after signing) is
+ * never used as if it were the one the lock names.
+ */
+async function* readChecked(
+  dir: string,
+  rel: string,
+  file: Promise<string>,
+  want: LockedBytes | undefined,
+): AsyncGenerator<Buffer> {
+  const hash = want && createHash("sha256");
+  const changed = (what: string) =>
+    new WorkError(`${path.join(dir, rel)}: ${what}; it was changed after prepare, and is not used`);
+  let size = 0;
+  for await (const chunk of createReadStream(await file)) {
+    const buf = chunk as Buffer;
+    size += buf.length;
+    if (want?.size !== undefined && size > want.size)
+      throw changed(`more than the ${want.size} bytes the lock says`);
+    hash?.update(buf);
+    yield buf;
+  }
+  if (!want || !hash) return;
+  const got = hash.digest("hex");
+  if (got === want.sha256 && (want.size === undefined || size === want.size)) return;
+  const bytes = (n: number | undefined) => (n === undefined ? "" : `${n} bytes with `);
+  throw changed(`${bytes(size)}sha256 ${got}, the lock says ${bytes(want.size)}sha256 ${want.sha256}`);
+}
+
+/** What `readFile` holds in memory at most: it is for small files (values, templates, the lock). */
+const SMALL_FILE = 64 << 20;
+const collect = (stream: Readable) => readAll(stream, SMALL_FILE);
 
 export function archiveContents(archive: BundleArchive): BundleContents {
   return {
@@ -80,9 +133,9 @@ export function archiveContents(archive: BundleArchive): BundleContents {
       return Promise.resolve(m ? { size: m.size, mode: m.mode || 0o644 } : undefined);
     },
     open: (rel, opts) => archive.read(rel, opts),
-    readFile: (rel) => {
+    readFile: (rel, opts) => {
       if (!archive.has(rel)) return missing(archive.file, rel);
-      return readMember(archive, rel);
+      return collect(archive.read(rel, opts));
     },
     list: (prefix) =>
       Promise.resolve(
@@ -118,8 +171,9 @@ export async function extractFile(bundle: BundleContents, rel: string, dest: str
 export async function extractFolder(bundle: BundleContents, prefix: string, dest: string): Promise<void> {
   const files = await bundle.list(prefix);
   if (files.length === 0) missing(bundle.where, `${prefix}/`);
+  await mkdir(dest, { recursive: true });
   for (const rel of files)
-    await extractFile(bundle, rel, path.join(dest, ...rel.slice(prefix.length + 1).split("/")));
+    await extractFile(bundle, rel, await resolveInside(dest, rel.slice(prefix.length + 1)));
 }
 
 /**
@@ -145,7 +199,7 @@ export async function unpackBundle(file: string, dir: string): Promise<{ files: 
       ...archive.index.filter((m) => m.path !== LOCK_FILE),
       ...archive.index.filter((m) => m.path === LOCK_FILE),
     ];
-    for (const m of order) await extractFile(bundle, m.path, path.join(work, ...m.path.split("/")));
+    for (const m of order) await extractFile(bundle, m.path, await resolveInside(work, m.path));
     if (existing) await rmdir(target);
     await rename(work, target);
     return { files: order.length, bytes: order.reduce((n, m) => n + m.size, 0) };

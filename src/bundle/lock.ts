@@ -145,10 +145,44 @@ export interface Lock {
   templates: LockTemplate[];
   /** Bundle path of the JSON file holding the template values prepare used. */
   values: string;
+  /**
+   * Size and sha256 of the values file, so the lock (and a signature over it) covers its bytes.
+   * Absent in bundles prepared before they were recorded: their values file is read unchecked.
+   */
+  valuesSize?: number;
+  valuesSha256?: string;
   /** Site values the templates use, bound at upload and deploy. */
   siteValues: string[];
   /** Set on an update bundle (`prepare --since`): what it leaves to the site's earlier upload. */
   update?: UpdateInfo;
+}
+
+/** What the lock says a bundle file's bytes are. */
+export interface LockedBytes {
+  sha256: string;
+  /** Absent for a template, whose size the lock does not record. */
+  size?: number;
+}
+
+/**
+ * Every bundle path the lock gives a digest for (files, git and npm archives, templates, the
+ * values file, chart files), with its sha256 and size: what a reader checks each byte against.
+ * Blobs are named by their digest and are not listed here.
+ */
+export function lockedFiles(lock: Lock): Map<string, LockedBytes> {
+  const known = new Map<string, LockedBytes>();
+  for (const f of lock.files) known.set(`files/${f.path}`, { sha256: f.sha256, size: f.size });
+  for (const t of lock.templates) known.set(t.source, { sha256: t.sha256 });
+  for (const g of lock.git) known.set(`files/${g.archive}`, { sha256: g.sha256, size: g.size });
+  for (const n of lock.npm ?? []) known.set(`files/${n.path}`, { sha256: n.sha256, size: n.size });
+  for (const c of lock.charts)
+    for (const f of c.files ?? []) known.set(`${c.path}/${f.path}`, { sha256: f.sha256, size: f.size });
+  if (lock.valuesSha256 !== undefined)
+    known.set(lock.values, {
+      sha256: lock.valuesSha256,
+      ...(lock.valuesSize !== undefined ? { size: lock.valuesSize } : {}),
+    });
+  return known;
 }
 
 export async function readLock(bundleDir: string): Promise<Lock> {
@@ -185,7 +219,7 @@ export async function parseLock(text: string, file: string): Promise<Lock> {
       `${file}: lock version ${String(version)} is not supported (expected ${LOCK_VERSION})`,
     );
   }
-  const { checkLockData } = await import("./schema.js");
+  const { checkLockData } = await import("./parse.js");
   return checkLockData(data, file);
 }
 

@@ -1,7 +1,9 @@
 /**
  * Schemas of the files a bundle holds, `bundle.lock.json` and an archive's `bundle-index.json`:
- * what they say is checked before any of it names a file, a folder or a helm argument. Loaded
- * only when a lock or an index is read (TypeBox and ajv cost start-up time), compiled once.
+ * what they say is checked before any of it names a file, a folder or a helm argument. Only
+ * `npm run schema` and the tests load this module: it writes the schemas and ajv's standalone
+ * validators (schema/bundle-lock.schema.validate.cjs), which src/bundle/parse.ts runs, so that no
+ * command loads TypeBox or compiles ajv.
  *
  * Names match their grammar (Helm's release-name rule, a Kubernetes namespace, a plain chart
  * name, the OCI repository grammar for mirrors), digests are `sha256:<64 hex>`, paths are
@@ -9,8 +11,6 @@
  * lives in, sizes and offsets are non-negative integers; modes keep only their permission bits.
  */
 import { Type, type Static, type TSchema } from "@sinclair/typebox";
-import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
-import { InputError } from "../util/errors.js";
 import type { Lock } from "./lock.js";
 import type { ArchiveIndex } from "./archive.js";
 
@@ -165,6 +165,8 @@ const LockSchema = Type.Object({
     }),
   ),
   values: under("templates"),
+  valuesSize: Type.Optional(Size),
+  valuesSha256: Type.Optional(Sha256),
   siteValues: Type.Array(Type.String()),
   update: Type.Optional(
     Type.Object({
@@ -196,98 +198,9 @@ const indexFits = (x: Static<typeof IndexSchema>): ArchiveIndex => x;
 void lockFits;
 void indexFits;
 
-let ajv: Ajv | undefined;
-const compiled = new Map<TSchema, ValidateFunction>();
-
-function validator(schema: TSchema): ValidateFunction {
-  let fn = compiled.get(schema);
-  if (!fn) {
-    ajv ??= new Ajv({ allErrors: true, verbose: true, strict: false, useDefaults: true });
-    fn = ajv.compile(schema);
-    compiled.set(schema, fn);
-  }
-  return fn;
+/** The schemas of the files a bundle holds, published beside the definition's (`npm run schema`). */
+export function bundleFileSchemas(): Record<BundleFileSchema, TSchema> {
+  return { "bundle-lock.schema.json": LockSchema, "bundle-index.schema.json": IndexSchema };
 }
 
-/** `/releases/0/name` → `releases[0].name`. */
-function fieldPath(instancePath: string, extra?: string): string {
-  const parts = instancePath === "" ? [] : instancePath.slice(1).split("/");
-  if (extra !== undefined) parts.push(extra);
-  return parts
-    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"))
-    .reduce((out, s) => (/^\d+$/.test(s) ? `${out}[${s}]` : out ? `${out}.${s}` : s), "");
-}
-
-function show(v: unknown): string {
-  if (v === undefined) return "nothing";
-  if (Array.isArray(v)) return "a list";
-  if (v !== null && typeof v === "object") return "a map";
-  const s = JSON.stringify(v);
-  return s.length > 120 ? `${s.slice(0, 117)}..."` : s;
-}
-
-function expected(e: ErrorObject): string {
-  const s = e.parentSchema as { description?: string; const?: unknown; anyOf?: { const?: unknown }[] };
-  switch (e.keyword) {
-    case "type":
-      return (
-        { object: "a map", array: "a list", integer: "a whole number" }[String(e.params.type)] ??
-        `a ${String(e.params.type)}`
-      );
-    case "const":
-      return JSON.stringify(s.const);
-    case "anyOf":
-      return `one of ${(s.anyOf ?? []).map((b) => JSON.stringify(b.const)).join(", ")}`;
-    default:
-      return s.description ?? e.message ?? "another value";
-  }
-}
-
-function describe(e: ErrorObject): string {
-  if (e.keyword === "required")
-    return `${fieldPath(e.instancePath, String(e.params.missingProperty))}: missing`;
-  const at = fieldPath(e.instancePath) || "(top)";
-  return `${at}: expected ${expected(e)}, got ${show(e.data)}`;
-}
-
-/** Only the union's own complaint: its branches' each say the same thing less clearly. */
-function problems(errors: ErrorObject[]): string[] {
-  const unions = errors.filter((e) => e.keyword === "anyOf").map((e) => e.schemaPath);
-  const kept = errors.filter((e) => !unions.some((u) => e.schemaPath.startsWith(`${u}/`)));
-  return [...new Set(kept.map(describe))];
-}
-
-function check<T>(schema: TSchema, data: unknown, file: string): T {
-  const fn = validator(schema);
-  if (fn(data)) return data as T;
-  const lines = problems(fn.errors ?? []);
-  const shown = lines.slice(0, 10).map((l) => `${file}: ${l}`);
-  if (lines.length > 10) shown.push(`${file}: … and ${lines.length - 10} more`);
-  throw new InputError(shown.join("\n"));
-}
-
-/** A lock's parsed JSON, checked: its fields, then what one field says about another. */
-export function checkLockData(data: unknown, file: string): Lock {
-  const lock = check<Lock>(LockSchema, data, file);
-  for (const [i, c] of lock.charts.entries())
-    if (c.path !== `charts/${c.name}`)
-      throw new InputError(
-        `${file}: charts[${i}].path: expected ${JSON.stringify(`charts/${c.name}`)}, got ${show(c.path)}`,
-      );
-  for (const t of lock.templates) t.mode &= 0o777;
-  for (const c of lock.charts) for (const f of c.files ?? []) f.mode &= 0o777;
-  for (const [i, r] of lock.releases.entries())
-    for (const [j, v] of r.valuesFiles.entries())
-      if (!v.startsWith("files/") && !v.startsWith(`charts/${r.chart}/`))
-        throw new InputError(
-          `${file}: releases[${i}].valuesFiles[${j}]: expected a path under files/ or charts/${r.chart}/, got ${show(v)}`,
-        );
-  return lock;
-}
-
-/** An archive index's parsed JSON, checked; each member's mode keeps only its permission bits. */
-export function checkIndexData(data: unknown, file: string): ArchiveIndex {
-  const index = check<ArchiveIndex>(IndexSchema, data, file);
-  for (const m of index.members) m.mode &= 0o777;
-  return index;
-}
+export type BundleFileSchema = "bundle-lock.schema.json" | "bundle-index.schema.json";

@@ -14,6 +14,7 @@ import { LOCK_FILE, LOCK_VERSION, readLock, writeLock, type Lock } from "./lock.
 import { isArchive, openArchive, readMember, startsAsArchive } from "./archive.js";
 import { parseMirror } from "../config/mirror.js";
 import { InputError } from "../util/errors.js";
+import { resolveInside } from "../util/paths.js";
 
 /** The lock's `update` field (lock.ts adds `update?: UpdateInfo` to `Lock`). */
 export interface UpdateInfo {
@@ -69,7 +70,7 @@ export async function readOldLock(p: string): Promise<Lock> {
       `--since ${file}: not a bundle lock of version ${LOCK_VERSION} (lockVersion ${String(version)})`,
     );
   }
-  const { checkLockData } = await import("./schema.js");
+  const { checkLockData } = await import("./parse.js");
   const lock = checkLockData(data, `--since ${file}`);
   lockBytesHash.set(lock, sha256Hex(bytes));
   return lock;
@@ -165,14 +166,6 @@ function blobPath(dir: string, digest: string): string {
   return path.join(dir, "images", "blobs", "sha256", hex);
 }
 
-function filePath(dir: string, rel: string): string {
-  const root = path.resolve(dir, "files");
-  const file = path.resolve(root, rel);
-  if (!file.startsWith(root + path.sep))
-    throw new InputError(`files/${rel} leaves the bundle's files/ folder`);
-  return file;
-}
-
 /**
  * Turns the full bundle that prepare wrote into `dir` into an update bundle: removes the omitted
  * blobs and files and records them in the lock (written atomically). A signature of the full
@@ -186,7 +179,8 @@ export async function applyUpdate(dir: string, plan: UpdatePlan): Promise<Update
     omittedFiles: [...plan.omitFiles].sort(),
   };
   for (const d of update.omittedBlobs) await rm(blobPath(dir, d), { force: true });
-  for (const f of update.omittedFiles) await rm(filePath(dir, f), { force: true });
+  for (const f of update.omittedFiles)
+    await rm(await resolveInside(dir, `files/${f}`, "a file the update leaves out"), { force: true });
   lock.update = update;
   await writeLock(dir, lock);
   await rm(path.join(dir, `${LOCK_FILE}.sig`), { force: true });

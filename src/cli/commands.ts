@@ -9,7 +9,7 @@ import { imageTable } from "../stages/images.js";
 import { readLock } from "../bundle/lock.js";
 import { resolveEndpoint } from "../registry/endpoint.js";
 import { formatBytes, parseByteSize, table } from "../util/format.js";
-import { InputError, WorkError } from "../util/errors.js";
+import { InputError, WorkError, firstLine } from "../util/errors.js";
 import type { Definition, ImageItem } from "../config/model.js";
 import type { Output } from "./output.js";
 import path from "node:path";
@@ -19,9 +19,8 @@ import os from "node:os";
 import type { DockerDaemonSource } from "../store/docker.js";
 import type { BundleContents } from "../bundle/contents.js";
 import { envRetry, httpTimeouts, registryAccess, type HttpFlags, type RegistryFlags } from "./registries.js";
-import { firstLine } from "./progress.js";
 import { fsReason } from "../util/files.js";
-import type { GitOps } from "../stages/files.js";
+import { TOOL_EXECUTABLES, TOOL_FILE, type CarriedTool, type GitOps } from "../stages/files.js";
 
 /** src/git, loaded (with simple-git and tar) only when a definition has git items to fetch. */
 function lazyGit(): GitOps {
@@ -50,6 +49,7 @@ export interface PrepareFlags extends RegistryFlags, ValueFlags {
   since?: string;
   split?: string;
   maxDownload: string;
+  allowOutside?: boolean;
 }
 
 export interface UploadFlags extends RegistryFlags, ValueFlags {
@@ -84,6 +84,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     ...(flags.platform ? { platforms: parsePlatformList(flags.platform) } : {}),
     set: flags.set ?? [],
     valuesFiles: flags.values ?? [],
+    ...(flags.allowOutside ? { allowOutside: true } : {}),
   });
   // Which registries the images come from decides where --username applies.
   const hosts = def.images.filter((i) => i.source === "registry").map((i) => i.ref.registry);
@@ -99,7 +100,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     openSource: (img: ImageItem) =>
       img.source === "docker" ? daemon.source() : access.source(img.ref.registry),
     git: lazyGit(),
-    ...(flags.withTool ? { toolFile: await standaloneTool(flags.withTool) } : {}),
+    ...(flags.withTool ? { tools: await toolFiles(flags.withTool, out) } : {}),
     gitCacheDir: gitCacheDir(),
     downloads,
     out,
@@ -185,21 +186,65 @@ export async function loadCommand(dir: string, flags: LoadFlags, out: Output): P
 }
 
 /**
- * The self-contained build to carry: the file given, this very file when it is the standalone
- * build, or the checkout's dist/standalone/bundle.mjs.
+ * What `--with-tool` carries: the file given, as bundle.mjs; else this very tool, self-contained:
+ * the standalone bundle.mjs itself, or the executables for linux x64 and arm64.
  */
-async function standaloneTool(given: boolean | string): Promise<string> {
+async function toolFiles(given: boolean | string, out: Output): Promise<CarriedTool[]> {
   const self = fileURLToPath(import.meta.url);
-  const candidate =
-    typeof given === "string"
-      ? path.resolve(given)
-      : self.endsWith(".mjs")
-        ? self
-        : fileURLToPath(new URL("../../standalone/bundle.mjs", import.meta.url));
-  if (!(await stat(candidate).catch(() => undefined))) {
-    throw new InputError(`--with-tool: ${candidate} does not exist; build it with npm run build:standalone`);
+  const file = typeof given === "string" ? path.resolve(given) : self.endsWith(".mjs") ? self : undefined;
+  if (file) {
+    if (!(await stat(file).catch(() => undefined))) {
+      throw new InputError(`--with-tool: ${file} does not exist; build it with npm run build:standalone`);
+    }
+    return [{ source: file, path: TOOL_FILE }];
   }
-  return candidate;
+  const { isSea } = await import("node:sea");
+  const exes = isSea() ? await besideExecutable() : await checkoutExecutables(out);
+  return TOOL_EXECUTABLES.map((p, i) => ({ source: exes[i]!, path: p }));
+}
+
+/**
+ * Run as an executable: itself for this machine's architecture, and the other one from the same
+ * folder under its own name (where `--with-tool` put them beside each other).
+ */
+async function besideExecutable(): Promise<string[]> {
+  const dir = path.dirname(process.execPath);
+  const files = TOOL_EXECUTABLES.map((p) => path.basename(p));
+  const own = `bundle-linux-${process.arch}`;
+  const paths = files.map((f) => (f === own ? process.execPath : path.join(dir, f)));
+  const missing = [];
+  for (const p of paths) if (!(await stat(p).catch(() => undefined))) missing.push(p);
+  if (missing.length > 0) {
+    throw new InputError(`--with-tool: ${missing.join(", ")} missing (the executables travel as a pair)`);
+  }
+  return paths;
+}
+
+/**
+ * Run from a checkout: dist/exe's executables, made by scripts/build-exe.mjs (npm run build:exe)
+ * first when they are not there.
+ */
+async function checkoutExecutables(out: Output): Promise<string[]> {
+  const root = fileURLToPath(new URL("../../../", import.meta.url));
+  const paths = TOOL_EXECUTABLES.map((p) => path.join(root, "dist/exe", path.basename(p)));
+  const present = await Promise.all(paths.map((p) => stat(p).then(Boolean, () => false)));
+  if (present.every(Boolean)) return paths;
+  const script = path.join(root, "scripts/build-exe.mjs");
+  if (!(await stat(script).catch(() => undefined))) {
+    throw new InputError(
+      `--with-tool: no executables in ${path.dirname(paths[0]!)}; build them with npm run build:exe in a checkout of bundle`,
+    );
+  }
+  out.info(`--with-tool: building ${paths.map((p) => path.basename(p)).join(" and ")} (npm run build:exe)`);
+  const { execFile } = await import("node:child_process");
+  await new Promise<void>((resolve, reject) =>
+    execFile(process.execPath, [script, "--quiet"], { cwd: root }, (err, _stdout, stderr) =>
+      err
+        ? reject(new WorkError(`--with-tool: npm run build:exe failed: ${stderr.trim() || err.message}`))
+        : resolve(),
+    ),
+  );
+  return paths;
 }
 
 /** Turns the full bundle just written into an update bundle against OLD. */
@@ -431,24 +476,32 @@ async function releaseOfChart(def: Definition, chartDir: string) {
   return { name: release.name, files: [...releaseValuesFiles(def, release), ...inChart] };
 }
 
-/** With a public key, a lock not signed by it stops the command (exit 1) before anything else. */
+/**
+ * With a public key, a lock not signed by it stops the command (exit 1) before anything else;
+ * so do charts, templates and values that differ from it, unless the command (verify) is about
+ * to check and report every file itself.
+ */
 async function checkSignature(
   bundle: BundleContents,
   publicKeyFile: string | undefined,
   out: Output,
+  opts: { covered: boolean } = { covered: true },
 ): Promise<void> {
   if (!publicKeyFile) return;
   const { verifyLockSignature } = await import("../bundle/sign.js");
   await verifyLockSignature(bundle, await readKeyFile(publicKeyFile, "--public-key"));
-  // The signature covers the lock; the charts' bytes are covered through the lock's listing of them.
-  const { verifyCharts } = await import("../stages/verify.js");
-  const charts = await verifyCharts(bundle, bundle.lock);
-  if (!charts.ok) {
+  if (!opts.covered) return out.info(`the lock's signature verifies with ${publicKeyFile}`);
+  // The signature covers the lock; the charts, templates and values through the lock's digests of them.
+  const { verifyCovered } = await import("../stages/verify.js");
+  const covered = await verifyCovered(bundle);
+  if (!covered.ok) {
     throw new WorkError(
-      `the charts differ from the signed lock; nothing was done:\n${charts.problems.map((p) => `  - ${p.kind}: ${p.item}: ${p.detail}`).join("\n")}`,
+      `the bundle differs from the signed lock; nothing was done:\n${covered.problems.map((p) => `  - ${p.kind}: ${p.item}: ${p.detail}`).join("\n")}`,
     );
   }
-  out.info(`the lock's signature verifies with ${publicKeyFile}, and the charts match it`);
+  out.info(
+    `the lock's signature verifies with ${publicKeyFile}, and the charts, templates and values match it`,
+  );
 }
 
 async function readKeyFile(file: string, flag: string): Promise<string> {
@@ -463,7 +516,7 @@ export async function verifyCommand(
   flags: { publicKey?: string },
   out: Output,
 ): Promise<void> {
-  await checkSignature(bundle, flags.publicKey, out);
+  await checkSignature(bundle, flags.publicKey, out, { covered: false });
   const { verifyBundle, formatVerify } = await import("../stages/verify.js");
   const report = await verifyBundle(bundle);
   out.result(report, () => formatVerify(report));
@@ -474,6 +527,14 @@ export async function inspectCommand(bundle: BundleContents, out: Output): Promi
   const { inspectBundle, formatInspect } = await import("../stages/inspect.js");
   const report = await inspectBundle(bundle);
   out.result(report, () => formatInspect(report));
+}
+
+/** Exit 1 when the bundles differ, as diff(1) does; 0 when they are equal. */
+export async function diffCommand(oldPath: string, newPath: string, out: Output): Promise<void> {
+  const { openSide, diffBundles, formatDiff } = await import("../stages/diff.js");
+  const report = await diffBundles(await openSide(oldPath), await openSide(newPath));
+  out.result(report, () => formatDiff(report));
+  if (!report.equal) process.exitCode = 1;
 }
 
 /**

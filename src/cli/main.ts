@@ -14,6 +14,8 @@ import { DEFAULT_DEFINITION } from "../config/defaults.js";
 import type { DeployFlags, LoadFlags, PrepareFlags, ServeFlags, UploadFlags } from "./commands.js";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+const ALLOW_OUTSIDE =
+  "let template sources, values files and local charts lie outside the definition's folder";
 
 /** Flags that set template values, shared by every command that renders or checks templates. */
 function withValues(cmd: Command): Command {
@@ -72,6 +74,7 @@ export function buildProgram(out: () => Output): Command {
     "bundle lint -f bundle.yml",
     "bundle prepare -f bundle.yml -o /media/usb/openwhisk",
     "bundle inspect /media/usb/openwhisk",
+    "bundle diff /media/usb/openwhisk-1 /media/usb/openwhisk-2",
     "bundle upload /media/usb/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --token-file token",
     "bundle deploy /media/usb/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003",
     "bundle prepare --help",
@@ -95,7 +98,7 @@ export function buildProgram(out: () => Output): Command {
     .option("--continue-on-error", "keep going past a failed item and list every failure at the end")
     .option(
       "--with-tool [FILE]",
-      "carry the self-contained bundle.mjs as files/bundle.mjs, so the site needs only node",
+      "carry the tool as files/tool/bundle-linux-{x64,arm64}, executables that need no Node.js (npm run build:exe); with FILE, that standalone bundle.mjs as files/bundle.mjs",
     )
     .option(
       "--since <OLD>",
@@ -109,7 +112,8 @@ export function buildProgram(out: () => Output): Command {
       "--max-download <SIZE>",
       "refuse a download of files: larger than SIZE when no earlier run recorded its size",
       "4G",
-    );
+    )
+    .option("--allow-outside", ALLOW_OUTSIDE);
   withHttpLimits(withValues(withRegistryAccess(prepare)));
   example(
     prepare,
@@ -267,6 +271,23 @@ export function buildProgram(out: () => Output): Command {
     await withBundle(dir, (bundle) => inspectCommand(bundle, out()));
   });
 
+  const diff = program
+    .command("diff")
+    .description(
+      "what changed between two bundles: images added, removed, retagged or changed (digests, platforms), git commits, files, charts, releases, templates and values (exit 1 when they differ, as diff does)",
+    )
+    .argument("<OLD>", "the earlier bundle: a folder, an archive or its bundle.lock.json")
+    .argument("<NEW>", "the later bundle: a folder, an archive or its bundle.lock.json");
+  example(
+    diff,
+    "bundle diff /media/usb/openwhisk-1 /media/usb/openwhisk-2.tar",
+    "bundle --json diff old/bundle.lock.json ./bundle-out/openwhisk",
+  );
+  diff.action(async (oldPath: string, newPath: string) => {
+    const { diffCommand } = await import("./commands.js");
+    await diffCommand(oldPath, newPath, out());
+  });
+
   const images = program
     .command("images")
     .description("list every image reference a Helm chart uses, with the values path that sets it")
@@ -331,13 +352,16 @@ export function buildProgram(out: () => Output): Command {
     .command("lint")
     .description("check a definition without touching the network: schema, references, files, values")
     .option("-f, --file <FILE>", "the definition", DEFAULT_DEFINITION)
-    .option("--name <NAME>", "the bundle's name");
+    .option("--name <NAME>", "the bundle's name")
+    .option("--allow-outside", ALLOW_OUTSIDE);
   withValues(lintCmd);
   example(lintCmd, "bundle lint -f bundle.yml", "bundle lint -f deployment.yml --set ingress_ip=10.0.0.5");
-  lintCmd.action(async (opts: { file: string; name?: string; set?: string[]; values?: string[] }) => {
+  type LintFlags = { file: string; name?: string; set?: string[]; values?: string[]; allowOutside?: boolean };
+  lintCmd.action(async (opts: LintFlags) => {
     const { lint } = await import("../stages/lint.js");
     const summary = await lint(opts.file, {
       ...(opts.name ? { name: opts.name } : {}),
+      ...(opts.allowOutside ? { allowOutside: true } : {}),
       set: opts.set ?? [],
       valuesFiles: opts.values ?? [],
     });

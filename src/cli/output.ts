@@ -4,6 +4,9 @@
  * every other line printed above them; otherwise it is plain lines, one per event.
  */
 
+import type { Job, JobOutcome, Reporter, RunOptions } from "../util/reporter.js";
+import { runJobs } from "./progress.js";
+
 export type OutputMode = "tty" | "plain" | "json";
 
 export interface OutputOptions {
@@ -12,7 +15,7 @@ export interface OutputOptions {
   verbose?: boolean;
 }
 
-export class Output {
+export class Output implements Reporter {
   readonly mode: OutputMode;
   constructor(
     readonly opts: OutputOptions,
@@ -45,6 +48,10 @@ export class Output {
   result(data: unknown, human: () => string[]): void {
     if (this.mode === "json") this.stdout.write(`${JSON.stringify(data, null, 2)}\n`);
     else for (const line of human()) this.stdout.write(`${line}\n`);
+  }
+
+  runJobs<T>(label: string, jobs: Job<T>[], opts: RunOptions): Promise<JobOutcome<T>[]> {
+    return runJobs(this, label, jobs, opts);
   }
 
   /**

@@ -9,29 +9,9 @@
  */
 import pLimit from "p-limit";
 import { formatBytes, formatDuration } from "../util/format.js";
+import { firstLine } from "../util/errors.js";
+import type { Job, JobOutcome, JobReport, RunOptions } from "../util/reporter.js";
 import type { LiveArea, Output } from "./output.js";
-
-export interface JobReport {
-  /** Bytes this job still has to move (may be called several times; it adds up). */
-  planned(bytes: number): void;
-  moved(bytes: number): void;
-}
-
-export interface Job<T> {
-  title: string;
-  run(report: JobReport): Promise<T>;
-}
-
-export type JobOutcome<T> =
-  | { title: string; ok: true; value: T; ms: number }
-  | { title: string; ok: false; error: unknown; skipped: boolean };
-
-export interface RunOptions {
-  concurrency: number;
-  continueOnError: boolean;
-  /** Aborted at the first failure unless continueOnError, so running jobs start nothing new. */
-  abort: AbortController;
-}
 
 const REFRESH_MS = 250;
 const LOG_EVERY_MS = 5000;
@@ -254,8 +234,4 @@ function charWidth(cp: number): number {
   )
     return 2;
   return 1;
-}
-
-export function firstLine(err: unknown): string {
-  return String((err as Error)?.message ?? err).split("\n")[0] ?? "";
 }

@@ -2,7 +2,7 @@
  * Shared steps of both loaders: turning raw items into model items while collecting every
  * problem as a Diagnostic, and the checks that span items (mirror names, references).
  */
-import { access, readFile } from "node:fs/promises";
+import { access, readFile, realpath } from "node:fs/promises";
 import path from "node:path";
 import type { Diagnostic, SourcePos } from "../util/errors.js";
 import { InputError } from "../util/errors.js";
@@ -11,6 +11,7 @@ import { checkMirrorCollisions } from "./mirror.js";
 import { destPath, type Definition } from "./model.js";
 import type { KeyPath, YamlSource } from "./yamlSource.js";
 import { fsReason } from "../util/files.js";
+import { isWithin } from "../util/paths.js";
 
 /** What a format's loader builds: the model, less the name, which load.ts settles. */
 export type LoadedDefinition = Omit<Definition, "name"> & { declaredName?: string };
@@ -18,7 +19,11 @@ export type LoadedDefinition = Omit<Definition, "name"> & { declaredName?: strin
 /** Collects diagnostics; `try` runs a step and records its InputError instead of throwing. */
 export class Problems {
   readonly list: Diagnostic[] = [];
-  constructor(readonly src: YamlSource) {}
+  /** `allowOutside`: the user's `--allow-outside`, letting the definition's paths leave its folder. */
+  constructor(
+    readonly src: YamlSource,
+    readonly allowOutside = false,
+  ) {}
 
   add(path: KeyPath, message: string): void {
     this.list.push(this.src.diag(path, message));
@@ -69,7 +74,37 @@ export function parseMode(mode: string | number | undefined, fallback: number): 
       `expected file mode in octal digits, e.g. "0644" or "755", got ${JSON.stringify(mode)}`,
     );
   }
-  return Number.parseInt(digits, 8);
+  const bits = Number.parseInt(digits, 8);
+  // Refused rather than masked: a definition that asks for setuid gets told, not silently less.
+  if (bits & ~0o777)
+    throw new InputError(
+      `mode ${JSON.stringify(mode)} sets setuid, setgid or sticky bits; a bundle carries permission bits only (e.g. "755")`,
+    );
+  return bits;
+}
+
+/**
+ * `rel` (a template source, a values file, a local chart) resolved against the definition's
+ * folder `dir`; a path that leads outside it, by `..`, as an absolute path or through a link,
+ * is a problem at `at` unless the user gave `--allow-outside`: a definition from elsewhere
+ * cannot carry the machine's files into a bundle unasked.
+ */
+export async function confinedPath(
+  problems: Problems,
+  dir: string,
+  rel: string,
+  at: KeyPath,
+): Promise<string | undefined> {
+  const file = path.resolve(dir, rel);
+  if (problems.allowOutside) return file;
+  const realDir = await realpath(dir).catch(() => path.resolve(dir));
+  const real = await realpath(file).catch(() => path.resolve(realDir, rel));
+  if (isWithin(realDir, real)) return file;
+  problems.add(
+    at,
+    `${JSON.stringify(rel)} lies outside the definition's folder ${dir}; give --allow-outside to take it from there`,
+  );
+  return undefined;
 }
 
 export async function readSourceFile(
@@ -78,7 +113,8 @@ export async function readSourceFile(
   rel: string,
   at: KeyPath,
 ): Promise<{ text: string; file: string } | undefined> {
-  const file = path.resolve(dir, rel);
+  const file = await confinedPath(problems, dir, rel, at);
+  if (file === undefined) return undefined;
   try {
     return { text: await readFile(file, "utf8"), file };
   } catch (err) {

@@ -19,6 +19,8 @@ export interface LoadOptions extends ValueOptions {
   name?: string;
   /** Overrides the definition's default platforms (`--platform`); per-image platforms stay. */
   platforms?: string[];
+  /** `--allow-outside`: template sources and local charts may lie outside the definition's folder. */
+  allowOutside?: boolean;
 }
 
 const PLATFORM = /^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/;
@@ -55,7 +57,7 @@ export async function loadDefinition(file: string, opts: LoadOptions = {}): Prom
   const abs = path.resolve(file);
   const isTelego = TELEGO_KEYS.some((k) => Object.hasOwn(data, k));
   // One round: unknown keys, each item's problems and the checks across items, all together.
-  const problems = new Problems(src);
+  const problems = new Problems(src, opts.allowOutside ?? false);
   const { declaredName, ...rest } = isTelego
     ? await loadTelego(src, abs, data, opts.platforms, problems)
     : await loadNative(src, abs, data, opts.platforms, problems);

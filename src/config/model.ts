@@ -51,7 +51,10 @@ export interface ImageItem {
 export type GitRevision = { kind: "commit"; commit: string } | { kind: "ref"; ref: string };
 
 export interface GitItem {
+  /** As written, less its password: `https://user@host/repo.git` at most. */
   url: string;
+  /** The URL's password, taken out by splitGitUrl: handed to git by a credential helper, never stored. */
+  password?: string;
   revision: GitRevision;
   /** File name under `files/`, `<repo>.tar.gz` unless the definition says otherwise. */
   archive: string;

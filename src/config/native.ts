@@ -15,10 +15,12 @@ import {
 import type { NativeRaw } from "./schema.js";
 import { schemaValidator } from "./schemaFiles.js";
 import { validateLenient } from "./validate.js";
+import { redactUrlPassword, splitGitUrl } from "./gitUrl.js";
 import { DEFAULT_MIRROR, mirrorName } from "./mirror.js";
 import {
   archiveName,
   checkDirExists,
+  confinedPath,
   isInsidePath,
   parseImage,
   parseMode,
@@ -28,6 +30,7 @@ import {
 } from "./build.js";
 import type { YamlSource } from "./yamlSource.js";
 import { DefinitionError } from "../util/errors.js";
+import { segmentName } from "../util/paths.js";
 
 type Raw<K extends keyof NativeRaw> = NonNullable<NativeRaw[K]>;
 
@@ -101,11 +104,14 @@ function gitItem(g: Raw<"git">[number], at: (string | number)[], problems: Probl
     problems.add(at, "give exactly one of commit (40 hex digits) or ref (a tag or branch)");
     return [];
   }
-  const archive = g.archive ?? problems.try([...at, "url"], () => archiveName(g.url));
+  const split = problems.try([...at, "url"], () => splitGitUrl(g.url));
+  if (!split) return [];
+  const archive = g.archive ?? problems.try([...at, "url"], () => archiveName(split.url));
   if (!archive) return [];
   return [
     {
-      url: g.url,
+      url: split.url,
+      ...(split.password === undefined ? {} : { password: split.password }),
       revision: g.commit ? { kind: "commit", commit: g.commit } : { kind: "ref", ref: g.ref ?? "" },
       archive,
       submodules: g.submodules ?? false,
@@ -159,10 +165,11 @@ function npmItem(
     }
     dirs.push({ dir, packageJson: spec.packageJson ?? "package.json", at: problems.src.pos(where) });
   });
-  const source = git.find((g) => g.archive === n.git) ?? git.find((g) => g.url === n.git);
+  const named = redactUrlPassword(n.git);
+  const source = git.find((g) => g.archive === n.git) ?? git.find((g) => g.url === named);
   if (!source) {
     const known = git.map((g) => `${g.url} (${g.archive})`).join(", ") || "none";
-    problems.add([...at, "git"], `no git item has the url or archive "${n.git}"; git items: ${known}`);
+    problems.add([...at, "git"], `no git item has the url or archive "${named}"; git items: ${known}`);
     return [];
   }
   const file = n.path ?? `${source.archive.replace(/\.tar\.gz$/, "")}-node_modules.tar.gz`;
@@ -184,9 +191,10 @@ async function nativeCharts(
   (raw.git ?? []).forEach((g, i) => {
     if (!g.chart) return;
     const spec = typeof g.chart === "string" ? { path: g.chart } : g.chart;
-    const archive = git.find((x) => x.url === g.url)?.archive;
+    const archive = git.find((x) => x.url === redactUrlPassword(g.url))?.archive;
     if (!archive) return;
     const name = spec.name ?? path.posix.basename(spec.path);
+    if (!problems.try(["git", i, "chart"], () => segmentName(name, "a chart name"))) return;
     charts.push({
       name,
       source: { kind: "git", archive, path: spec.path },
@@ -194,7 +202,9 @@ async function nativeCharts(
     });
   });
   for (const [i, c] of (raw.charts ?? []).entries()) {
-    const chartDir = path.resolve(dir, c.path);
+    problems.try(["charts", i, "name"], () => segmentName(c.name, "a chart name"));
+    const chartDir = await confinedPath(problems, dir, c.path, ["charts", i, "path"]);
+    if (chartDir === undefined) continue;
     await checkDirExists(problems, chartDir, ["charts", i, "path"]);
     charts.push({
       name: c.name,

@@ -4,9 +4,18 @@
  */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import type { Validator } from "./validate.js";
+import type { Validator } from "../util/schema.js";
 
-type SchemaName = "bundle.schema.json" | "telego.schema.json";
+/** The definition dialects', the bundle files' (src/bundle/schema.ts) and the OCI data's (src/oci/schema.ts). */
+export type SchemaName =
+  | "bundle.schema.json"
+  | "telego.schema.json"
+  | "bundle-lock.schema.json"
+  | "bundle-index.schema.json"
+  | "oci-index.schema.json"
+  | "oci-manifest.schema.json"
+  | "oci-config.schema.json"
+  | "docker-archive.schema.json";
 
 const cache = new Map<string, object>();
 

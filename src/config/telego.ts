@@ -20,6 +20,7 @@ import { DEFAULT_MIRROR, mirrorName } from "./mirror.js";
 import {
   archiveName,
   checkDirExists,
+  confinedPath,
   isInsidePath,
   parseImage,
   parseMode,
@@ -30,6 +31,7 @@ import {
 import type { YamlSource } from "./yamlSource.js";
 import { DefinitionError, type SourcePos } from "../util/errors.js";
 import { show } from "./validate.js";
+import { splitGitUrl } from "./gitUrl.js";
 
 /** Top-level keys only the Telego dialect has: their presence selects it. */
 export const TELEGO_KEYS = ["comment", "local_values", "prepare", "helms"] as const;
@@ -151,10 +153,12 @@ function addGit(def: LoadedDefinition, text: string, at: Path, problems: Problem
     problems.add(at, `expected URL:COMMIT with a 40-hex commit, got ${show(text)}`);
     return;
   }
-  const archive = problems.try(at, () => archiveName(url));
-  if (!archive) return;
+  const split = problems.try(at, () => splitGitUrl(url));
+  const archive = split && problems.try(at, () => archiveName(split.url));
+  if (!split || !archive) return;
   const item: GitItem = {
-    url,
+    url: split.url,
+    ...(split.password === undefined ? {} : { password: split.password }),
     revision: { kind: "commit", commit },
     archive,
     submodules: false,
@@ -236,9 +240,9 @@ async function addReleases(def: LoadedDefinition, raw: TelegoRaw, problems: Prob
         at: problems.src.pos(at),
       };
     } else {
-      const dir = path.resolve(def.dir, helmDir);
-      await checkDirExists(problems, dir, [...at, "helm-dir"]);
-      chart = { name, source: { kind: "local", dir }, at: problems.src.pos(at) };
+      const dir = await confinedPath(problems, def.dir, helmDir, [...at, "helm-dir"]);
+      if (dir !== undefined) await checkDirExists(problems, dir, [...at, "helm-dir"]);
+      chart = { name, source: { kind: "local", dir: dir ?? def.dir }, at: problems.src.pos(at) };
     }
     def.charts.push(chart);
     const overwrite = h["overwrite-config"];

@@ -6,12 +6,11 @@ import type { ErrorObject } from "ajv";
 import leven from "leven";
 import type { Diagnostic } from "../util/errors.js";
 import { formatPath, type KeyPath, type YamlSource } from "./yamlSource.js";
+import { redactUrlPassword } from "./gitUrl.js";
 
-/** A compiled schema: ajv's standalone code for the published schemas (src/config/schemaFiles.ts). */
-export interface Validator {
-  (data: unknown): boolean;
-  errors?: ErrorObject[] | null;
-}
+import type { Validator } from "../util/schema.js";
+
+export type { Validator };
 
 export function validate(fn: Validator, src: YamlSource, data: unknown): Diagnostic[] {
   if (fn(data)) return [];
@@ -161,6 +160,7 @@ export function show(v: unknown): string {
   if (v === null || v === undefined) return "nothing";
   if (Array.isArray(v)) return "a list";
   if (typeof v === "object") return "a map";
-  const s = JSON.stringify(v);
+  // Quoted input may be a URL with a password in it.
+  const s = JSON.stringify(typeof v === "string" ? redactUrlPassword(v) : v);
   return s.length > 80 ? `${s.slice(0, 77)}..."` : s;
 }

@@ -9,7 +9,7 @@
 import type { LimitFunction } from "p-limit";
 import { InputError, StoppedError, WorkError } from "../util/errors.js";
 import { withRetry, type RetryOptions } from "../util/retry.js";
-import { isImageManifest, isIndex, isSchema1 } from "../oci/mediaTypes.js";
+import { parseConfig, parseManifest } from "../oci/parse.js";
 import { formatPlatform, platformMatches, sha256Digest } from "../oci/types.js";
 import type { Descriptor, ImageIndex, ImageManifest, Platform, RawManifest } from "../oci/types.js";
 import type { ImageLocation, ImageSource, ImageTarget } from "../store/types.js";
@@ -83,7 +83,7 @@ export class CopyEngine {
 
   async copy(req: CopyRequest): Promise<CopiedImage> {
     const top = await this.topManifest(req);
-    const parsed = parseManifest(req.from.name, top);
+    const parsed = await parseManifest(req.from.name, top);
     const acc: Acc = { blobs: new Map(), moved: 0, present: new Map() };
     if ("manifests" in parsed) return this.copyIndex(req, top, parsed, acc);
     return this.copySingle(req, top, parsed, acc);
@@ -181,7 +181,7 @@ export class CopyEngine {
     if (raw.digest !== digest) {
       throw new WorkError(`manifest of ${req.from.name}: expected ${digest}, got ${raw.digest}`);
     }
-    const manifest = parseManifest(req.from.name, raw);
+    const manifest = await parseManifest(req.from.name, raw);
     if ("manifests" in manifest)
       throw new WorkError(`${req.from.name}: an index inside an index (${digest}) is not supported`);
     const blobs = [manifest.config, ...manifest.layers];
@@ -252,11 +252,11 @@ export class CopyEngine {
     const bytes = await readAll(await reader.openBlob(loc, cfg), MAX_SMALL_BLOB);
     if (sha256Digest(bytes) !== cfg.digest)
       throw new WorkError(`${req.from.name}: config blob ${cfg.digest} is corrupt`);
-    const config = JSON.parse(bytes.toString("utf8")) as {
-      os?: string;
-      architecture?: string;
-      variant?: string;
+    const origin = reader.blobOrigin?.(cfg.digest) ?? {
+      where: `config blob ${cfg.digest} of ${req.from.name} from ${reader.description}`,
+      bundleFile: false,
     };
+    const config = await parseConfig(bytes, origin);
     if (!config.os || !config.architecture) return undefined;
     return {
       os: config.os,
@@ -291,22 +291,4 @@ function result(
     blobs: [...acc.blobs.values()],
     bytesMoved: acc.moved,
   };
-}
-
-export function parseManifest(name: string, raw: RawManifest): ImageIndex | ImageManifest {
-  if (isSchema1(raw.mediaType)) {
-    throw new WorkError(
-      `${name}: schema 1 manifests are deprecated and not supported; push the image again with a current docker or buildx`,
-    );
-  }
-  let doc: { mediaType?: string; manifests?: unknown; config?: unknown; schemaVersion?: number };
-  try {
-    doc = JSON.parse(raw.bytes.toString("utf8")) as typeof doc;
-  } catch {
-    throw new WorkError(`${name}: manifest ${raw.digest} is not JSON`);
-  }
-  const type = raw.mediaType || doc.mediaType || "";
-  if (isIndex(type) || (!type && Array.isArray(doc.manifests))) return doc as ImageIndex;
-  if (isImageManifest(type) || (!type && doc.config)) return doc as ImageManifest;
-  throw new WorkError(`${name}: unsupported manifest type "${type}" (${raw.digest})`);
 }

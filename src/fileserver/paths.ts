@@ -7,6 +7,7 @@
  */
 import { realpath, stat } from "node:fs/promises";
 import path from "node:path";
+import { isWithin } from "../util/paths.js";
 
 /** Digests of the served files, keyed by path: never served, never listed. */
 export const META_DIR = ".bundle-meta";
@@ -59,12 +60,6 @@ export const LIST_PREFIX = "_list";
  */
 export function isReservedName(topLevel: string): boolean {
   return topLevel.startsWith(".") || topLevel === LIST_PREFIX;
-}
-
-/** Whether `candidate` is `root` itself or lies under it; both must be real (symlink-free) paths. */
-export function isWithin(root: string, candidate: string): boolean {
-  const rel = path.relative(root, candidate);
-  return rel === "" || (!path.isAbsolute(rel) && rel !== ".." && !rel.startsWith(`..${path.sep}`));
 }
 
 /** `real`'s path under root with `/` separators, or undefined when it is root or outside. */

@@ -2,10 +2,12 @@
  * The clone cache: one bare repository per URL under the cache folder, reused between runs, so
  * a commit fetched once is never fetched again. Layout:
  *
- *   <cacheDir>/<slug>-<hash>.git    bare repository, remote "origin" = the URL as written
+ *   <cacheDir>/<slug>-<hash>.git    bare repository, remote "origin" = the URL as written, less
+ *                                   its password (which never reaches the disk: fetch.ts)
  *   <cacheDir>/<slug>-<hash>.lock   held while a run fetches into it (lock.ts)
  *
- * <hash> is the first 16 hex digits of sha256(URL), so two URLs never share a repository;
+ * <hash> is the first 16 hex digits of sha256(URL), of that password-less URL, so two URLs never
+ * share a repository and nothing on disk is derived from a password;
  * <slug> (the URL's last path segment) is only there for people looking at the folder.
  * A repository is created under a temporary name and renamed into place, so a killed run never
  * leaves a half-initialised repository under the final name.
@@ -14,9 +16,10 @@ import { createHash } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { writeAtomic } from "../store/layout.js";
+import { redactUrlPassword } from "../config/gitUrl.js";
 import { InputError } from "../util/errors.js";
 import { gitAt } from "./exec.js";
-import { withFileLock } from "./lock.js";
+import { withFileLock } from "./mutex.js";
 
 /**
  * Written to each cache repository's info/attributes, which outranks every .gitattributes:
@@ -46,7 +49,7 @@ export function cacheName(url: string): string {
 /** Rejects what git would read as an option, or could not be a URL at all. */
 export function checkUrl(url: string): void {
   if (url === "" || url.startsWith("-") || hasControlChar(url))
-    throw new InputError(`not a usable git URL: ${JSON.stringify(url)}`);
+    throw new InputError(`not a usable git URL: ${JSON.stringify(redactUrlPassword(url))}`);
 }
 
 export function hasControlChar(text: string): boolean {

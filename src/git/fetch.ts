@@ -10,36 +10,30 @@
  * Every commit we fetched is kept by a ref `refs/bundle/pins/<sha>`: fetched by id it is
  * reachable from nothing else, and git's gc would eventually prune it.
  */
-import type { SimpleGit } from "simple-git";
-import type { GitItem } from "../config/model.js";
+import { gitOrigin } from "../config/gitUrl.js";
 import { InputError, WorkError } from "../util/errors.js";
-import { hasControlChar, withCacheRepo } from "./cache.js";
-import { gitAt, gitMessage, objectType, tryGit } from "./exec.js";
-import { fetchSubmodules } from "./submodules.js";
-
-export interface FetchOptions {
-  /** Where the clone cache lives; reused between runs and safe to share between concurrent runs. */
-  cacheDir: string;
-}
+import { hasControlChar } from "./cache.js";
+import {
+  gitAt,
+  gitMessage,
+  objectType,
+  remoteGit,
+  tryGit,
+  type GitRunner,
+  type RemoteAccess,
+} from "./exec.js";
 
 /** How the commit got into the cache this time: already there, a shallow fetch, or a full fetch. */
 export type FetchSource = "cache" | "shallow" | "full";
-
-export interface FetchResult {
-  /** The cache's bare repository: pass it to writeArchive and copyChart. */
-  repoDir: string;
-  /** The full 40-hex commit id (for a ref, what it named when resolved). */
-  commit: string;
-  source: FetchSource;
-}
 
 /** Where `git fetch` gets a commit from, and where a full fetch puts that remote's refs. */
 export interface Remote {
   /** Given to `git fetch`: "origin", or a submodule's URL. */
   name: string;
-  /** For messages: the URL as the definition (or .gitmodules) wrote it. */
+  /** For messages: the URL as the definition (or .gitmodules) wrote it, less its password. */
   url: string;
   fullRefspecs: string[];
+  access: RemoteAccess;
 }
 
 const COMMIT_ID = /^[0-9a-f]{40}$/;
@@ -48,44 +42,34 @@ export function pinRef(commit: string): string {
   return `refs/bundle/pins/${commit}`;
 }
 
-/**
- * Makes the item's commit (and its submodules' commits, when asked) available in the clone
- * cache under `opts.cacheDir`; a ref is resolved with one `ls-remote` and its commit returned.
- */
-export async function fetchCommit(item: GitItem, opts: FetchOptions): Promise<FetchResult> {
-  return withCacheRepo(opts.cacheDir, item.url, async (repoDir) => {
-    const rev = item.revision;
-    const commit =
-      rev.kind === "commit"
-        ? checkCommitId(rev.commit, item.url)
-        : await resolveRef(repoDir, item.url, rev.ref);
-    const source = await ensureCommit(repoDir, originRemote(item.url), commit);
-    if (item.submodules) await fetchSubmodules(repoDir, item.url, commit);
-    return { repoDir, commit, source };
-  });
+/** A password goes to the URL's own origin only; the cache's config holds the URL without it. */
+export function urlAccess(url: string, username: string, password: string | undefined): RemoteAccess {
+  return password === undefined ? {} : { auth: { origin: gitOrigin(url), username, password } };
 }
 
-export function originRemote(url: string): Remote {
+export function originRemote(url: string, access: RemoteAccess = {}): Remote {
   return {
     name: "origin",
     url,
     fullRefspecs: ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+    access,
   };
 }
 
-function checkCommitId(commit: string, url: string): string {
+export function checkCommitId(commit: string, url: string): string {
   if (!COMMIT_ID.test(commit))
     throw new InputError(`${url}: "${commit}" is not a full commit id (40 lowercase hex digits)`);
   return commit;
 }
 
 /** The commit `ref` names on the remote now: a tag (annotated ones peeled), a branch, or a full ref name. */
-export async function resolveRef(repoDir: string, url: string, ref: string): Promise<string> {
+export async function resolveRef(repoDir: string, remote: Remote, ref: string): Promise<string> {
+  const url = remote.url;
   checkRefName(ref, url);
   let listing: string;
   try {
     // Patterns match name tails; an annotated tag's peeled line is named `<tag>^{}`.
-    listing = await gitAt(repoDir).raw(["ls-remote", "origin", ref, `${ref}^{}`]);
+    listing = await remoteGit(repoDir, remote.access).raw(["ls-remote", remote.name, ref, `${ref}^{}`]);
   } catch (err) {
     throw new WorkError(`cannot list the refs of ${url}: ${gitMessage(err)}`);
   }
@@ -116,7 +100,7 @@ function checkRefName(ref: string, url: string): void {
 export async function ensureCommit(repoDir: string, remote: Remote, commit: string): Promise<FetchSource> {
   const git = gitAt(repoDir);
   if (await isCommit(git, remote, commit)) return pinned(git, commit, "cache");
-  const shallow = await tryGit(git, [
+  const shallow = await tryGit(remoteGit(repoDir, remote.access), [
     "fetch",
     "--no-tags",
     "--depth",
@@ -127,7 +111,7 @@ export async function ensureCommit(repoDir: string, remote: Remote, commit: stri
   if (shallow === undefined && (await isCommit(git, remote, commit))) return pinned(git, commit, "shallow");
   if (shallow !== undefined && looksUnreachable(shallow))
     throw new WorkError(`cannot fetch from ${remote.url}: ${shallow}`);
-  await fullFetch(git, remote);
+  await fullFetch(repoDir, remote);
   if (await isCommit(git, remote, commit)) return pinned(git, commit, "full");
   throw new InputError(
     `commit ${commit} is not in ${remote.url}: no branch or tag contains it` +
@@ -135,9 +119,9 @@ export async function ensureCommit(repoDir: string, remote: Remote, commit: stri
   );
 }
 
-async function fullFetch(git: SimpleGit, remote: Remote): Promise<void> {
+async function fullFetch(repoDir: string, remote: Remote): Promise<void> {
   // A shallow cache would stop the history at its shallow commits: an older commit stays unseen.
-  const shallow = (await git.raw(["rev-parse", "--is-shallow-repository"])).trim() === "true";
+  const shallow = (await gitAt(repoDir).raw(["rev-parse", "--is-shallow-repository"])).trim() === "true";
   const args = [
     "fetch",
     "--no-tags",
@@ -145,17 +129,17 @@ async function fullFetch(git: SimpleGit, remote: Remote): Promise<void> {
     remote.name,
     ...remote.fullRefspecs,
   ];
-  const failed = await tryGit(git, args);
+  const failed = await tryGit(remoteGit(repoDir, remote.access), args);
   if (failed !== undefined) throw new WorkError(`cannot fetch from ${remote.url}: ${failed}`);
 }
 
-async function pinned(git: SimpleGit, commit: string, source: FetchSource): Promise<FetchSource> {
+async function pinned(git: GitRunner, commit: string, source: FetchSource): Promise<FetchSource> {
   await git.raw(["update-ref", pinRef(commit), commit]);
   return source;
 }
 
 /** True for a commit object in the cache; an id naming a tree or blob is the definition's mistake. */
-async function isCommit(git: SimpleGit, remote: Remote, id: string): Promise<boolean> {
+async function isCommit(git: GitRunner, remote: Remote, id: string): Promise<boolean> {
   const type = await objectType(git, id);
   if (type === undefined) return false;
   if (type !== "commit") throw new InputError(`${id} in ${remote.url} is a ${type}, not a commit`);

@@ -2,7 +2,8 @@
  * Git items of a bundle: fetch a pinned commit into a clone cache, write it as a reproducible
  * `.tar.gz`, copy a chart folder out of it.
  */
-export { fetchCommit, type FetchOptions, type FetchResult, type FetchSource } from "./fetch.js";
+export { fetchCommit, type FetchOptions, type FetchResult } from "./commit.js";
+export type { FetchSource } from "./fetch.js";
 export { archivePrefix, writeArchive, type ArchiveOptions, type ArchiveResult } from "./archive.js";
 export { copyChart } from "./chart.js";
 export { cacheName } from "./cache.js";

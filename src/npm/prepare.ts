@@ -32,7 +32,7 @@ import path from "node:path";
 import * as tar from "tar";
 import type { NpmItem } from "../config/model.js";
 import type { Lock, LockFile, LockNpm, LockNpmDir } from "../bundle/lock.js";
-import type { Output } from "../cli/output.js";
+import type { Reporter } from "../util/reporter.js";
 import { archivePrefix, packAtomic, sortPaths } from "../git/archive.js";
 import { formatPos, InputError, WorkError, type SourcePos } from "../util/errors.js";
 
@@ -51,7 +51,7 @@ interface DirInput {
 export async function prepareNpm(
   item: NpmItem,
   dir: string,
-  opts: { out: Output; previous?: Lock },
+  opts: { out: Reporter; previous?: Lock },
 ): Promise<{ entry: LockNpm; file: LockFile }> {
   const { inputs, mtime } = await readInputs(item, path.join(dir, "files", item.git));
   const key = inputKey(inputs);

@@ -38,6 +38,16 @@ export interface RawManifest {
   bytes: Buffer;
   mediaType: string;
   digest: string;
+  /** Where it was read, for messages about what it says (src/oci/parse.ts). */
+  origin?: Origin;
+}
+
+/** Where a document was read, for messages, and whose fault a bad one is. */
+export interface Origin {
+  /** A file (`…/images/index.json`, `images/blobs/sha256/… in x.tar`) or a URL. */
+  where: string;
+  /** True for a file of a bundle or layout the user gave: a bad one is exit 2, else exit 1. */
+  bundleFile: boolean;
 }
 
 export const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/;
@@ -64,4 +74,11 @@ export function platformMatches(wanted: string, offered: Platform): boolean {
 export function digestHex(digest: string): string {
   if (!DIGEST_PATTERN.test(digest)) throw new Error(`not a sha256 digest: ${digest}`);
   return digest.slice("sha256:".length);
+}
+
+/** What a HEAD of a manifest says: enough to tell whether a tag moved, without the body. */
+export interface ManifestHead {
+  digest: string;
+  mediaType: string;
+  size: number;
 }

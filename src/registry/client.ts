@@ -14,7 +14,7 @@ import {
   isSchema1,
 } from "../oci/mediaTypes.js";
 import { sha256Digest, type Descriptor, type RawManifest } from "../oci/types.js";
-import type { ManifestHead } from "../store/types.js";
+import type { ManifestHead } from "../oci/types.js";
 import { WorkError } from "../util/errors.js";
 import type { RetryOptions } from "../util/retry.js";
 import { Authenticator, repositoryScope, type TokenRequester } from "./auth.js";
@@ -111,7 +111,11 @@ export class RegistryClient {
       if (res.status === 404) throw manifestNotFound(where, res, await this.repositoryMissing(repo, res));
       if (res.status !== 200)
         throw unexpectedStatus(`get manifest of ${name} from registry ${this.host}`, res);
-      return checkedManifest(where, res);
+      const url = `${this.endpoint.baseUrl}${manifestPath(repo, reference)}`;
+      return {
+        ...checkedManifest(where, res),
+        origin: { where: `image ${name} from ${url}`, bundleFile: false },
+      };
     });
   }
 
@@ -324,7 +328,7 @@ function manifestMediaType(res: Exchange, bytes: Buffer): string {
   if (declared && declared !== "application/json" && declared !== "text/plain") return declared;
   let body: { mediaType?: unknown; schemaVersion?: unknown; manifests?: unknown; signatures?: unknown };
   try {
-    body = JSON.parse(bytes.toString("utf8")) as typeof body;
+    body = (JSON.parse(bytes.toString("utf8")) as typeof body | null) ?? {};
   } catch {
     throw new WorkError(`the registry sent a manifest that is not JSON (Content-Type ${declared ?? "none"})`);
   }

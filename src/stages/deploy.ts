@@ -9,7 +9,7 @@
  */
 import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
-import { access, chmod, constants, readFile, rm, writeFile } from "node:fs/promises";
+import { access, chmod, constants, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { parse } from "yaml";
 import { type Lock, type LockRelease } from "../bundle/lock.js";
@@ -18,9 +18,9 @@ import type { Values } from "../config/model.js";
 import { parseImageRef } from "../config/imageRef.js";
 import { parseMirror } from "../config/mirror.js";
 import type { ImageSource } from "../store/types.js";
-import type { Output } from "../cli/output.js";
+import type { Reporter } from "../util/reporter.js";
 import { InputError, WorkError, formatDiagnostic } from "../util/errors.js";
-import { writeInside } from "../util/paths.js";
+import { resolveInside, writeInside } from "../util/paths.js";
 import { plural } from "../util/format.js";
 import { bundleValues, mirrorLocation } from "./upload.js";
 import { plannedFiles, renderLockTemplate, type FileTarget } from "./uploadFiles.js";
@@ -50,7 +50,7 @@ export interface DeployOptions {
   strict?: boolean;
   /** Lint rules not to apply (`--skip-lint RULE`). */
   skipLint?: string[];
-  out: Output;
+  out: Reporter;
 }
 
 export interface DeployedRelease {
@@ -68,7 +68,7 @@ export async function deploy(opts: DeployOptions): Promise<{ lock: Lock; release
   const lock = bundle.lock;
   const values = await bundleValues(bundle, siteOf(opts));
   await requireSite(lock, values, opts);
-  const workDir = path.resolve(opts.workDir ?? defaultWorkDir(bundle));
+  const workDir = path.resolve(opts.workDir ?? (await defaultWorkDir(bundle)));
   const helm = await preflight(lock, values, workDir, opts);
   if (lock.releases.length === 0) {
     opts.out.info(
@@ -77,8 +77,10 @@ export async function deploy(opts: DeployOptions): Promise<{ lock: Lock; release
     return { lock, releases: [] };
   }
   const prepared: PreparedRelease[] = [];
+  await mkdir(workDir, { recursive: true });
   for (const release of lock.releases) {
-    prepared.push(await prepareRelease(lock, release, values, path.join(workDir, release.name), opts));
+    const dir = await resolveInside(workDir, release.name, "a release's work folder");
+    prepared.push(await prepareRelease(lock, release, values, dir, opts));
   }
   await lintGate(prepared, opts);
   const proofs = await proveAll(prepared, helm, opts);
@@ -120,9 +122,9 @@ async function requireSite(lock: Lock, values: Values, opts: DeployOptions): Pro
   }
 }
 
-/** A folder's own `deploy/`; an archive is not written to, so `./bundle-deploy`. */
-function defaultWorkDir(bundle: BundleContents): string {
-  return bundle.isArchive ? "bundle-deploy" : path.join(bundle.where, "deploy");
+/** A folder's own `deploy/` (not a link out of it); an archive is not written to, so `./bundle-deploy`. */
+async function defaultWorkDir(bundle: BundleContents): Promise<string> {
+  return bundle.isArchive ? "bundle-deploy" : resolveInside(bundle.where, "deploy", "deploy's work folder");
 }
 
 /** Everything that must hold before helm runs, listed together; returns the helm to run. */
@@ -207,8 +209,8 @@ async function missingFiles(
 
 /**
  * `--helm PATH`, else a helm the bundle carries (a file named `helm`, e.g. from an extracted
- * release archive; copied out to the work folder when the bundle is an archive), else helm on
- * PATH. A dry run needs none (and then proves nothing).
+ * release archive; copied out to the work folder's bin/, checked against the lock), else helm
+ * on PATH. A dry run needs none (and then proves nothing).
  */
 async function findHelm(lock: Lock, workDir: string, opts: DeployOptions): Promise<string | undefined> {
   if (opts.helm) {
@@ -219,12 +221,11 @@ async function findHelm(lock: Lock, workDir: string, opts: DeployOptions): Promi
   }
   const carried = lock.files.find((f) => path.posix.basename(f.path) === "helm");
   if (carried) {
-    const rel = `files/${carried.path}`; // a relative path: the lock parser checked it
-    const file = opts.bundle.isArchive
-      ? path.join(workDir, "bin", "helm")
-      : path.join(opts.bundle.where, rel);
-    if (opts.bundle.isArchive) await extractFile(opts.bundle, rel, file);
-    await chmod(file, 0o755).catch(() => undefined);
+    // Copied out, its bytes checked against the lock on the way, from a folder as from an
+    // archive: what runs is what was prepared, and the bundle's own file is not touched.
+    const file = path.join(workDir, "bin", "helm");
+    await extractFile(opts.bundle, `files/${carried.path}`, file);
+    await chmod(file, 0o755);
     return file;
   }
   const onPath = await helmOnPath();
@@ -310,7 +311,7 @@ async function valuesFileText(
   if (template) return renderLockTemplate(template, opts.bundle, values);
   const inChart = `charts/${release.chart}/`;
   if (bundlePath.startsWith(inChart))
-    return readFile(path.join(chartDir, bundlePath.slice(inChart.length)), "utf8");
+    return readFile(await resolveInside(chartDir, bundlePath.slice(inChart.length)), "utf8");
   return (await opts.bundle.readFile(bundlePath)).toString("utf8");
 }
 
@@ -433,7 +434,11 @@ function distinctImages(proof: Proof): number {
   return new Set(proof.images.map((i) => i.image)).size;
 }
 
-/** `upgrade --install` or `template`, with exactly the same chart, values files and flags. */
+/**
+ * `upgrade --install` or `template`, with exactly the same chart, values files and flags. The
+ * release name and chart come last, after `--`: whatever they say, helm takes them as names,
+ * never as an option (`--post-renderer=…`).
+ */
 export function helmArgs(
   verb: "upgrade" | "template",
   p: PreparedRelease,
@@ -441,8 +446,6 @@ export function helmArgs(
 ): string[] {
   return [
     ...(verb === "upgrade" ? ["upgrade", "--install"] : ["template"]),
-    p.release.name,
-    p.chartDir,
     "--namespace",
     p.release.namespace,
     "--create-namespace",
@@ -455,6 +458,9 @@ export function helmArgs(
     ...(opts.kubeContext ? ["--kube-context", opts.kubeContext] : []),
     ...(opts.kubeconfig ? ["--kubeconfig", opts.kubeconfig] : []),
     ...(opts.atomic ? ["--atomic"] : []),
+    "--",
+    p.release.name,
+    p.chartDir,
   ];
 }
 
@@ -484,7 +490,7 @@ export async function renderChart(
 }
 
 /** Runs helm with its output shown as it comes; a failure is exit 1 with helm's last lines. */
-async function runHelm(command: string[], release: string, out: Output): Promise<void> {
+async function runHelm(command: string[], release: string, out: Reporter): Promise<void> {
   const [bin, ...args] = command as [string, ...string[]];
   out.info(`$ ${command.map(shellQuote).join(" ")}`);
   let tail = "";

@@ -23,8 +23,9 @@ import type {
   LockTemplate,
 } from "../bundle/lock.js";
 import { writeAtomic } from "../store/layout.js";
-import type { Output } from "../cli/output.js";
+import type { Reporter } from "../util/reporter.js";
 import { InputError } from "../util/errors.js";
+import { resolveInside } from "../util/paths.js";
 
 /** The git operations prepare needs (src/git). */
 export interface GitOps {
@@ -46,6 +47,8 @@ export interface FilesResult {
   charts: LockChart[];
   templates: LockTemplate[];
   values: string;
+  valuesSize: number;
+  valuesSha256: string;
 }
 
 export const VALUES_FILE = "templates/values.json";
@@ -54,16 +57,16 @@ export async function prepareFiles(
   def: Definition,
   dir: string,
   opts: {
-    out: Output;
+    out: Reporter;
     git: GitOps;
     cacheDir: string;
     previous?: Lock;
-    toolFile?: string;
+    tools?: CarriedTool[];
     downloads?: DownloadLimits;
   },
 ): Promise<FilesResult> {
   const files: LockFile[] = [];
-  if (opts.toolFile) files.push(await carryTool(dir, opts.toolFile));
+  for (const tool of opts.tools ?? []) files.push(await carryTool(dir, tool, opts.previous));
   const repos = new Map<string, { repoDir: string; commit: string }>();
   const git: LockGit[] = [];
   for (const item of def.git) {
@@ -85,7 +88,7 @@ export async function prepareFiles(
     const got = await prepareDownload(item, dir, opts);
     files.push(got, ...(item.extract ? await extractArchive(dir, got.path) : []));
   }
-  const templates = await prepareTemplates(def, dir, files);
+  const { templates, values } = await prepareTemplates(def, dir, files);
   // Listed after the templates: a chart's overlays rendered at prepare are part of it.
   for (const chart of charts) chart.files = await chartFiles(dir, chart.path);
   await pruneFiles(dir, new Set(files.map((f) => f.path)));
@@ -96,16 +99,18 @@ export async function prepareFiles(
     charts,
     templates,
     values: VALUES_FILE,
+    valuesSize: values.size,
+    valuesSha256: values.sha256,
   };
 }
 
 async function prepareGit(
   item: GitItem,
   dir: string,
-  opts: { out: Output; git: GitOps; cacheDir: string; previous?: Lock },
+  opts: { out: Reporter; git: GitOps; cacheDir: string; previous?: Lock },
 ) {
   const repo = await opts.git.fetchCommit(item, { cacheDir: opts.cacheDir });
-  const file = path.join(dir, "files", item.archive);
+  const file = await resolveInside(dir, `files/${item.archive}`);
   const before = opts.previous?.git.find(
     (g) => g.url === item.url && g.commit === repo.commit && g.archive === item.archive,
   );
@@ -155,9 +160,9 @@ async function prepareCharts(
 async function prepareDownload(
   item: Definition["files"][number],
   dir: string,
-  opts: { out: Output; previous?: Lock; downloads?: DownloadLimits },
+  opts: { out: Reporter; previous?: Lock; downloads?: DownloadLimits },
 ): Promise<LockFile> {
-  const file = path.join(dir, "files", item.path);
+  const file = await resolveInside(dir, `files/${item.path}`);
   const before = opts.previous?.files.find((f) => f.url === item.url && f.path === item.path);
   const pinned = item.sha256 ?? before?.sha256;
   if (before && before.sha256 === pinned && (await sizeOf(file)) === before.size) return before;
@@ -180,13 +185,32 @@ async function prepareDownload(
 /** The file the self-contained `bundle` is carried as, so the offline side needs only node. */
 export const TOOL_FILE = "bundle.mjs";
 
-async function carryTool(dir: string, toolFile: string): Promise<LockFile> {
-  const dest = path.join(dir, "files", TOOL_FILE);
+/**
+ * The executables (scripts/build-exe.mjs), carried under files/tool/ so the offline side needs
+ * no Node.js at all. Under files/ like bundle.mjs: the lock lists them, so verify, the archive
+ * and a signature cover them, and the file server hands them to the site's other machines.
+ * The names are the ones scripts/build-exe.mjs gives them (`bundle-linux-${process.arch}`).
+ */
+export const TOOL_EXECUTABLES = ["bundle-linux-x64", "bundle-linux-arm64"].map((name) => `tool/${name}`);
+
+/** A file of the tool itself to carry (`--with-tool`): `source` on disk, `path` under files/. */
+export interface CarriedTool {
+  source: string;
+  path: string;
+}
+
+/** Copied unless the previous run's copy is there with the same size and sha256 (250 MB a pair). */
+async function carryTool(dir: string, tool: CarriedTool, previous?: Lock): Promise<LockFile> {
+  const dest = path.join(dir, "files", ...tool.path.split("/"));
+  const before = previous?.files.find((f) => f.path === tool.path);
+  if (before && (await sizeOf(dest)) === before.size && (await sizeOf(tool.source)) === before.size) {
+    if ((await sha256File(tool.source)) === before.sha256) return before;
+  }
   await mkdir(path.dirname(dest), { recursive: true });
-  await cp(toolFile, `${dest}.tmp`);
+  await cp(tool.source, `${dest}.tmp`);
   await chmod(`${dest}.tmp`, 0o755);
   await rename(`${dest}.tmp`, dest);
-  return { path: TOOL_FILE, size: (await stat(dest)).size, sha256: await sha256File(dest) };
+  return { path: tool.path, size: (await stat(dest)).size, sha256: await sha256File(dest) };
 }
 
 /** The archive's extension: what `extract` can unpack. */
@@ -215,10 +239,16 @@ async function extractArchive(dir: string, rel: string): Promise<LockFile[]> {
  * A template that needs no site value is rendered now; one that does is stored under
  * templates/ with the values it will be rendered with, for upload (files) or deploy (charts).
  */
-async function prepareTemplates(def: Definition, dir: string, files: LockFile[]): Promise<LockTemplate[]> {
+async function prepareTemplates(
+  def: Definition,
+  dir: string,
+  files: LockFile[],
+): Promise<{ templates: LockTemplate[]; values: { size: number; sha256: string } }> {
   await rm(path.join(dir, "templates"), { recursive: true, force: true });
   await mkdir(path.join(dir, "templates"), { recursive: true });
-  await writeAtomic(path.join(dir, VALUES_FILE), `${JSON.stringify(def.values, null, 2)}\n`);
+  // Its size and sha256 go into the lock: a signature covers the values as it covers the rest.
+  const valuesText = `${JSON.stringify(def.values, null, 2)}\n`;
+  await writeAtomic(path.join(dir, VALUES_FILE), valuesText);
   const pending: LockTemplate[] = [];
   for (const t of def.templates) {
     const site = siteValuesOf(t, def);
@@ -226,13 +256,13 @@ async function prepareTemplates(def: Definition, dir: string, files: LockFile[])
     if (site.length === 0) {
       const { renderTemplate } = await import("../templates/render.js");
       const text = renderTemplate(t, def.values);
-      await writeFileMode(path.join(dir, dest), text, t.mode);
+      await writeFileMode(await resolveInside(dir, dest), text, t.mode);
       if (t.dest.kind === "file")
         files.push({ path: t.dest.path, size: Buffer.byteLength(text), sha256: sha256(text) });
       continue;
     }
     const source = `templates/${dest}`;
-    await writeFileMode(path.join(dir, source), t.text, 0o644);
+    await writeFileMode(await resolveInside(dir, source), t.text, 0o644);
     pending.push({
       dest,
       source,
@@ -243,7 +273,7 @@ async function prepareTemplates(def: Definition, dir: string, files: LockFile[])
       siteValues: site,
     });
   }
-  return pending;
+  return { templates: pending, values: { size: Buffer.byteLength(valuesText), sha256: sha256(valuesText) } };
 }
 
 export function siteValuesOf(t: TemplateItem, def: Definition): string[] {

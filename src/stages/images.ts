@@ -8,10 +8,9 @@ import { formatMirror } from "../config/mirror.js";
 import type { ImageItem } from "../config/model.js";
 import { CopyEngine, type CopiedImage, type CopyRequest } from "../copy/engine.js";
 import type { LockImage } from "../bundle/lock.js";
-import { runJobs, firstLine, type JobOutcome } from "../cli/progress.js";
-import type { Output } from "../cli/output.js";
+import type { JobOutcome, Reporter } from "../util/reporter.js";
 import type { ImageLocation } from "../store/types.js";
-import { InputError, StoppedError, WorkError } from "../util/errors.js";
+import { InputError, StoppedError, WorkError, firstLine } from "../util/errors.js";
 import { formatBytes } from "../util/format.js";
 
 export interface TransferLimits {
@@ -44,7 +43,7 @@ export interface TransferJob {
  * `continueOnError`; either way every failure is listed in the error thrown at the end.
  */
 export async function transferImages(
-  out: Output,
+  out: Reporter,
   label: string,
   jobs: TransferJob[],
   opts: { continueOnError: boolean; limits?: TransferLimits },
@@ -62,8 +61,7 @@ export async function transferImages(
         out.debug(`${image}: retrying ${what} (attempt ${attempt}): ${firstLine(err)}`),
     },
   });
-  const outcomes = await runJobs(
-    out,
+  const outcomes = await out.runJobs(
     label,
     jobs.map((job) => ({
       title: job.title,

@@ -6,8 +6,9 @@
  */
 import type { LockRelease } from "../bundle/lock.js";
 import type { BundleContents } from "../bundle/contents.js";
+import { redactUrlPassword } from "../config/gitUrl.js";
 import { DIGEST_PATTERN } from "../oci/types.js";
-import { formatBytes, table } from "../util/format.js";
+import { formatBytes, shortDigest, table } from "../util/format.js";
 
 export interface InspectImage {
   ref: string;
@@ -55,7 +56,13 @@ export async function inspectBundle(bundle: BundleContents): Promise<InspectRepo
     mirror: img.mirror,
   }));
   const files = lock.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256 }));
-  const git = lock.git.map((g) => ({ url: g.url, commit: g.commit, archive: g.archive, size: g.size }));
+  // A lock written before passwords were kept out of it may hold one: never shown.
+  const git = lock.git.map((g) => ({
+    url: redactUrlPassword(g.url),
+    commit: g.commit,
+    archive: g.archive,
+    size: g.size,
+  }));
 
   // Distinct blobs, sized from the layout where the blob is there (the lock's size otherwise).
   const distinct = new Map<string, number>();
@@ -147,8 +154,4 @@ export function formatInspect(report: InspectReport): string[] {
       (saved > 0 ? ` (${formatBytes(unshared)} unshared, ${formatBytes(saved)} saved by sharing blobs)` : ""),
   );
   return lines;
-}
-
-function shortDigest(digest: string): string {
-  return digest.startsWith("sha256:") ? `sha256:${digest.slice(7, 19)}` : digest;
 }

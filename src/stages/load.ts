@@ -12,7 +12,8 @@ import type Dockerode from "dockerode";
 import { InputError } from "../util/errors.js";
 import { OciLayout, REF_NAME } from "../store/layout.js";
 import { DockerDaemonTarget, daemonPlatform, tagOf, type LoadAction } from "../store/docker.js";
-import { CopyEngine, parseManifest, type CopyEvents } from "../copy/engine.js";
+import { CopyEngine, type CopyEvents } from "../copy/engine.js";
+import { parseConfig, parseManifest } from "../oci/parse.js";
 import { offered } from "../copy/platforms.js";
 import { formatPlatform, platformMatches } from "../oci/types.js";
 import { formatImageRef, parseImageRef } from "../config/imageRef.js";
@@ -20,7 +21,7 @@ import { LOCK_FILE, readLock, type Lock } from "../bundle/lock.js";
 import { readAll } from "../util/streams.js";
 import type { ImageLocation } from "../store/types.js";
 import { isArchive, openArchive } from "../bundle/archive.js";
-import { ArchiveLayout } from "../store/archive.js";
+import { ArchiveLayout } from "../bundle/archiveLayout.js";
 import type { LayoutSource } from "../bundle/contents.js";
 
 export interface LoadOptions {
@@ -114,11 +115,23 @@ async function readLockIfAny(bundleDir: string): Promise<Lock | undefined> {
   return present ? readLock(bundleDir) : undefined;
 }
 
+/**
+ * The images the layout's index.json names. Each name becomes a tag in the daemon and a path
+ * of its API, so it must be an image reference, not `../x` (exit 2 naming the entry).
+ */
 async function bundleImages(layout: LayoutSource): Promise<BundleImage[]> {
   const index = await layout.readIndex();
-  return index.manifests.flatMap((top) => {
+  return index.manifests.flatMap((top, i) => {
     const ref = top.annotations?.[REF_NAME];
-    return ref ? [{ ref }] : [];
+    if (!ref) return [];
+    try {
+      parseImageRef(ref);
+    } catch (err) {
+      throw new InputError(
+        `index.json of ${layout.description}: manifests[${i}].annotations["${REF_NAME}"]: ${(err as Error).message}`,
+      );
+    }
+    return [{ ref }];
   });
 }
 
@@ -165,7 +178,7 @@ async function requirePlatform(layout: LayoutSource, image: BundleImage, platfor
 
 async function heldPlatforms(layout: LayoutSource, image: BundleImage): Promise<string[]> {
   const loc = location(image.ref);
-  const top = parseManifest(image.ref, await layout.getManifest(loc));
+  const top = await parseManifest(image.ref, await layout.getManifest(loc));
   if ("manifests" in top) {
     const held = await Promise.all(top.manifests.map((d) => layout.hasBlob(loc, d)));
     const kept = top.manifests.filter((_, i) => held[i]);
@@ -173,13 +186,8 @@ async function heldPlatforms(layout: LayoutSource, image: BundleImage): Promise<
       .split(", ")
       .filter(Boolean);
   }
-  const config = JSON.parse(
-    (await readAll(await layout.openBlob(loc, top.config), 8 << 20)).toString("utf8"),
-  ) as {
-    os?: string;
-    architecture?: string;
-    variant?: string;
-  };
+  const bytes = await readAll(await layout.openBlob(loc, top.config), 8 << 20);
+  const config = await parseConfig(bytes, layout.blobOrigin(top.config.digest));
   if (!config.os || !config.architecture) return [];
   return [
     formatPlatform({

@@ -12,9 +12,9 @@ import { NotFoundError } from "../registry/errors.js";
 import { OciLayout } from "../store/layout.js";
 import type { ImageSource, ImageTarget } from "../store/types.js";
 import { LOCK_VERSION, readLock, writeLock, type Lock, type LockImage } from "../bundle/lock.js";
-import { prepareFiles, type GitOps } from "./files.js";
+import { prepareFiles, type CarriedTool, type GitOps } from "./files.js";
 import type { DownloadLimits } from "../files/download.js";
-import type { Output } from "../cli/output.js";
+import type { Reporter } from "../util/reporter.js";
 import { lockImage, sourceLocation, transferImages, type TransferLimits } from "./images.js";
 import { VERSION } from "../version.js";
 
@@ -26,11 +26,11 @@ export interface PrepareOptions {
   /** Where each image is read from: a registry (through mirrors) or the local Docker daemon. */
   openSource: (img: ImageItem) => ImageSource;
   git: GitOps;
-  /** A self-contained bundle.mjs to carry as files/bundle.mjs (`--with-tool`). */
-  toolFile?: string;
+  /** The tool itself, self-contained, to carry under files/ (`--with-tool`). */
+  tools?: CarriedTool[];
   /** Clones kept between runs. */
   gitCacheDir: string;
-  out: Output;
+  out: Reporter;
   limits?: TransferLimits;
   /** Sizes and timeouts of files: downloads. */
   downloads?: DownloadLimits;
@@ -72,7 +72,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     git: opts.git,
     cacheDir: opts.gitCacheDir,
     ...(opts.downloads ? { downloads: opts.downloads } : {}),
-    ...(opts.toolFile ? { toolFile: opts.toolFile } : {}),
+    ...(opts.tools ? { tools: opts.tools } : {}),
     ...(previous ? { previous } : {}),
   });
   const lock: Lock = {

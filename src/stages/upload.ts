@@ -9,7 +9,7 @@ import type { Lock, LockImage } from "../bundle/lock.js";
 import type { BundleContents } from "../bundle/contents.js";
 import type { ImageLocation, ImageTarget } from "../store/types.js";
 import { parseMirror } from "../config/mirror.js";
-import type { Output } from "../cli/output.js";
+import type { Reporter } from "../util/reporter.js";
 import { InputError, WorkError } from "../util/errors.js";
 import { transferImages, type TransferLimits } from "./images.js";
 import { parseImageRef } from "../config/imageRef.js";
@@ -34,7 +34,7 @@ export interface UploadOptions {
   valueOptions?: ValueOptions;
   fileserverUrl?: string;
   continueOnError: boolean;
-  out: Output;
+  out: Reporter;
   limits?: TransferLimits;
 }
 

@@ -11,8 +11,7 @@ import type { FileBody } from "../fileserver/client.js";
 import { parseDestPath, type Values } from "../config/model.js";
 import { renderTemplate } from "../templates/render.js";
 import { InputError, WorkError } from "../util/errors.js";
-import { runJobs, type Job } from "../cli/progress.js";
-import type { Output } from "../cli/output.js";
+import type { Job, Reporter } from "../util/reporter.js";
 import { throwIfFailed } from "./images.js";
 
 /** What upload needs of a file server (src/fileserver/client.ts). */
@@ -43,7 +42,7 @@ export async function uploadFiles(
   bundle: BundleContents,
   target: FileTarget,
   values: Values,
-  opts: { out: Output; continueOnError: boolean },
+  opts: { out: Reporter; continueOnError: boolean },
 ): Promise<{ sent: string[]; skipped: string[]; bytesMoved: number }> {
   const lock = bundle.lock;
   const outgoing = await plannedFiles(bundle, values);
@@ -60,7 +59,7 @@ export async function uploadFiles(
       await target.put(lock.name, f.path, f.body, f.sha256, (n) => (report.moved(n), (moved += n)));
     },
   }));
-  const outcomes = await runJobs(opts.out, "files", jobs, {
+  const outcomes = await opts.out.runJobs("files", jobs, {
     concurrency: 4,
     continueOnError: opts.continueOnError,
     abort: new AbortController(),
@@ -115,8 +114,9 @@ export async function renderLockTemplate(
     const flag = missing.includes("IMG_REPO") ? "--registry" : "--fileserver";
     throw new InputError(`${t.dest} uses ${missing.join(", ")}: give ${flag} so it can be rendered`);
   }
-  const bytes = await bundle.readFile(t.source);
   // The lock (and a signature over it) covers the template: what is rendered is what was prepared.
+  // Checked here, once, with a message that says it is a template (from a folder or an archive).
+  const bytes = await bundle.readFile(t.source, { check: false });
   const sha256 = createHash("sha256").update(bytes).digest("hex");
   if (sha256 !== t.sha256)
     throw new WorkError(

@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import path from "node:path";
+import pLimit from "p-limit";
 import type { Lock } from "../bundle/lock.js";
 import type { BundleContents, LayoutSource } from "../bundle/contents.js";
 import { updateOf } from "../bundle/update.js";
@@ -191,17 +192,48 @@ async function verifyFiles(
       });
     if (!before) wanted.set(rel, { rel, size: g.size, sha256: g.sha256 });
   }
-  for (const t of lock.templates) wanted.set(t.source, { rel: t.source, sha256: t.sha256 });
+  for (const w of templateFiles(lock)) wanted.set(w.rel, w);
 
   await hashWanted(bundle, [...wanted.values()], problems, checked, omittedFiles);
 
-  if (lock.values && !(await bundle.stat(lock.values)))
-    problems.push({ kind: "missing", item: lock.values, detail: "the template values file is missing" });
+  if (lock.valuesSha256 === undefined) {
+    // A lock from before values were hashed: the file must at least be there.
+    const there = await bundle.stat(lock.values).catch((e: Error) => e);
+    if (!there || there instanceof Error)
+      problems.push({
+        kind: "missing",
+        item: lock.values,
+        detail: there instanceof Error ? there.message : "the template values file is missing",
+      });
+  }
 
   for (const rel of await bundle.list("files")) {
     if (wanted.has(rel) || ignored(rel)) continue;
     problems.push({ kind: "extra", item: rel, detail: "under files/ but not in the lock" });
   }
+}
+
+/** The templates and, in locks that record it, the values file they are rendered with. */
+function templateFiles(lock: Lock): WantedFile[] {
+  const out: WantedFile[] = lock.templates.map((t) => ({ rel: t.source, sha256: t.sha256 }));
+  if (lock.valuesSha256 !== undefined)
+    out.push({
+      rel: lock.values,
+      sha256: lock.valuesSha256,
+      ...(lock.valuesSize !== undefined ? { size: lock.valuesSize } : {}),
+    });
+  return out;
+}
+
+/**
+ * What a signature covers only through the lock and a stage reads before anything moves: the
+ * charts, the templates and the values file (small files, all of them hashed). A signed lock
+ * with any of them changed is refused before upload or deploy starts.
+ */
+export async function verifyCovered(bundle: BundleContents): Promise<VerifyReport> {
+  const report = await verifyCharts(bundle, bundle.lock);
+  await hashWanted(bundle, templateFiles(bundle.lock), report.problems, report.checked, new Set());
+  return { ...report, ok: report.problems.length === 0 };
 }
 
 /** Each file hashed against the lock: missing (unless `omitted`) and mismatched ones named. */
@@ -213,7 +245,12 @@ async function hashWanted(
   omitted: Set<string>,
 ): Promise<void> {
   await forEachLimit(wanted, CONCURRENCY, async (f) => {
-    const got = await hashFile(bundle, f.rel);
+    const got = await hashFile(bundle, f.rel).catch((err: Error) => {
+      // A link that leads outside the bundle: named, never read through.
+      problems.push({ kind: "mismatch", item: f.rel, detail: err.message });
+      return null;
+    });
+    if (got === null) return;
     if (!got && omitted.has(f.rel)) return; // an update bundle leaves it to the site
     if (!got) {
       problems.push({ kind: "missing", item: f.rel, detail: "listed in the lock but not in the bundle" });
@@ -294,15 +331,10 @@ async function hashFile(bundle: BundleContents, rel: string): Promise<Hashed | u
   return { size, sha256: hash.digest("hex") };
 }
 
+/** `fn` over `items`, at most `limit` at a time. */
 async function forEachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const run = pLimit(limit);
+  await Promise.all(items.map((item) => run(() => fn(item))));
 }
 
 /** Human output: one line per problem, then a summary. */

@@ -20,7 +20,7 @@ import * as tar from "tar";
 import { WorkError } from "../util/errors.js";
 import { OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, isIndex } from "../oci/mediaTypes.js";
 import { sha256Digest, type Descriptor, type ImageManifest, type RawManifest } from "../oci/types.js";
-import { parseManifest } from "../copy/engine.js";
+import { parseConfig, parseDockerArchive, parseManifest, type DockerArchiveEntry } from "../oci/parse.js";
 import { OciLayout } from "./layout.js";
 import type {
   BlobOpener,
@@ -30,18 +30,6 @@ import type {
   ManifestHead,
   ManifestRole,
 } from "./types.js";
-
-/** One image of a legacy `docker save` / `docker load` archive's manifest.json. */
-interface ArchiveEntry {
-  Config: string;
-  RepoTags: string[] | null;
-  Layers: string[];
-}
-
-/** The part of an image config that lists its layers' uncompressed digests. */
-interface ImageConfig {
-  rootfs?: { diff_ids?: string[] };
-}
 
 // --- the daemon as a source -------------------------------------------------------------
 
@@ -153,7 +141,11 @@ async function saveInto(docker: Dockerode, name: string, dir: string): Promise<v
  * function of the image, so exporting it again gives the same manifest digest.
  */
 async function readSavedImage(name: string, imageId: string, dir: string): Promise<ExportedImage> {
-  const entries = JSON.parse(await readFile(path.join(dir, "manifest.json"), "utf8")) as ArchiveEntry[];
+  const saved = (file: string) => ({ where: `${file} of docker save ${name}`, bundleFile: false });
+  const entries = await parseDockerArchive(
+    await readFile(path.join(dir, "manifest.json")),
+    saved("manifest.json"),
+  );
   const entry = entries[0];
   if (entries.length !== 1 || !entry)
     throw new WorkError(`docker save ${name} wrote ${entries.length} images, expected 1`);
@@ -164,8 +156,8 @@ async function readSavedImage(name: string, imageId: string, dir: string): Promi
       `docker save ${name}: config ${config.digest} is not image ${imageId} (was the tag moved meanwhile?)`,
     );
   }
-  const diffIds =
-    (JSON.parse(await readFile(path.join(dir, entry.Config), "utf8")) as ImageConfig).rootfs?.diff_ids ?? [];
+  const configBytes = await readFile(path.join(dir, entry.Config));
+  const diffIds = (await parseConfig(configBytes, saved(entry.Config))).rootfs?.diff_ids ?? [];
   if (diffIds.length !== entry.Layers.length) {
     throw new WorkError(
       `docker save ${name}: ${entry.Layers.length} layer files for ${diffIds.length} diff_ids in its config`,
@@ -281,7 +273,7 @@ export class DockerDaemonTarget implements ImageTarget {
 
   async putManifest(loc: ImageLocation, raw: RawManifest, role: ManifestRole): Promise<void> {
     if (isIndex(raw.mediaType)) return;
-    const manifest = parseManifest(loc.name, raw);
+    const manifest = await parseManifest(loc.name, raw);
     if ("manifests" in manifest) return;
     this.manifests.set(raw.digest, raw.bytes);
     const tag = tagOf(loc.name);
@@ -311,12 +303,15 @@ export class DockerDaemonTarget implements ImageTarget {
   }
 
   private async knownManifest(digest: string): Promise<ImageManifest | undefined> {
-    const file = this.opts.local?.blobPath(digest);
-    const bytes =
-      this.manifests.get(digest) ?? (file ? await readFile(file).catch(() => undefined) : undefined);
+    const known = this.manifests.get(digest);
+    const file = known ? undefined : this.opts.local?.blobPath(digest);
+    const bytes = known ?? (file ? await readFile(file).catch(() => undefined) : undefined);
     if (!bytes) return undefined;
-    const doc = JSON.parse(bytes.toString("utf8")) as Partial<ImageManifest> & { manifests?: unknown };
-    return doc.config && !doc.manifests ? (doc as ImageManifest) : undefined;
+    const origin = file
+      ? { where: file, bundleFile: true }
+      : { where: `manifest ${digest}`, bundleFile: false };
+    const parsed = await parseManifest(digest, { bytes, digest, mediaType: "", origin });
+    return "manifests" in parsed ? undefined : parsed;
   }
 
   private async tag(imageId: string, tag: string | undefined): Promise<void> {
@@ -355,9 +350,10 @@ export class DockerDaemonTarget implements ImageTarget {
     const blobs = [manifest.config, ...manifest.layers];
     await mkdir(path.join(dir, "blobs", "sha256"), { recursive: true });
     for (const blob of new Map(blobs.map((b) => [b.digest, b])).values()) {
-      await symlink(await this.blobFile(blob), path.join(dir, archivePath(blob.digest)));
+      // An absolute target: a relative one would be read from the archive folder, not from here.
+      await symlink(path.resolve(await this.blobFile(blob)), path.join(dir, archivePath(blob.digest)));
     }
-    const entry: ArchiveEntry = {
+    const entry: DockerArchiveEntry = {
       Config: archivePath(manifest.config.digest),
       RepoTags: tag ? [tag] : [],
       Layers: manifest.layers.map((l) => archivePath(l.digest)),
@@ -398,9 +394,9 @@ async function readLoadProgress(name: string, response: NodeJS.ReadableStream): 
   for await (const chunk of response) text += chunk.toString();
   for (const line of text.split(/\r?\n/)) {
     if (!line.trim()) continue;
-    const msg = JSON.parse(line) as { error?: string; errorDetail?: { message?: string } };
-    const error = msg.errorDetail?.message ?? msg.error;
-    if (error) throw new WorkError(`docker load of ${name} failed: ${error}`);
+    const msg = JSON.parse(line) as { error?: unknown; errorDetail?: { message?: unknown } } | null;
+    const error = msg?.errorDetail?.message ?? msg?.error;
+    if (error) throw new WorkError(`docker load of ${name} failed: ${String(error)}`);
   }
 }
 

@@ -4,7 +4,7 @@
  * these two small interfaces and one engine (src/copy/engine.ts) moves images between them.
  */
 import type { Readable } from "node:stream";
-import type { Descriptor, RawManifest } from "../oci/types.js";
+import type { Descriptor, Origin, RawManifest } from "../oci/types.js";
 
 /** Which image inside a store. */
 export interface ImageLocation {
@@ -19,11 +19,9 @@ export interface ImageLocation {
 /** An image's top manifest or index, or a platform's manifest inside an index. */
 export type ManifestRole = "image" | "child";
 
-export interface ManifestHead {
-  digest: string;
-  mediaType: string;
-  size: number;
-}
+import type { ManifestHead } from "../oci/types.js";
+
+export type { ManifestHead };
 
 export interface ImageSource {
   /** For messages: `registry 127.0.0.1:5000`, `OCI layout ./bundle-out/x/images`. */
@@ -34,6 +32,11 @@ export interface ImageSource {
   headManifest(loc: ImageLocation): Promise<ManifestHead | undefined>;
   /** A blob's bytes from `offset` on, streamed (offset > 0 resumes a partial copy). */
   openBlob(loc: ImageLocation, desc: Descriptor, offset?: number): Promise<Readable>;
+  /**
+   * Where a blob (a config) is held, for messages about what it says: a layout's file, whose
+   * bad content is the input's fault. Without it, the store's description, and the work's fault.
+   */
+  blobOrigin?(digest: string): Origin;
 }
 
 /** What the caller of `putBlob` knows already, so that the target need not find it out again. */

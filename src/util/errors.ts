@@ -55,3 +55,8 @@ export class DefinitionError extends InputError {
     super(diagnostics.map(formatDiagnostic).join("\n"));
   }
 }
+
+/** An error's first line, for a one-line account of it. */
+export function firstLine(err: unknown): string {
+  return String((err as Error)?.message ?? err).split("\n")[0] ?? "";
+}

@@ -45,3 +45,8 @@ export function parseByteSize(text: string, flag = "--max-upload-size"): number 
   if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new InputError(`${flag} ${text}: out of range`);
   return bytes;
 }
+
+/** `sha256:` and the first 12 hex digits: enough to tell digests apart in a table. */
+export function shortDigest(digest: string): string {
+  return digest.startsWith("sha256:") ? `sha256:${digest.slice(7, 19)}` : digest;
+}

@@ -3,7 +3,7 @@
  * command owns. Each is checked before use: relative, normalised, no `..`, no backslash; a
  * write lands inside the folder even when a link in the folder points elsewhere.
  */
-import { mkdir, realpath, rm, writeFile, chmod } from "node:fs/promises";
+import { lstat, mkdir, realpath, rm, writeFile, chmod } from "node:fs/promises";
 import path from "node:path";
 import { InputError } from "./errors.js";
 
@@ -31,19 +31,52 @@ export function permissionBits(mode: number): number {
   return mode & 0o777;
 }
 
+/** Whether `candidate` is `root` itself or lies under it; both must be real (symlink-free) paths. */
+export function isWithin(root: string, candidate: string): boolean {
+  const rel = path.relative(root, candidate);
+  return rel === "" || (!path.isAbsolute(rel) && rel !== ".." && !rel.startsWith(`..${path.sep}`));
+}
+
 /**
- * Writes `text` to `root/rel`, replacing what is there. The parent folder must resolve inside
- * `root` (a link in between that leads out is refused), and a link at the file's own name is
- * removed, not followed.
+ * The one way from a path in data (a lock, an index, a chart) to a place under a folder the
+ * command owns (a bundle, a deploy work folder, an unpack target), for reading or writing.
+ * `rel` must be a plain relative path; each part that exists is followed as the OS would
+ * follow it, and a link that leads outside `root` (or nowhere) is refused, so nothing is read
+ * or written through it. Returns the real path: parts that exist resolved, the rest joined.
+ */
+export async function resolveInside(
+  root: string,
+  rel: string,
+  what = `a path under ${root}`,
+): Promise<string> {
+  const parts = relativePath(rel, what).split("/");
+  const realRoot = await realpath(root);
+  let real = realRoot;
+  for (const [i, part] of parts.entries()) {
+    const next = path.join(real, part);
+    const info = await lstat(next).catch(() => undefined);
+    if (!info) return path.join(next, ...parts.slice(i + 1));
+    real = info.isSymbolicLink() ? await realpath(next).catch(() => "") : next;
+    if (!real || !isWithin(realRoot, real))
+      throw new InputError(
+        `${path.join(root, rel)}: a link in its path leads outside ${root}; it is not followed`,
+      );
+  }
+  return real;
+}
+
+/**
+ * Writes `text` to `root/rel`, replacing what is there. The folder is found through
+ * `resolveInside` before it is created and again after (a link in between that leads out is
+ * refused, and no folder is made through one), and a link at the file's own name is removed,
+ * not followed.
  */
 export async function writeInside(root: string, rel: string, text: string, mode = 0o644): Promise<void> {
   const parts = relativePath(rel, `a file under ${root}`).split("/");
-  const dir = path.join(root, ...parts.slice(0, -1));
-  await mkdir(dir, { recursive: true });
-  const [realRoot, realDir] = await Promise.all([realpath(root), realpath(dir)]);
-  if (realDir !== realRoot && !realDir.startsWith(`${realRoot}${path.sep}`))
-    throw new InputError(`${rel}: its folder leads outside ${root}`);
-  const file = path.join(realDir, parts.at(-1) ?? "");
+  const name = parts.pop() ?? "";
+  const folder = async () => (parts.length > 0 ? resolveInside(root, parts.join("/")) : realpath(root));
+  await mkdir(await folder(), { recursive: true });
+  const file = path.join(await folder(), name);
   await rm(file, { force: true });
   await writeFile(file, text, { flag: "wx", mode: permissionBits(mode) });
   await chmod(file, permissionBits(mode));

@@ -1,7 +1,8 @@
 /** Small pieces several bundle tests share: the standard images as a definition, file hashing. */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { open } from "node:fs/promises";
+import { open, readdir, readFile, stat } from "node:fs/promises";
+import path from "node:path";
 import type { StandardImages } from "./images.js";
 import type { Lock } from "../../src/bundle/lock.js";
 
@@ -55,4 +56,22 @@ export function emptyLock(fields: Partial<Lock> = {}): Lock {
     siteValues: [],
     ...fields,
   };
+}
+
+/** Every file under `dir` with its bytes and mode, to compare before and after. */
+export async function snapshot(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (rel: string) => {
+    for (const e of await readdir(path.join(dir, rel), { withFileTypes: true })) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      const abs = path.join(dir, r);
+      if (e.isDirectory()) await walk(r);
+      else
+        out[r] = `${(await stat(abs)).mode.toString(8)} ${createHash("sha256")
+          .update(await readFile(abs))
+          .digest("hex")}`;
+    }
+  };
+  await walk("");
+  return out;
 }

@@ -1,14 +1,20 @@
 /**
- * The `images/` OCI layout inside a bundle archive (src/bundle/archive.ts), read in place: upload
+ * The `images/` OCI layout inside a bundle archive (archive.ts), read in place: upload
  * pushes images straight out of the archive, each blob read from its offset, with no unpacking.
  * Same semantics as OciLayout as a source, `SOURCE_MEDIA_TYPE` annotation included.
  */
 import type { Readable } from "node:stream";
-import { readMember, type BundleArchive } from "../bundle/archive.js";
+import { readMember, type BundleArchive } from "./archive.js";
 import { WorkError } from "../util/errors.js";
-import { digestHex, type Descriptor, type RawManifest } from "../oci/types.js";
-import { headLayoutManifest, readLayoutManifest, type IndexFile, type LayoutReader } from "./layout.js";
-import type { ImageLocation, ImageSource, ManifestHead } from "./types.js";
+import { parseIndexFile } from "../oci/parse.js";
+import { digestHex, type Descriptor, type Origin, type RawManifest } from "../oci/types.js";
+import {
+  headLayoutManifest,
+  readLayoutManifest,
+  type IndexFile,
+  type LayoutReader,
+} from "../store/layout.js";
+import type { ImageLocation, ImageSource, ManifestHead } from "../store/types.js";
 
 export class ArchiveLayout implements ImageSource {
   readonly description: string;
@@ -29,8 +35,9 @@ export class ArchiveLayout implements ImageSource {
   }
 
   readIndex(): Promise<IndexFile> {
-    this.index ??= readMember(this.archive, `${this.prefix}/index.json`).then(
-      (b) => JSON.parse(b.toString("utf8")) as IndexFile,
+    const file = `${this.prefix}/index.json`;
+    this.index ??= readMember(this.archive, file).then((b) =>
+      parseIndexFile(b, { where: `${file} in ${this.archive.file}`, bundleFile: true }),
     );
     return this.index;
   }
@@ -56,9 +63,14 @@ export class ArchiveLayout implements ImageSource {
     return readLayoutManifest(loc, this.reader());
   }
 
+  blobOrigin(digest: string): Origin {
+    return { where: `${this.blobPath(digest)} in ${this.archive.file}`, bundleFile: true };
+  }
+
   private reader(): LayoutReader {
     return {
       where: this.archive.file,
+      blobOrigin: (digest) => this.blobOrigin(digest),
       readIndex: () => this.readIndex(),
       blobSize: async (digest) => this.archive.member(this.blobPath(digest))?.size,
       readBlob: (digest) => readMember(this.archive, this.blobPath(digest)),
