@@ -19,6 +19,7 @@ async function server(t: { teardown: (fn: () => Promise<void>) => void }) {
     requests.push({ url: req.url ?? "", ...(req.headers.range ? { range: req.headers.range } : {}) });
     if (req.url === "/flaky" && failures++ < 2) return void res.writeHead(503).end();
     if (req.url === "/missing") return void res.writeHead(404).end();
+    if (req.url === "/moved") return void res.writeHead(302, { location: "/tool.tgz" }).end();
     const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
     const start = m ? Number(m[1]) : 0;
     res.writeHead(m ? 206 : 200, { "content-length": body.length - start });
@@ -71,4 +72,17 @@ test("a partial download is resumed with Range; 503s are retried", async (t) => 
   await t.throwsAsync(download(`${url}/missing`, path.join(dir, "m"), { partialDir }), {
     message: /missing: not found \(404\)/,
   });
+});
+
+test("a download follows a redirect, as a release URL sends to its storage", async (t) => {
+  const { url, requests } = await server(t);
+  const { dir, cleanup } = await tempFiles({});
+  t.teardown(cleanup);
+  const file = path.join(dir, "files", "tool.tgz");
+  const got = await download(`${url}/moved`, file, { sha256: sha, partialDir: path.join(dir, ".partial") });
+  t.deepEqual(got, { size: body.length, sha256: sha });
+  t.deepEqual(
+    requests.map((r) => r.url),
+    ["/moved", "/tool.tgz"],
+  );
 });

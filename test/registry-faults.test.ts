@@ -195,6 +195,21 @@ test("an upload cut off mid-chunk goes on from what the registry says it holds",
   t.is(await client.headBlob("fault/upload", desc.digest), data.length);
 });
 
+test("with the CLI's tuning a blob goes in one PATCH; cut off, it goes on from what the registry holds", async (t) => {
+  // Only the size for a monolithic PUT is lowered; the PATCH size is the default the CLI uses.
+  const { proxy, client } = await bed(t, { monolithicMaxBytes: 512 * KiB });
+  const data = randomBytes(2 * MiB + 777);
+  const desc = blobDesc(data);
+  proxy.addRule({ method: "PATCH", path: UPLOADS, fault: { kind: "drop-request", afterBytes: 300 * KiB } });
+  const opened: number[] = [];
+  await client.uploadBlob("fault/upload", desc, opener(data, opened));
+  t.is(opened[0], 0);
+  t.true(opened.length === 2, `opened at ${opened.join(", ")}`);
+  // The first PATCH carried the whole blob; after the cut, the rest went in one more.
+  t.is(proxy.count("PATCH", UPLOADS), 2);
+  t.is(sha256Digest(await readAll(await client.getBlob("fault/upload", desc.digest))), desc.digest);
+});
+
 test("an upload whose session the registry lost starts over from the first byte", async (t) => {
   const { proxy, client } = await bed(t, { monolithicMaxBytes: 512 * KiB, chunkBytes: 1 * MiB });
   const data = randomBytes(2 * MiB + 777);

@@ -3,7 +3,6 @@
 // cases a real registry will not produce on demand, from small servers the tests own.
 import test, { type ExecutionContext } from "ava";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import http from "node:http";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -21,6 +20,7 @@ import { freePort } from "./helpers/ports.js";
 import { startRegistry, type StartRegistryOptions, type TestRegistry } from "./helpers/registry.js";
 import { skopeoInspectRaw } from "./helpers/skopeo.js";
 import { selfSignedCert } from "./helpers/keys.js";
+import { fakeServer, listenLocal } from "./helpers/http.js";
 import { Readable as NodeReadable } from "node:stream";
 
 const FAST_RETRY = { retries: 2, baseDelayMs: 10 };
@@ -362,31 +362,6 @@ test("ping passes on an open registry and on one with basic auth and right crede
 
 // --- what a real registry will not do on demand ----------------------------------------
 
-interface FakeServer {
-  host: string;
-  url: string;
-  requests: { method: string; path: string; headers: http.IncomingHttpHeaders }[];
-}
-
-/** A tiny server the test owns; `handle` answers each request. */
-async function fakeServer(t: ExecutionContext, handle: http.RequestListener): Promise<FakeServer> {
-  const requests: FakeServer["requests"] = [];
-  const server = http.createServer((req, res) => {
-    requests.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers });
-    handle(req, res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  const port = (server.address() as { port: number }).port;
-  return { host: `127.0.0.1:${port}`, url: `http://127.0.0.1:${port}`, requests };
-}
-
 const BLOB = Buffer.from("blob bytes from the storage backend, ".repeat(200));
 const BLOB_DIGEST = sha256Digest(BLOB);
 const CREDS = { username: "alice", password: "p4ss-word-never-shown" };
@@ -474,15 +449,7 @@ test("TLS: an untrusted certificate is refused with advice; --insecure and --ca-
   const server = https.createServer({ key, cert }, (_req, res) => {
     res.writeHead(200, { "docker-distribution-api-version": "registry/2.0" }).end("{}");
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  t.teardown(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  const url = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
+  const url = `https://127.0.0.1:${await listenLocal(t, server)}`;
 
   const err = await t.throwsAsync(clientFor(t, url).ping(), { instanceOf: WorkError });
   t.regex(

@@ -8,7 +8,7 @@ import { prepare } from "../stages/prepare.js";
 import { imageTable } from "../stages/images.js";
 import { readLock } from "../bundle/lock.js";
 import { resolveEndpoint } from "../registry/endpoint.js";
-import { formatBytes, table } from "../util/format.js";
+import { formatBytes, parseByteSize, table } from "../util/format.js";
 import { InputError, WorkError, firstLine } from "../util/errors.js";
 import type { Definition, ImageItem } from "../config/model.js";
 import type { Output } from "./output.js";
@@ -18,7 +18,7 @@ import { fileURLToPath } from "node:url";
 import os from "node:os";
 import type { DockerDaemonSource } from "../store/docker.js";
 import type { BundleContents } from "../bundle/contents.js";
-import { registryAccess, type RegistryFlags } from "./registries.js";
+import { envRetry, httpTimeouts, registryAccess, type HttpFlags, type RegistryFlags } from "./registries.js";
 import { fsReason } from "../util/files.js";
 import { TOOL_EXECUTABLES, TOOL_FILE, type CarriedTool, type GitOps } from "../stages/files.js";
 
@@ -48,6 +48,7 @@ export interface PrepareFlags extends RegistryFlags, ValueFlags {
   signKey?: string;
   since?: string;
   split?: string;
+  maxDownload: string;
   allowOutside?: boolean;
 }
 
@@ -69,6 +70,11 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
   // A private repository without a credential helper would wait on a password prompt nobody
   // sees behind the progress display: fail instead, naming the URL.
   process.env.GIT_TERMINAL_PROMPT ??= "0";
+  const downloads = {
+    timeouts: httpTimeouts(flags),
+    maxBytes: parseByteSize(flags.maxDownload, "--max-download"),
+    retry: envRetry(),
+  };
   // Read before the long work, so a wrong path or lock fails at once.
   const update = flags.since ? await import("../bundle/update.js") : undefined;
   const old = flags.since ? await update?.readOldLock(flags.since) : undefined;
@@ -96,6 +102,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     git: lazyGit(),
     ...(flags.withTool ? { tools: await toolFiles(flags.withTool, out) } : {}),
     gitCacheDir: gitCacheDir(),
+    downloads,
     out,
     ...(old && update ? { siteLayers: update.lockLayers(old) } : {}),
   }).finally(() => daemon.dispose());
@@ -259,12 +266,9 @@ function gitCacheDir(): string {
   return path.join(base, "git");
 }
 
-async function fileServer(flags: {
-  fileserver?: string;
-  tokenFile?: string;
-  insecure?: boolean;
-  caFile?: string;
-}) {
+async function fileServer(
+  flags: HttpFlags & { fileserver?: string; tokenFile?: string; insecure?: boolean; caFile?: string },
+) {
   if (!flags.fileserver) return undefined;
   const { FileServerClient } = await import("../fileserver/client.js");
   const { readTokenFile } = await import("../fileserver/serve.js");
@@ -273,6 +277,8 @@ async function fileServer(flags: {
     ...(token ? { token } : {}),
     ...(flags.insecure ? { insecure: true } : {}),
     ...(flags.caFile ? { caFile: flags.caFile } : {}),
+    timeouts: httpTimeouts(flags),
+    retry: envRetry(),
   });
 }
 
@@ -572,8 +578,7 @@ export async function withBundle(arg: string, run: (bundle: BundleContents) => P
 
 async function packArchive(dir: string, file: string, split: string | undefined) {
   const { packBundle } = await import("../bundle/archive.js");
-  const { parseByteSize } = await import("../fileserver/serve.js");
-  const splitBytes = split ? parseByteSize(split) : undefined;
+  const splitBytes = split ? parseByteSize(split, "--split") : undefined;
   return packBundle(dir, file, splitBytes ? { splitBytes } : {});
 }
 

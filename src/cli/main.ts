@@ -37,6 +37,21 @@ function withRegistryAccess(cmd: Command): Command {
     .option("--password-stdin", "read the registry password from standard input");
 }
 
+/** Limits on every HTTP transfer (registries, the file server, downloads): README "Limits". */
+function withHttpLimits(cmd: Command): Command {
+  return cmd
+    .option("--connect-timeout <SECONDS>", "give up connecting to a server after this long (default 30)")
+    .option(
+      "--response-timeout <SECONDS>",
+      "give up on a server that sends no answer this long after a request (default 300)",
+    )
+    .option(
+      "--min-rate <SIZE>",
+      "fail a transfer slower than SIZE a second over --rate-window, e.g. 10K; 0 turns it off (default 1K)",
+    )
+    .option("--rate-window <SECONDS>", "how long a transfer may stay under --min-rate (default 30)");
+}
+
 function example(cmd: Command, ...lines: string[]): Command {
   return cmd.addHelpText("after", `\nExamples:\n${lines.map((l) => `  $ ${l}`).join("\n")}\n`);
 }
@@ -93,8 +108,13 @@ export function buildProgram(out: () => Output): Command {
       "--sign-key <FILE>",
       "sign bundle.lock.json with this ed25519 private key (PEM) into bundle.lock.json.sig",
     )
+    .option(
+      "--max-download <SIZE>",
+      "refuse a download of files: larger than SIZE when no earlier run recorded its size",
+      "4G",
+    )
     .option("--allow-outside", ALLOW_OUTSIDE);
-  withValues(withRegistryAccess(prepare));
+  withHttpLimits(withValues(withRegistryAccess(prepare)));
   example(
     prepare,
     "bundle prepare -f bundle.yml -o /media/usb/openwhisk",
@@ -125,7 +145,7 @@ export function buildProgram(out: () => Output): Command {
       "--public-key <FILE>",
       "refuse a bundle whose lock is not signed by this ed25519 public key (PEM)",
     );
-  withValues(withRegistryAccess(upload));
+  withHttpLimits(withValues(withRegistryAccess(upload)));
   example(
     upload,
     "bundle upload ./bundle-out/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --token-file token",
@@ -168,7 +188,7 @@ export function buildProgram(out: () => Output): Command {
       "do not apply this OpenWhisk rule (repeatable): scheduler-elasticsearch, kafka-sasl, limits-notation, elasticsearch-major, registry-name-slash",
       collect,
     );
-  withValues(withRegistryAccess(deploy));
+  withHttpLimits(withValues(withRegistryAccess(deploy)));
   example(
     deploy,
     "bundle deploy ./bundle-out/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --dry-run",

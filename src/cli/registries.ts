@@ -11,11 +11,22 @@ import {
   type CredentialSource,
 } from "../registry/credentials.js";
 import { resolveEndpoint } from "../registry/endpoint.js";
+import type { HttpTimeouts } from "../registry/http.js";
+import { parseByteSize } from "../util/format.js";
+import type { RetryOptions } from "../util/retry.js";
 import { MirroredSource, RegistryStore } from "../store/registry.js";
 import type { ImageSource } from "../store/types.js";
 import { InputError } from "../util/errors.js";
 
-export interface RegistryFlags {
+/** `--connect-timeout`, `--response-timeout` (seconds), `--min-rate` (a size a second), `--rate-window` (seconds). */
+export interface HttpFlags {
+  connectTimeout?: string;
+  responseTimeout?: string;
+  minRate?: string;
+  rateWindow?: string;
+}
+
+export interface RegistryFlags extends HttpFlags {
   insecure?: boolean;
   caFile?: string;
   username?: string;
@@ -36,9 +47,9 @@ export class RegistryAccess {
   store(registry: string): RegistryStore {
     let store = this.stores.get(registry);
     if (!store) {
-      // Every target bundle copies into checks digests itself (the layout hashes as it writes,
-      // a registry checks on upload), so reading does not hash a second time.
-      store = new RegistryStore(new RegistryClient(registry, this.options), { verifyBlobs: false });
+      // Blobs read are checked against their descriptor here too, though the layout hashes as it
+      // writes: a registry target may trust what it is sent less than we would like.
+      store = new RegistryStore(new RegistryClient(registry, this.options));
       this.stores.set(registry, store);
     }
     return store;
@@ -81,21 +92,46 @@ export async function registryAccess(
       credentials,
     );
   }
-  const retries = process.env.BUNDLE_RETRIES === undefined ? undefined : Number(process.env.BUNDLE_RETRIES);
   const options: RegistryClientOptions = {
     credentials,
-    // A large blob goes up in one streamed PATCH: Distribution saves its hash state at every
-    // chunk, so 32 MiB chunks made a 1 GB upload half again as slow. A PATCH cut off is still
-    // resumed from the offset the registry reports.
-    chunkBytes: 2 ** 40,
     ...(flags.insecure ? { insecure: true } : {}),
     ...(flags.caFile ? { caFile: flags.caFile } : {}),
-    retry: {
-      ...(retries !== undefined && Number.isInteger(retries) ? { retries, baseDelayMs: 100 } : {}),
-      ...(onRetry ? { onRetry } : {}),
-    },
+    timeouts: httpTimeouts(flags),
+    retry: { ...envRetry(), ...(onRetry ? { onRetry } : {}) },
   };
   return new RegistryAccess(options, parseMirrors(flags.mirror ?? []));
+}
+
+/** `BUNDLE_RETRIES`: how often transient faults are retried (tests set few, to fail fast). */
+export function envRetry(): RetryOptions {
+  const retries = process.env.BUNDLE_RETRIES === undefined ? undefined : Number(process.env.BUNDLE_RETRIES);
+  return retries !== undefined && Number.isInteger(retries) ? { retries, baseDelayMs: 100 } : {};
+}
+
+/** The HTTP limits the flags set; what they leave unset keeps DEFAULT_TIMEOUTS. */
+export function httpTimeouts(flags: HttpFlags): HttpTimeouts {
+  return {
+    ...(flags.connectTimeout !== undefined
+      ? { connectMs: parseSeconds(flags.connectTimeout, "--connect-timeout") }
+      : {}),
+    ...(flags.responseTimeout !== undefined
+      ? { responseMs: parseSeconds(flags.responseTimeout, "--response-timeout") }
+      : {}),
+    ...(flags.minRate !== undefined
+      ? { minBytesPerSecond: flags.minRate.trim() === "0" ? 0 : parseByteSize(flags.minRate, "--min-rate") }
+      : {}),
+    ...(flags.rateWindow !== undefined
+      ? { rateWindowMs: parseSeconds(flags.rateWindow, "--rate-window") }
+      : {}),
+  };
+}
+
+/** Seconds, fractions allowed (tests wait 0.5 s, not 30). */
+function parseSeconds(text: string, flag: string): number {
+  const seconds = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text.trim()) || !(seconds > 0) || seconds > 86_400)
+    throw new InputError(`${flag} ${text}: write seconds, e.g. 30 (more than 0, at most 86400)`);
+  return Math.round(seconds * 1000);
 }
 
 /** `--mirror docker.io=http://127.0.0.1:5001` (repeatable). */

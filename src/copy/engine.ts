@@ -75,8 +75,8 @@ export interface EngineOptions {
   signal?: AbortSignal;
 }
 
-/** Manifests and configs are small; anything larger is not what it claims to be. */
-const MAX_SMALL_BLOB = 8 * 1024 * 1024;
+/** Manifests and configs are small (4 MiB, the registries' own cap); anything larger is not what it claims to be. */
+const MAX_SMALL_BLOB = 4 * 1024 * 1024;
 
 export class CopyEngine {
   constructor(private readonly opts: EngineOptions) {}

@@ -8,7 +8,7 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { Readable } from "node:stream";
-import type { Method, Response } from "got";
+import type { Method } from "got";
 import { BundleError, InputError, WorkError } from "../util/errors.js";
 import { TransientError, withRetry, type RetryOptions } from "../util/retry.js";
 import {
@@ -16,7 +16,9 @@ import {
   createHttpStack,
   header,
   isTransientStatus,
+  MAX_SMALL_BODY,
   transientStatusError,
+  type BufferedResponse,
   type HttpStack,
   type HttpTimeouts,
 } from "../registry/http.js";
@@ -50,6 +52,8 @@ export interface RemoteFile {
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
+/** A listing of some 300,000 files; a longer answer is not one of ours. */
+const MAX_LISTING = 64 << 20;
 /** Error answers are read for their message only. */
 const MAX_ERROR_TEXT = 300;
 
@@ -77,7 +81,7 @@ export class FileServerClient {
   /** Every file of the bundle with size and sha256; [] when the server has no such bundle. */
   async list(bundle: string): Promise<RemoteFile[]> {
     const url = `${this.base}/_list/${encodeSegments(bundle)}`;
-    const res = await this.retrying(`GET ${url}`, () => this.request("GET", url));
+    const res = await this.retrying(`GET ${url}`, () => this.request("GET", url, MAX_LISTING));
     if (res.statusCode === 404) return [];
     if (res.statusCode !== 200) throw unexpected(`GET ${url}`, res);
     return parseListing(url, res.body);
@@ -141,8 +145,8 @@ export class FileServerClient {
     body: FileBody,
     sha256: string,
     progress: (sent: number) => void,
-  ): Promise<Response<Buffer>> {
-    const request = this.http.got(url, {
+  ): Promise<BufferedResponse> {
+    return this.http.request(url, {
       method: "PUT",
       body: body.open(),
       headers: {
@@ -151,15 +155,14 @@ export class FileServerClient {
         "content-length": String(body.size),
         "x-checksum-sha256": sha256,
       },
-      responseType: "buffer",
+      maxBytes: MAX_SMALL_BODY,
+      onUpload: progress,
     });
-    request.on("uploadProgress", (p: { transferred: number }) => progress(p.transferred));
-    return request;
   }
 
   /** Reads need no token, so none is sent: it goes out only with uploads. */
-  private request(method: Method, url: string): Promise<Response<Buffer>> {
-    return this.http.got(url, { method, responseType: "buffer" });
+  private request(method: Method, url: string, maxBytes = MAX_SMALL_BODY): Promise<BufferedResponse> {
+    return this.http.request(url, { method, maxBytes });
   }
 
   private authorization(): Record<string, string> {
@@ -170,7 +173,7 @@ export class FileServerClient {
    * `fn` under withRetry, its 5xx answers and dropped connections retried. What escapes is a
    * BundleError saying what was being done.
    */
-  private async retrying(what: string, fn: () => Promise<Response<Buffer>>): Promise<Response<Buffer>> {
+  private async retrying(what: string, fn: () => Promise<BufferedResponse>): Promise<BufferedResponse> {
     const retry = this.opts.retry ?? {};
     try {
       return await withRetry(async () => {
@@ -223,7 +226,7 @@ async function fileBody(file: string): Promise<FileBody> {
   }
 }
 
-function checkPut(url: string, size: number, res: Response<Buffer>, hasToken: boolean): void {
+function checkPut(url: string, size: number, res: BufferedResponse, hasToken: boolean): void {
   const status = res.statusCode;
   if (status >= 200 && status < 300) return;
   const what = `PUT ${url}`;
@@ -241,12 +244,12 @@ function checkPut(url: string, size: number, res: Response<Buffer>, hasToken: bo
 }
 
 /** Any answer not foreseen: a WorkError with the status and the server's message. */
-function unexpected(what: string, res: Response<Buffer>): WorkError {
+function unexpected(what: string, res: BufferedResponse): WorkError {
   return new WorkError(`${what}: HTTP ${res.statusCode}: ${errorText(res)}`);
 }
 
 /** The `error` of the server's JSON answer, or the start of whatever else it said. */
-function errorText(res: Response<Buffer>): string {
+function errorText(res: BufferedResponse): string {
   const text = res.body?.toString("utf8", 0, 4096) ?? "";
   try {
     const parsed = JSON.parse(text) as { error?: unknown; message?: unknown };

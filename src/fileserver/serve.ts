@@ -136,14 +136,5 @@ export async function readTokenFile(file: string, warn?: (line: string) => void)
   return token;
 }
 
-/** `--max-upload-size`: bytes, or with a binary suffix: 512M, 20G, 1T (K, M, G, T; KiB… too). */
-export function parseByteSize(text: string): number {
-  const match = /^(\d+)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
-  const unit = { "": 0, k: 1, m: 2, g: 3, t: 4 }[(match?.[2] ?? "").toLowerCase()];
-  if (!match?.[1] || unit === undefined)
-    throw new InputError(`--max-upload-size ${text}: write a size in bytes, e.g. 20G or 21474836480`);
-  const bytes = Number(match[1]) * 1024 ** unit;
-  if (!Number.isSafeInteger(bytes) || bytes <= 0)
-    throw new InputError(`--max-upload-size ${text}: out of range`);
-  return bytes;
-}
+/** Kept here for callers of the server module; the parser lives with the other formats. */
+export { parseByteSize } from "../util/format.js";

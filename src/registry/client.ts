@@ -22,7 +22,14 @@ import type { CredentialSource, Credentials } from "./credentials.js";
 import { downloadBlob } from "./download.js";
 import { resolveEndpoint, type RegistryEndpoint } from "./endpoint.js";
 import { isDigest, manifestNotFound, notFoundCode, unexpectedStatus, type ManifestWhere } from "./errors.js";
-import { createHttpStack, header, retryAfterMs, type HttpStack, type HttpTimeouts } from "./http.js";
+import {
+  createHttpStack,
+  header,
+  MAX_SMALL_BODY,
+  retryAfterMs,
+  type HttpStack,
+  type HttpTimeouts,
+} from "./http.js";
 import { Transport, type Exchange } from "./transport.js";
 import { DEFAULT_TUNING, uploadBlob, type BlobOpener, type UploadTuning } from "./upload.js";
 
@@ -39,7 +46,7 @@ export interface RegistryClientOptions {
   userAgent?: string;
   /** Blobs up to this size are uploaded in one PUT; default 32 MiB. */
   monolithicMaxBytes?: number;
-  /** PATCH size of chunked uploads; default 32 MiB. */
+  /** PATCH size of chunked uploads; default: the whole blob in one (DEFAULT_TUNING). */
   chunkBytes?: number;
   /** Sockets per host; default 16. */
   maxSockets?: number;
@@ -175,14 +182,20 @@ export class RegistryClient {
   /**
    * The blob's bytes from `offset` on, streamed. Faults on the way are retried from the last
    * byte delivered; what cannot be recovered is an error of the stream, never an early end.
+   * With `size`, the descriptor's, nothing past it is read.
    */
   getBlob(
     repo: string,
     digest: string,
     offset = 0,
     name = `${this.host}/${repo}@${digest}`,
+    size?: number,
   ): Promise<Readable> {
-    return downloadBlob(this.transport, { repo, digest, name }, offset);
+    return downloadBlob(
+      this.transport,
+      { repo, digest, name, ...(size !== undefined ? { size } : {}) },
+      offset,
+    );
   }
 
   /** Links a blob `fromRepo` holds into `repo` without sending it; false when the registry would not. */
@@ -250,11 +263,11 @@ export class RegistryClient {
   /** Token requests go through the same agents and TLS settings, without registry auth or retries of their own. */
   private tokenRequester(): TokenRequester {
     return async (req) => {
-      const res = await this.http.got(req.url, {
+      const res = await this.http.request(req.url, {
         method: req.method,
         headers: req.headers,
         ...(req.body !== undefined ? { body: req.body } : {}),
-        responseType: "buffer",
+        maxBytes: MAX_SMALL_BODY,
       });
       return { status: res.statusCode, body: res.body, retryAfterMs: retryAfterMs(res) };
     };

@@ -17,6 +17,8 @@ export interface BlobWhere {
   digest: string;
   /** The image, for messages. */
   name: string;
+  /** The descriptor's size: no byte past it is read. */
+  size?: number;
 }
 
 /** An open response: bytes from absolute position `start + skip` on, of a blob of `total` bytes. */
@@ -40,8 +42,11 @@ async function request(t: Transport, w: BlobWhere, from: number): Promise<Opened
     scopes: [repositoryScope(w.repo, ["pull"])],
     headers: from > 0 ? { range: `bytes=${from}-` } : {},
   });
-  if (res.status === 200 && res.stream)
-    return { stream: res.stream, skip: from, total: contentLength(res.headers) };
+  if (res.status === 200 && res.stream) {
+    const total = contentLength(res.headers);
+    refuseLonger(res.stream, w, total, 0);
+    return { stream: res.stream, skip: from, total };
+  }
   if (res.status === 206 && res.stream) {
     const range = parseContentRange(header(res, "content-range"));
     if (range?.start !== from) {
@@ -50,6 +55,7 @@ async function request(t: Transport, w: BlobWhere, from: number): Promise<Opened
         `download blob ${w.digest}: asked for bytes from ${from}, got ${header(res, "content-range")}`,
       );
     }
+    refuseLonger(res.stream, w, range.total, from + (contentLength(res.headers) ?? 0));
     return { stream: res.stream, skip: 0, total: range.total };
   }
   res.stream?.destroy();
@@ -78,6 +84,7 @@ async function* bytesFrom(t: Transport, w: BlobWhere, offset: number, first: Ope
           if (chunk.length === 0) continue;
         }
         pos += chunk.length;
+        if (w.size !== undefined && pos > w.size) throw pastSize(what, w.size);
         yield chunk;
       }
       checkComplete(what, pos, current.total);
@@ -93,6 +100,18 @@ async function* bytesFrom(t: Transport, w: BlobWhere, offset: number, first: Ope
       current = await t.retrying(what, () => request(t, w, pos));
     }
   }
+}
+
+/** A blob announced longer than its descriptor is refused before a byte of it is read. */
+function refuseLonger(stream: Readable, w: BlobWhere, total: number | undefined, end: number): void {
+  if (w.size === undefined || Math.max(total ?? 0, end) <= w.size) return;
+  stream.destroy();
+  throw pastSize(`download blob ${w.digest} of ${w.name}`, w.size, Math.max(total ?? 0, end));
+}
+
+function pastSize(what: string, size: number, announced?: number): WorkError {
+  const got = announced === undefined ? "sends more" : `announces ${announced} bytes`;
+  return new WorkError(`${what}: the registry ${got} than the ${size} bytes its descriptor says; dropped`);
 }
 
 function checkComplete(what: string, pos: number, total: number | undefined): void {

@@ -7,7 +7,9 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import tls from "node:tls";
-import got, { type Got, type Response } from "got";
+import type { IncomingHttpHeaders } from "node:http";
+import type { Readable } from "node:stream";
+import got, { type Got, type Method, type Request, type Response } from "got";
 import { BundleError, InputError, WorkError } from "../util/errors.js";
 import { isTransient, TransientError } from "../util/retry.js";
 import { fsReason } from "../util/files.js";
@@ -24,17 +26,62 @@ export interface HttpOptions {
 }
 
 /**
- * Bodies may take hours, so there is no total timeout: only connecting, waiting for the
- * answer's headers, and a socket idle for too long fail a request.
+ * Bodies may take hours, so there is no total timeout: connecting, waiting for the answer's
+ * headers, a socket idle for too long, and a body moving slower than `minBytesPerSecond` over
+ * `rateWindowMs` fail a request. DEFAULT_TIMEOUTS says why each default is what it is.
  */
 export interface HttpTimeouts {
   connectMs?: number;
   responseMs?: number;
   idleMs?: number;
+  /** 0 turns the rate check off. */
+  minBytesPerSecond?: number;
+  rateWindowMs?: number;
+}
+
+export const DEFAULT_TIMEOUTS: Required<HttpTimeouts> = {
+  // A LAN or the internet connects in well under a second; 30 s allows for a slow VPN.
+  connectMs: 30_000,
+  // A registry answers a blob's final PUT only once it has moved (or re-hashed) the whole blob.
+  responseMs: 300_000,
+  idleMs: 120_000,
+  // Far below any working link, so only a stalled or hostile server trips it.
+  minBytesPerSecond: 1024,
+  rateWindowMs: 30_000,
+};
+
+/** Manifests, configs, token answers and error bodies: Distribution refuses manifests over 4 MiB too. */
+export const MAX_SMALL_BODY = 4 << 20;
+
+/** A request's answer with its body read whole (bounded by `maxBytes`). */
+export interface BufferedResponse {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export interface BufferedRequest {
+  method: Method;
+  headers?: Record<string, string>;
+  body?: Buffer | string | Readable;
+  /** A longer answer is refused: at once when its Content-Length says so, else at that byte. */
+  maxBytes: number;
+  onUpload?: (transferred: number) => void;
+}
+
+export interface StreamRequest {
+  method: Method;
+  headers?: Record<string, string>;
+  /** Only for requests that carry no credentials (downloads): redirects are ours otherwise. */
+  followRedirect?: boolean;
 }
 
 export interface HttpStack {
   got: Got;
+  /** A request whose answer is read whole, up to `maxBytes`, under the rate check. */
+  request(url: string, req: BufferedRequest): Promise<BufferedResponse>;
+  /** A GET or HEAD whose body is streamed, under the rate check. */
+  stream(url: string, req: StreamRequest): Request;
   close(): void;
 }
 
@@ -47,7 +94,7 @@ export function createHttpStack(opts: HttpOptions): HttpStack {
   const agentOpts = { keepAlive: true, maxSockets, maxFreeSockets: maxSockets, scheduling: "lifo" as const };
   const httpAgent = new http.Agent(agentOpts);
   const httpsAgent = new https.Agent({ ...agentOpts, rejectUnauthorized, ...(ca ? { ca } : {}) });
-  const t = opts.timeouts ?? {};
+  const t = withDefaults(opts.timeouts);
   const instance = got.extend({
     agent: { http: httpAgent, https: httpsAgent },
     https: { rejectUnauthorized, ...(ca ? { certificateAuthority: ca } : {}) },
@@ -61,14 +108,32 @@ export function createHttpStack(opts: HttpOptions): HttpStack {
     decompress: false,
     strictContentLength: true,
     timeout: {
-      connect: t.connectMs ?? 30_000,
-      secureConnect: t.connectMs ?? 30_000,
-      response: t.responseMs ?? 300_000,
-      socket: t.idleMs ?? 120_000,
+      connect: t.connectMs,
+      secureConnect: t.connectMs,
+      response: t.responseMs,
+      socket: t.idleMs,
     },
   });
   return {
     got: instance,
+    request: (url, req) => bufferedRequest(instance, t, url, req),
+    stream(url, req) {
+      const stream = instance.stream(url, {
+        method: req.method,
+        headers: req.headers ?? {},
+        followRedirect: req.followRedirect ?? false,
+      });
+      const stop = watchRate(
+        stream,
+        t,
+        `${req.method} ${url}`,
+        (err) => stream.destroy(err),
+        // got's streams buffer nothing of their own (highWaterMark 0): bytes waiting are unread.
+        () => stream.readableLength > 0,
+      );
+      stream.once("close", stop);
+      return stream;
+    },
     close() {
       httpAgent.destroy();
       httpsAgent.destroy();
@@ -107,6 +172,8 @@ export function classifyError(err: unknown, what: string): Error {
   }
   const code = (err as { code?: string }).code ?? "";
   const message = (err as Error).message ?? String(err);
+  const timeout = (err as Error).name === "TimeoutError" ? timeoutMessage(err as Error) : undefined;
+  if (timeout) return new TransientError(`${what}: ${timeout}`, undefined, { cause: new Error(message) });
   // got's errors carry the request options, Authorization included: keep only code and message.
   const plain = Object.assign(new Error(message), { code });
   if (TLS_CODES.test(code)) {
@@ -177,4 +244,171 @@ export function transientStatusError(
   res: Pick<Response, "headers" | "statusCode">,
 ): TransientError {
   return new TransientError(`${what}: HTTP ${res.statusCode}`, retryAfterMs(res));
+}
+
+/** Our defaults, with what the caller set (undefined leaves the default). */
+function withDefaults(given: HttpTimeouts | undefined): Required<HttpTimeouts> {
+  const t = { ...DEFAULT_TIMEOUTS };
+  for (const [key, value] of Object.entries(given ?? {}) as [keyof HttpTimeouts, number | undefined][])
+    if (value !== undefined) t[key] = value;
+  return t;
+}
+
+/** A body moving slower than the floor: the server stalls (or means to). Worth another try. */
+export class SlowTransferError extends TransientError {
+  override name = "SlowTransferError";
+}
+
+/** An answer larger than we accept: refused, not retried. */
+export class TooLargeError extends WorkError {
+  override name = "TooLargeError";
+}
+
+async function bufferedRequest(
+  instance: Got,
+  t: Required<HttpTimeouts>,
+  url: string,
+  req: BufferedRequest,
+): Promise<BufferedResponse> {
+  const what = `${req.method} ${url}`;
+  const pending = instance(url, {
+    method: req.method,
+    headers: req.headers ?? {},
+    ...(req.body !== undefined ? { body: req.body } : {}),
+    responseType: "buffer",
+  });
+  let reason: Error | undefined;
+  const abort = (err: Error) => {
+    reason ??= err;
+    pending.cancel();
+  };
+  const stop = watchRate(pending, t, what, abort);
+  if (req.onUpload)
+    pending.on("uploadProgress", (p: { transferred: number }) => req.onUpload?.(p.transferred));
+  // A HEAD's Content-Length is that of the resource, not of a body we read.
+  if (req.method !== "HEAD")
+    pending.on("downloadProgress", (p: { transferred: number; total?: number }) => {
+      const over = tooLarge(what, p.total, p.transferred, req.maxBytes);
+      if (over) abort(over);
+    });
+  try {
+    const res = await pending;
+    return { statusCode: res.statusCode, headers: res.headers, body: res.body };
+  } catch (err) {
+    throw reason ?? err;
+  } finally {
+    stop();
+  }
+}
+
+/** The error for an answer announced or read past `max` bytes, else undefined. */
+export function tooLarge(
+  what: string,
+  declared: number | undefined,
+  read: number,
+  max: number,
+): TooLargeError | undefined {
+  if (declared !== undefined && declared > max)
+    return new TooLargeError(
+      `${what}: the answer announces ${declared} bytes, more than the ${max} accepted`,
+    );
+  if (read > max)
+    return new TooLargeError(`${what}: the answer goes on past ${max} bytes, more than accepted`);
+  return undefined;
+}
+
+interface ProgressEmitter {
+  on(
+    event: "uploadProgress" | "downloadProgress",
+    fn: (p: { transferred: number; percent: number }) => void,
+  ): unknown;
+}
+
+/**
+ * Fails a transfer whose body (sent or received) moves slower than the floor over a whole
+ * window. Waiting for the answer's headers is not counted: the response timeout covers it.
+ * Returns the function that stops the watch.
+ */
+export function watchRate(
+  req: ProgressEmitter,
+  t: Required<HttpTimeouts>,
+  what: string,
+  abort: (err: Error) => void,
+  readerBehind: () => boolean = () => false,
+): () => void {
+  if (t.minBytesPerSecond <= 0 || t.rateWindowMs <= 0) return () => undefined;
+  let sent = 0;
+  let received = 0;
+  let moving = false;
+  let answered = false;
+  let mark = { at: 0, bytes: 0 };
+  const start = () => {
+    moving = true;
+    mark = { at: Date.now(), bytes: sent + received };
+  };
+  req.on("uploadProgress", (p) => {
+    sent = p.transferred;
+    if (answered) return;
+    if (p.percent >= 1) moving = false;
+    else if (!moving && p.transferred > 0) start();
+  });
+  // The first download progress comes with the answer's headers ('response' comes after the
+  // whole body when got buffers it).
+  req.on("downloadProgress", (p) => {
+    received = p.transferred;
+    if (!answered) start();
+    answered = true;
+    // All there: what the reader does with it is not the server's speed.
+    if (p.percent >= 1) moving = false;
+  });
+  const timer = setInterval(
+    () => {
+      // A reader that is behind holds the server back: that time does not count against it.
+      if (moving && readerBehind()) return start();
+      const elapsed = Date.now() - mark.at;
+      if (!moving || elapsed < t.rateWindowMs) return;
+      const moved = sent + received - mark.bytes;
+      if (moved < (t.minBytesPerSecond * elapsed) / 1000) {
+        abort(new SlowTransferError(`${what}: ${slowMessage(moved, elapsed, t)}`));
+        return;
+      }
+      mark = { at: Date.now(), bytes: sent + received };
+    },
+    Math.max(50, Math.min(1000, t.rateWindowMs / 4)),
+  );
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+function slowMessage(moved: number, elapsedMs: number, t: Required<HttpTimeouts>): string {
+  return (
+    `slower than ${formatRate(t.minBytesPerSecond)} for ${seconds(t.rateWindowMs)} ` +
+    `(${moved} bytes in ${seconds(elapsedMs)}); raise --rate-window or lower --min-rate for a link this slow`
+  );
+}
+
+function formatRate(bytesPerSecond: number): string {
+  return bytesPerSecond % 1024 === 0 ? `${bytesPerSecond / 1024} KiB/s` : `${bytesPerSecond} B/s`;
+}
+
+function seconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
+}
+
+/** got's TimeoutError in words, naming the flag that raises it. */
+function timeoutMessage(err: { event?: string; message: string }): string | undefined {
+  const ms = /for (\d+)ms/.exec(err.message)?.[1];
+  const after = ms ? ` within ${seconds(Number(ms))}` : "";
+  switch (err.event) {
+    case "lookup":
+    case "connect":
+    case "secureConnect":
+      return `no connection${after} (raise it with --connect-timeout)`;
+    case "response":
+      return `no answer${after} (raise it with --response-timeout)`;
+    case "socket":
+      return `the connection stayed silent${ms ? ` for ${seconds(Number(ms))}` : ""}`;
+    default:
+      return undefined;
+  }
 }

@@ -14,6 +14,7 @@ import {
   classifyError,
   header,
   isTransientStatus,
+  MAX_SMALL_BODY,
   NetworkError,
   transientStatusError,
   type HttpStack,
@@ -114,6 +115,9 @@ export class Transport {
     url: string,
     stream: boolean,
   ): Promise<{ res: Exchange; authorization: string | undefined }> {
+    // An upload Location may send us elsewhere (blob storage): the registry's credentials stay home.
+    if (!sameOrigin(url, this.endpoint.baseUrl))
+      return { res: await this.foreign(spec, url, stream), authorization: undefined };
     let authorization = await this.auth.authorization(spec.scopes);
     let res = await this.once(spec, url, authorization, stream);
     if (res.status === 401) {
@@ -130,6 +134,18 @@ export class Transport {
       throw await this.auth.deniedError(spec.scopes, res.status);
     }
     return { res, authorization };
+  }
+
+  /** A request to another origin goes without Authorization, and a challenge from there is not answered. */
+  private async foreign(spec: RequestSpec, url: string, stream: boolean): Promise<Exchange> {
+    const res = await this.once(spec, url, undefined, stream);
+    if (res.status === 401 || res.status === 403) {
+      discard(res);
+      throw new WorkError(
+        `${spec.method} ${url}: HTTP ${res.status}; the credentials of registry ${this.endpoint.host} are not sent to another origin`,
+      );
+    }
+    return res;
   }
 
   /**
@@ -172,18 +188,19 @@ export class Transport {
     }
   }
 
+  /** Registry answers read whole are small (manifests, errors, tokens): bounded, so a hostile one cannot fill memory. */
   private async buffered(spec: RequestSpec, url: string, headers: Record<string, string>): Promise<Exchange> {
-    const res = await this.http.got(url, {
+    const res = await this.http.request(url, {
       method: spec.method,
       headers,
       ...(spec.body !== undefined ? { body: spec.body } : {}),
-      responseType: "buffer",
+      maxBytes: MAX_SMALL_BODY,
     });
     return { status: res.statusCode, headers: res.headers, url, body: res.body };
   }
 
   private async streamed(method: Method, url: string, headers: Record<string, string>): Promise<Exchange> {
-    const req = this.http.got.stream(url, { method, headers });
+    const req = this.http.stream(url, { method, headers });
     const response = await responseOf(req);
     if (response.statusCode >= 200 && response.statusCode < 300) {
       return {

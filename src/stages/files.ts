@@ -12,7 +12,7 @@ import type { Definition, GitItem, TemplateItem } from "../config/model.js";
 import { destPath } from "../config/model.js";
 import { isSiteValue } from "../config/values.js";
 import { templateVariables } from "../templates/variables.js";
-import { download } from "../files/download.js";
+import { download, type DownloadLimits } from "../files/download.js";
 import type {
   Lock,
   LockChart,
@@ -56,7 +56,14 @@ export const VALUES_FILE = "templates/values.json";
 export async function prepareFiles(
   def: Definition,
   dir: string,
-  opts: { out: Reporter; git: GitOps; cacheDir: string; previous?: Lock; tools?: CarriedTool[] },
+  opts: {
+    out: Reporter;
+    git: GitOps;
+    cacheDir: string;
+    previous?: Lock;
+    tools?: CarriedTool[];
+    downloads?: DownloadLimits;
+  },
 ): Promise<FilesResult> {
   const files: LockFile[] = [];
   for (const tool of opts.tools ?? []) files.push(await carryTool(dir, tool, opts.previous));
@@ -153,14 +160,18 @@ async function prepareCharts(
 async function prepareDownload(
   item: Definition["files"][number],
   dir: string,
-  opts: { out: Reporter; previous?: Lock },
+  opts: { out: Reporter; previous?: Lock; downloads?: DownloadLimits },
 ): Promise<LockFile> {
   const file = await resolveInside(dir, `files/${item.path}`);
   const before = opts.previous?.files.find((f) => f.url === item.url && f.path === item.path);
   const pinned = item.sha256 ?? before?.sha256;
   if (before && before.sha256 === pinned && (await sizeOf(file)) === before.size) return before;
+  // The bytes a pin stands for were counted by an earlier run: not one more is read.
+  const size = item.sha256 && before?.sha256 === item.sha256 ? before.size : undefined;
   const got = await download(item.url, file, {
     ...(item.sha256 ? { sha256: item.sha256 } : {}),
+    ...(size !== undefined ? { size } : {}),
+    ...opts.downloads,
     partialDir: path.join(dir, ".partial", "files"),
   });
   if (!item.sha256) {

@@ -13,6 +13,7 @@ import { OciLayout } from "../store/layout.js";
 import type { ImageSource, ImageTarget } from "../store/types.js";
 import { LOCK_VERSION, readLock, writeLock, type Lock, type LockImage } from "../bundle/lock.js";
 import { prepareFiles, type CarriedTool, type GitOps } from "./files.js";
+import type { DownloadLimits } from "../files/download.js";
 import type { Reporter } from "../util/reporter.js";
 import { lockImage, sourceLocation, transferImages, type TransferLimits } from "./images.js";
 import { VERSION } from "../version.js";
@@ -31,6 +32,8 @@ export interface PrepareOptions {
   gitCacheDir: string;
   out: Reporter;
   limits?: TransferLimits;
+  /** Sizes and timeouts of files: downloads. */
+  downloads?: DownloadLimits;
   /**
    * Layer digests the site already holds (`--since OLD`): not downloaded, since the update
    * bundle leaves them out anyway.
@@ -68,6 +71,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     out: opts.out,
     git: opts.git,
     cacheDir: opts.gitCacheDir,
+    ...(opts.downloads ? { downloads: opts.downloads } : {}),
     ...(opts.tools ? { tools: opts.tools } : {}),
     ...(previous ? { previous } : {}),
   });

@@ -13,6 +13,7 @@ import { pipeline } from "node:stream/promises";
 import { createHash, type Hash } from "node:crypto";
 import { WorkError } from "../util/errors.js";
 import { countingHasher } from "../util/streams.js";
+import { isTransient } from "../util/retry.js";
 import { resolveInside } from "../util/paths.js";
 import { digestHex, sha256Digest, type Descriptor, type Origin, type RawManifest } from "../oci/types.js";
 import { DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST } from "../oci/mediaTypes.js";
@@ -128,7 +129,11 @@ export class OciLayout implements ImageSource, ImageTarget {
     if (await this.hasBlob(loc, desc)) return;
     const partial = this.partialPath(desc.digest);
     await mkdir(path.dirname(partial), { recursive: true });
-    const resumed = await this.fetchInto(partial, desc, open, onBytes, true);
+    const resumed = await this.fetchInto(partial, desc, open, onBytes, true).catch(async (err: unknown) => {
+      // A partial is kept to resume after a fault; after a refusal (a blob past its size) it is junk.
+      if (!isTransient(err)) await rm(partial, { force: true });
+      throw err;
+    });
     // A resumed blob that fails the check may have been spoilt before the kill: once more from 0.
     const got =
       resumed.ok || !resumed.resumed ? resumed : await this.fetchInto(partial, desc, open, onBytes, false);

@@ -52,7 +52,7 @@ export class RegistryStore implements ImageSource, ImageTarget {
    * a bad byte is an error at its end.
    */
   async openBlob(loc: ImageLocation, desc: Descriptor, offset = 0): Promise<Readable> {
-    const stream = await this.client.getBlob(loc.repository, desc.digest, offset, loc.name);
+    const stream = await this.client.getBlob(loc.repository, desc.digest, offset, loc.name, desc.size);
     this.remember(desc.digest, loc.repository);
     if (offset > 0 || this.opts.verifyBlobs === false) return stream;
     return Readable.from(

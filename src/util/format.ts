@@ -1,4 +1,5 @@
-/** Human-readable sizes and durations for progress lines and tables. */
+/** Human-readable sizes and durations for progress lines and tables, and sizes read from flags. */
+import { InputError } from "./errors.js";
 
 export function formatBytes(n: number): string {
   const units = ["B", "kB", "MB", "GB", "TB"];
@@ -32,6 +33,17 @@ export function table(header: string[], rows: string[][]): string[] {
 /** `1 image`, `2 images`. */
 export function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** A size flag: bytes, or with a binary suffix: 512M, 20G, 1T (K, M, G, T; KiB… too). */
+export function parseByteSize(text: string, flag = "--max-upload-size"): number {
+  const match = /^(\d+)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
+  const unit = { "": 0, k: 1, m: 2, g: 3, t: 4 }[(match?.[2] ?? "").toLowerCase()];
+  if (!match?.[1] || unit === undefined)
+    throw new InputError(`${flag} ${text}: write a size in bytes, e.g. 20G or 21474836480`);
+  const bytes = Number(match[1]) * 1024 ** unit;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new InputError(`${flag} ${text}: out of range`);
+  return bytes;
 }
 
 /** `sha256:` and the first 12 hex digits: enough to tell digests apart in a table. */

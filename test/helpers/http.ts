@@ -63,3 +63,39 @@ export function header(res: HttpResponse, name: string): string | undefined {
   const value = res.headers[name.toLowerCase()];
   return Array.isArray(value) ? value.join(", ") : value;
 }
+
+export interface FakeServer {
+  host: string;
+  url: string;
+  requests: { method: string; path: string; headers: http.IncomingHttpHeaders }[];
+}
+
+/** A tiny server on 127.0.0.1 the test owns; `handle` answers each request. Torn down with the test. */
+export async function fakeServer(
+  t: { teardown(fn: () => Promise<void>): void },
+  handle: http.RequestListener,
+): Promise<FakeServer> {
+  const requests: FakeServer["requests"] = [];
+  const server = http.createServer((req, res) => {
+    requests.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers });
+    handle(req, res);
+  });
+  const port = await listenLocal(t, server);
+  return { host: `127.0.0.1:${port}`, url: `http://127.0.0.1:${port}`, requests };
+}
+
+/** Starts `server` on a free port of 127.0.0.1, closed (connections and all) with the test. */
+export async function listenLocal(
+  t: { teardown(fn: () => Promise<void>): void },
+  server: http.Server | https.Server,
+): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return (server.address() as { port: number }).port;
+}
