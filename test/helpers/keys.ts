@@ -15,9 +15,13 @@ export function opensslKeyPair(): KeyPairPem {
   return { privateKeyPem, publicKeyPem };
 }
 
-/** A self-signed certificate for 127.0.0.1, made by openssl. */
+/**
+ * A self-signed certificate made by openssl: for 127.0.0.1 by default (a TLS server's), or with
+ * another common name and no address (a token issuer's signing certificate).
+ */
 export async function selfSignedCert(
   dir: string,
+  cn = "127.0.0.1",
 ): Promise<{ key: string; cert: string; certFile: string; keyFile: string }> {
   const keyFile = path.join(dir, "tls-key.pem");
   const certFile = path.join(dir, "tls-cert.pem");
@@ -31,9 +35,8 @@ export async function selfSignedCert(
     "-days",
     "1",
     "-subj",
-    "/CN=127.0.0.1",
-    "-addext",
-    "subjectAltName=IP:127.0.0.1",
+    `/CN=${cn}`,
+    ...(cn === "127.0.0.1" ? ["-addext", "subjectAltName=IP:127.0.0.1"] : []),
     "-keyout",
     keyFile,
     "-out",

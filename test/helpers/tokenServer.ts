@@ -1,15 +1,13 @@
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createSign, randomUUID } from "node:crypto";
 import { rmSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { httpRequest, type Credentials } from "./http.js";
 import { freePort } from "./ports.js";
-
-const execFileAsync = promisify(execFile);
+import { selfSignedCert } from "./keys.js";
 
 /**
  * A Docker token service (the `realm` of a `Bearer` challenge) and a Distribution registry
@@ -55,26 +53,8 @@ export const TOKEN_ISSUER = "bundle-test-token-issuer";
 
 export async function startTokenServer(opts: TokenServerOptions): Promise<TokenServer> {
   const dir = await mkdtemp(path.join(tmpdir(), "token-server-"));
-  const keyFile = path.join(dir, "key.pem");
-  const certFile = path.join(dir, "cert.pem");
-  await execFileAsync("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-sha256",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=bundle test token issuer",
-    "-keyout",
-    keyFile,
-    "-out",
-    certFile,
-  ]);
-  const key = await readFile(keyFile, "utf8");
-  const certDer = pemBody(await readFile(certFile, "utf8"));
+  const { key, cert, certFile } = await selfSignedCert(dir, "bundle test token issuer");
+  const certDer = pemBody(cert);
   const requests: TokenRequestLog[] = [];
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
