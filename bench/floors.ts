@@ -9,7 +9,7 @@
  *       monolithic PUT (a mount when another repository already received it), then the
  *       manifests, children before the tag.
  *
- * Blobs go 8 at a time and images 4 at a time, as bundle's defaults (src/stages/images.ts), so
+ * Blobs go 8 at a time and images 4 at a time, as bundle's defaults (src/stages/transfer.ts), so
  * the ratio measures the tool's overhead, not a different concurrency. Run as its own process so
  * GNU time gives its peak memory as for the tools.
  */

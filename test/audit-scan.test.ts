@@ -1,6 +1,6 @@
 /** The audit's readers, line by line and as values: what counts as reaching outside the site. */
 import test from "ava";
-import { ImageJudge, parseValuesFile } from "../src/audit/images.js";
+import { ImageJudge, parseValuesFile } from "../src/audit/references.js";
 import { scanText, styleOf } from "../src/audit/scan.js";
 import { makeSite } from "../src/audit/site.js";
 import type { Lock } from "../src/bundle/lock.js";

@@ -2,7 +2,7 @@
 import test from "ava";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { compareImages, findChartImages, literalImage, type ChartImage } from "../src/charts/images.js";
+import { compareImages, findChartImages, literalImage, type ChartImage } from "../src/charts/discover.js";
 import { lintOpenWhiskValues } from "../src/charts/lint.js";
 import {
   chartOverrides,

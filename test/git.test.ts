@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import path from "node:path";
 import { archivePrefix, copyChart, fetchCommit, writeArchive } from "../src/git/index.js";
 import { cacheName } from "../src/git/cache.js";
-import { sortPaths } from "../src/git/archive.js";
+import { sortPaths } from "../src/git/tarball.js";
 import { InputError, WorkError } from "../src/util/errors.js";
 import { git, type TestGitRepo } from "./helpers/git.js";
 import { useGitHome } from "./helpers/gitConfig.js";

@@ -13,7 +13,13 @@ import { parseDestPath, type Values } from "../config/model.js";
 import { mergeValues, siteValues } from "../config/values.js";
 import { renderTemplate } from "../templates/render.js";
 import { InputError } from "../util/errors.js";
-import { ImageJudge, parseValuesFile, registryNameOf, type ValuePath, type ValuesFile } from "./images.js";
+import {
+  ImageJudge,
+  parseValuesFile,
+  registryNameOf,
+  type ValuePath,
+  type ValuesFile,
+} from "./references.js";
 import { scanText, styleOf, type FindingKind, type LineFinding } from "./scan.js";
 import { makeSite, type Site } from "./site.js";
 

@@ -3,7 +3,7 @@
  * that are not plain YAML or JSON) `image:` lines. Comments are skipped: they do not run.
  */
 import path from "node:path";
-import type { ImageJudge } from "./images.js";
+import type { ImageJudge } from "./references.js";
 import { isInsideSite, wrongPort, type Site } from "./site.js";
 
 export type FindingKind = "image" | "url" | "git-clone" | "package-registry";

@@ -19,7 +19,7 @@ import {
   literalImage,
   normalise,
   type ChartImage,
-} from "./images.js";
+} from "./discover.js";
 import { DEFAULT_RUNTIMES_FILE } from "./openwhisk.js";
 import { pointImageAt, runtimeImages, isRuntimeManifest } from "./runtimes.js";
 import { getIn, parsePath, setIn, sortKeys, type Tree } from "./values.js";

@@ -5,7 +5,7 @@
 import { loadDefinition, parsePlatformList } from "../config/load.js";
 import { formatImageRef } from "../config/imageRef.js";
 import { prepare } from "../stages/prepare.js";
-import { imageTable } from "../stages/images.js";
+import { imageTable } from "../stages/transfer.js";
 import { readLock } from "../bundle/lock.js";
 import { resolveEndpoint } from "../registry/endpoint.js";
 import { formatBytes, parseByteSize, table } from "../util/format.js";
@@ -451,7 +451,7 @@ export async function imagesCommand(
   flags: { file?: string; values?: string[] },
   out: Output,
 ) {
-  const { findChartImages, compareImages } = await import("../charts/images.js");
+  const { findChartImages, compareImages } = await import("../charts/discover.js");
   const def = flags.file ? await loadDefinition(flags.file) : undefined;
   const release = def ? await releaseOfChart(def, chartDir) : undefined;
   if (def && release)

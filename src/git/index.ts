@@ -4,6 +4,6 @@
  */
 export { fetchCommit, type FetchOptions, type FetchResult } from "./commit.js";
 export type { FetchSource } from "./fetch.js";
-export { archivePrefix, writeArchive, type ArchiveOptions, type ArchiveResult } from "./archive.js";
+export { archivePrefix, writeArchive, type ArchiveOptions, type ArchiveResult } from "./tarball.js";
 export { copyChart } from "./chart.js";
 export { cacheName } from "./cache.js";

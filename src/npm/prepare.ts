@@ -33,7 +33,7 @@ import * as tar from "tar";
 import type { NpmItem } from "../config/model.js";
 import type { Lock, LockFile, LockNpm, LockNpmDir } from "../bundle/lock.js";
 import type { Reporter } from "../util/reporter.js";
-import { archivePrefix, packAtomic, sortPaths } from "../git/archive.js";
+import { archivePrefix, packAtomic, sortPaths } from "../git/tarball.js";
 import { formatPos, InputError, WorkError, type SourcePos } from "../util/errors.js";
 
 const LOCKFILES = ["npm-shrinkwrap.json", "package-lock.json"] as const;

@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import type { BundleContents } from "../bundle/contents.js";
 import { auditBundle, type AuditFinding } from "../audit/index.js";
-import { ImageJudge } from "../audit/images.js";
+import { ImageJudge } from "../audit/references.js";
 import { readRendered } from "../audit/rendered.js";
 import { makeSite } from "../audit/site.js";
 import { readFile } from "node:fs/promises";

@@ -23,7 +23,7 @@ import { InputError, WorkError, formatDiagnostic } from "../util/errors.js";
 import { resolveInside, writeInside } from "../util/paths.js";
 import { plural } from "../util/format.js";
 import { bundleValues, mirrorLocation } from "./upload.js";
-import { plannedFiles, renderLockTemplate, type FileTarget } from "./uploadFiles.js";
+import { plannedFiles, renderLockTemplate, type FileTarget } from "./siteFiles.js";
 import type { ValueOptions } from "../config/values.js";
 import { proveRelease, type Proof } from "./proof.js";
 import { verifyCharts } from "./verify.js";

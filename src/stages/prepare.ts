@@ -15,7 +15,7 @@ import { LOCK_VERSION, readLock, writeLock, type Lock, type LockImage } from "..
 import { prepareFiles, type CarriedTool, type GitOps } from "./files.js";
 import type { DownloadLimits } from "../files/download.js";
 import type { Reporter } from "../util/reporter.js";
-import { lockImage, sourceLocation, transferImages, type TransferLimits } from "./images.js";
+import { lockImage, sourceLocation, transferImages, type TransferLimits } from "./transfer.js";
 import { VERSION } from "../version.js";
 
 export interface PrepareOptions {

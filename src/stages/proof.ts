@@ -10,8 +10,8 @@ import type { Lock, LockImage } from "../bundle/lock.js";
 import { readRendered, type RenderedFetch, type RenderedImage } from "../audit/rendered.js";
 import { makeSite } from "../audit/site.js";
 import { formatImageRef, type ImageRef } from "../config/imageRef.js";
-import { parseOrUndefined } from "../audit/images.js";
-import { normalise } from "../charts/images.js";
+import { parseOrUndefined } from "../audit/references.js";
+import { normalise } from "../charts/discover.js";
 import type { ImageSource } from "../store/types.js";
 
 export interface ProvedImage extends RenderedImage {

@@ -11,12 +11,12 @@ import type { ImageLocation, ImageTarget } from "../store/types.js";
 import { parseMirror } from "../config/mirror.js";
 import type { Reporter } from "../util/reporter.js";
 import { InputError, WorkError } from "../util/errors.js";
-import { transferImages, type TransferLimits } from "./images.js";
+import { transferImages, type TransferLimits } from "./transfer.js";
 import { parseImageRef } from "../config/imageRef.js";
-import { sourceLocation } from "./images.js";
+import { sourceLocation } from "./transfer.js";
 import type { Values } from "../config/model.js";
 import { applyValueOptions, mergeValues, siteValues, type ValueOptions } from "../config/values.js";
-import { uploadFiles, type FileTarget } from "./uploadFiles.js";
+import { uploadFiles, type FileTarget } from "./siteFiles.js";
 import { checkSiteHas, isCarriedBefore, omittedHolders } from "../bundle/update.js";
 
 export interface UploadOptions {

@@ -12,7 +12,7 @@ import { parseDestPath, type Values } from "../config/model.js";
 import { renderTemplate } from "../templates/render.js";
 import { InputError, WorkError } from "../util/errors.js";
 import type { Job, Reporter } from "../util/reporter.js";
-import { throwIfFailed } from "./images.js";
+import { throwIfFailed } from "./transfer.js";
 
 /** What upload needs of a file server (src/fileserver/client.ts). */
 export interface FileTarget {
