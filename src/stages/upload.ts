@@ -7,7 +7,7 @@
  */
 import type { Lock, LockImage } from "../bundle/lock.js";
 import type { BundleContents } from "../bundle/contents.js";
-import type { ImageLocation, ImageTarget } from "../store/types.js";
+import { knowsHolders, type ImageLocation, type ImageTarget } from "../store/types.js";
 import { parseMirror } from "../config/mirror.js";
 import type { Reporter } from "../util/reporter.js";
 import { InputError, WorkError } from "../util/errors.js";
@@ -108,8 +108,8 @@ async function checkUpdateBase(lock: Lock, opts: UploadOptions): Promise<void> {
         missing.map((m) => `  - ${m}`).join("\n"),
     );
   }
-  const store = target as ImageTarget & { addHolder?: (digest: string, repository: string) => void };
-  for (const [digest, where] of omittedHolders(lock)) store.addHolder?.(digest, where.repository);
+  if (target && knowsHolders(target))
+    for (const [digest, where] of omittedHolders(lock)) target.addHolder(digest, where.repository);
 }
 
 /** The values prepare used, then this run's --values and --set, then the site values. */

@@ -10,6 +10,7 @@ import type { Descriptor, RawManifest } from "../oci/types.js";
 import { NotFoundError, type RegistryClient } from "../registry/client.js";
 import { WorkError } from "../util/errors.js";
 import type {
+  BlobHolders,
   BlobOpener,
   ImageLocation,
   ImageSource,
@@ -19,7 +20,7 @@ import type {
   PutBlobOptions,
 } from "./types.js";
 
-export class RegistryStore implements ImageSource, ImageTarget {
+export class RegistryStore implements ImageSource, ImageTarget, BlobHolders {
   readonly description: string;
   readonly acceptsPartialIndex = false;
   /** Repositories of this registry seen holding each blob: where a mount can come from. */

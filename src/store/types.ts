@@ -78,3 +78,15 @@ export interface ImageTarget {
    */
   putManifest(loc: ImageLocation, manifest: RawManifest, role: ManifestRole): Promise<void>;
 }
+
+/**
+ * An optional ability of a target: being told which repositories already hold a blob (an
+ * earlier upload's), so that a copy can mount it from there instead of sending it.
+ */
+export interface BlobHolders {
+  addHolder(digest: string, repository: string): void;
+}
+
+export function knowsHolders<T extends object>(target: T): target is T & BlobHolders {
+  return typeof (target as Partial<BlobHolders>).addHolder === "function";
+}
