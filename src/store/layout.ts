@@ -66,6 +66,7 @@ export class OciLayout implements ImageSource, ImageTarget {
   private readonly writing = new Map<string, Promise<void>>();
   /** index.json updates run one after another. */
   private indexQueue: Promise<unknown> = Promise.resolve();
+  private index: Promise<IndexFile> | undefined;
 
   private constructor(readonly dir: string) {
     this.description = `OCI layout ${dir}`;
@@ -262,13 +263,30 @@ export class OciLayout implements ImageSource, ImageTarget {
     return { removedBlobs };
   }
 
-  async readIndex(): Promise<IndexFile> {
+  /**
+   * The layout's `index.json`, read and parsed once, then kept current by this layout's own
+   * updates: every image of a prepare looks itself up in it, and parsing it each time made a
+   * prepare of n images cost n² (nothing else writes the index while this process holds it).
+   */
+  readIndex(): Promise<IndexFile> {
+    this.index ??= this.loadIndex().catch((err: unknown) => {
+      this.index = undefined;
+      throw err;
+    });
+    return this.index;
+  }
+
+  private async loadIndex(): Promise<IndexFile> {
     const file = path.join(this.dir, "index.json");
     return parseIndexFile(await readFile(file), { where: file, bundleFile: true });
   }
 
   private updateIndex(change: (index: IndexFile) => IndexFile): Promise<void> {
-    const next = this.indexQueue.then(async () => this.writeIndex(change(await this.readIndex())));
+    const next = this.indexQueue.then(async () => {
+      const index = change(await this.readIndex());
+      await this.writeIndex(index);
+      this.index = Promise.resolve(index);
+    });
     this.indexQueue = next.catch(() => undefined);
     return next;
   }

@@ -51,6 +51,10 @@ export async function resolveInside(
 ): Promise<string> {
   const parts = relativePath(rel, what).split("/");
   const realRoot = await realpath(root);
+  // The common case, in one call: the whole path exists, every link in it resolved by the OS.
+  const whole = await realpath(path.join(realRoot, ...parts)).catch(() => undefined);
+  if (whole !== undefined && isWithin(realRoot, whole)) return whole;
+  // Otherwise part by part: where the path stops existing, or which link leads out.
   let real = realRoot;
   for (const [i, part] of parts.entries()) {
     const next = path.join(real, part);
