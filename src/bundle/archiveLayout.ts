@@ -53,7 +53,7 @@ export class ArchiveLayout implements ImageSource {
   /** Whether the archive holds the blob whole (its index gives the size; reading checks the bytes). */
   hasBlob(_loc: ImageLocation, desc: Descriptor): Promise<boolean> {
     const m = this.archive.member(this.blobPath(desc.digest));
-    return Promise.resolve(m !== undefined && (desc.size === 0 || m.size === desc.size));
+    return Promise.resolve(m !== undefined && m.size === desc.size);
   }
 
   headManifest(loc: ImageLocation): Promise<ManifestHead | undefined> {

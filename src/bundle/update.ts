@@ -185,9 +185,17 @@ export async function applyUpdate(dir: string, plan: UpdatePlan): Promise<Update
 }
 
 /** What the site holds: the private registry's blobs and the file server's files. */
+/** An item an update bundle leaves out: where the site holds it, for which image, its size. */
+export interface OmittedItem {
+  repository: string;
+  ref: string;
+  isManifest: boolean;
+  size: number;
+}
+
 export interface SiteHolder {
-  /** Whether `repository` (the mirror's, e.g. `teleinfra/redis`) on the registry holds `digest`. */
-  blob(digest: string, repository: string): Promise<boolean>;
+  /** Whether `repository` (the mirror's, e.g. `teleinfra/redis`) on the registry holds the blob. */
+  blob(digest: string, repository: string, size: number): Promise<boolean>;
   /** Manifests by digest; defaults to `blob`. */
   manifest?(digest: string, repository: string): Promise<boolean>;
   /** Whether the file server holds `path` (relative to files/) with this sha256. */
@@ -207,7 +215,7 @@ export async function checkSiteHas(lock: Lock, has: SiteHolder): Promise<string[
     const ok =
       where.isManifest && has.manifest
         ? await has.manifest(digest, where.repository)
-        : await has.blob(digest, where.repository);
+        : await has.blob(digest, where.repository, where.size);
     if (!ok) {
       problems.push(
         `${where.isManifest ? "manifest" : "blob"} ${digest} of ${where.ref} is not on the registry in ${where.repository} ` +
@@ -241,20 +249,22 @@ export function isCarriedBefore(lock: Lock, img: Lock["images"][number]): boolea
  * bundle carried whole (so upload can mount it from there into a new image's repository), else
  * that of the first image using it.
  */
-export function omittedHolders(
-  lock: Lock,
-): Map<string, { repository: string; ref: string; isManifest: boolean }> {
+export function omittedHolders(lock: Lock): Map<string, OmittedItem> {
   const omitted = new Set((lock as UpdateLock).update?.omittedBlobs ?? []);
-  const out = new Map<string, { repository: string; ref: string; isManifest: boolean }>();
+  const out = new Map<string, OmittedItem>();
   const images = [...lock.images].sort(
     (a, b) => Number(isCarriedBefore(lock, b)) - Number(isCarriedBefore(lock, a)),
   );
   for (const img of images) {
     const repository = parseMirror(img.mirror).repository;
-    const manifests = new Set([img.digest, ...img.platforms.map((p) => p.digest)]);
-    for (const digest of [...manifests, ...img.blobs.map((b) => b.digest)]) {
+    const manifests = new Map([
+      [img.digest, img.size],
+      ...img.platforms.map((p) => [p.digest, p.size] as const),
+    ]);
+    const items = [...manifests, ...img.blobs.map((b) => [b.digest, b.size] as const)];
+    for (const [digest, size] of items) {
       if (omitted.has(digest) && !out.has(digest)) {
-        out.set(digest, { repository, ref: img.ref, isManifest: manifests.has(digest) });
+        out.set(digest, { repository, ref: img.ref, isManifest: manifests.has(digest), size });
       }
     }
   }

@@ -96,8 +96,8 @@ async function checkUpdateBase(lock: Lock, opts: UploadOptions): Promise<void> {
     name: `${repository}@${digest}`,
   });
   const missing = await checkSiteHas(lock, {
-    blob: async (digest, repository) =>
-      target ? target.hasBlob(at(repository, digest), { digest, size: 0, mediaType: "" }) : false,
+    blob: async (digest, repository, size) =>
+      target ? target.hasBlob(at(repository, digest), { digest, size, mediaType: "" }) : false,
     manifest: async (digest, repository) =>
       target ? target.hasManifest(at(repository, digest), digest) : false,
     file: async (p, sha256) => remote.get(p) === sha256,
