@@ -11,6 +11,7 @@ import { BundleError, DefinitionError, formatDiagnostic } from "../util/errors.j
 import { Output, type OutputOptions } from "./output.js";
 import { plural } from "../util/format.js";
 import { DEFAULT_DEFINITION } from "../config/defaults.js";
+import { VERSION } from "../version.js";
 import type { DeployFlags, LoadFlags, PrepareFlags, ServeFlags, UploadFlags } from "./commands.js";
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -62,7 +63,7 @@ export function buildProgram(out: () => Output): Command {
       "Air-gapped bundle builder: prepare images, git archives and files on a connected machine, " +
         "carry one bundle across the gap, then upload and deploy it against local mirrors.",
     )
-    .version(process.env.npm_package_version ?? "0.1.0")
+    .version(VERSION)
     .option("--json", "machine-readable result on stdout; progress and logs go to stderr")
     .option("-q, --quiet", "print only errors and the result")
     .option("-v, --verbose", "print more detail about each step")
@@ -80,6 +81,23 @@ export function buildProgram(out: () => Output): Command {
     "bundle prepare --help",
   );
 
+  definePrepare(program, out);
+  defineUpload(program, out);
+  defineDeploy(program, out);
+  defineServe(program, out);
+  defineLoad(program, out);
+  defineVerify(program, out);
+  defineInspect(program, out);
+  defineDiff(program, out);
+  defineImages(program, out);
+  defineAudit(program, out);
+  definePack(program, out);
+  defineUnpack(program, out);
+  defineLint(program, out);
+  return program;
+}
+
+function definePrepare(program: Command, out: () => Output): void {
   const prepare = program
     .command("prepare")
     .description(
@@ -124,7 +142,9 @@ export function buildProgram(out: () => Output): Command {
     const { prepareCommand } = await import("./commands.js");
     await prepareCommand(opts, out());
   });
+}
 
+function defineUpload(program: Command, out: () => Output): void {
   const upload = program
     .command("upload")
     .description(
@@ -154,7 +174,9 @@ export function buildProgram(out: () => Output): Command {
     const { uploadCommand, withBundle } = await import("./commands.js");
     await withBundle(dir, (bundle) => uploadCommand(bundle, opts, out()));
   });
+}
 
+function defineDeploy(program: Command, out: () => Output): void {
   const deploy = program
     .command("deploy")
     .description(
@@ -197,7 +219,9 @@ export function buildProgram(out: () => Output): Command {
     const { deployCommand, withBundle } = await import("./commands.js");
     await withBundle(dir, (bundle) => deployCommand(bundle, opts, out()));
   });
+}
 
+function defineServe(program: Command, out: () => Output): void {
   const serve = program
     .command("serve")
     .argument("[bundles...]", "with --registry-port: bundle folders or archives whose images to serve")
@@ -230,7 +254,9 @@ export function buildProgram(out: () => Output): Command {
     const { serveCommand } = await import("./commands.js");
     await serveCommand(bundles, opts, out());
   });
+}
 
+function defineLoad(program: Command, out: () => Output): void {
   const load = program
     .command("load")
     .description(
@@ -257,7 +283,9 @@ export function buildProgram(out: () => Output): Command {
     const { loadCommand } = await import("./commands.js");
     await loadCommand(dir, opts, out());
   });
+}
 
+function defineVerify(program: Command, out: () => Output): void {
   const verify = program
     .command("verify")
     .description("re-hash every blob and file of a bundle against its lock; name every mismatch")
@@ -272,7 +300,9 @@ export function buildProgram(out: () => Output): Command {
     const { verifyCommand, withBundle } = await import("./commands.js");
     await withBundle(dir, (bundle) => verifyCommand(bundle, opts, out()));
   });
+}
 
+function defineInspect(program: Command, out: () => Output): void {
   const inspect = program
     .command("inspect")
     .description(
@@ -284,7 +314,9 @@ export function buildProgram(out: () => Output): Command {
     const { inspectCommand, withBundle } = await import("./commands.js");
     await withBundle(dir, (bundle) => inspectCommand(bundle, out()));
   });
+}
 
+function defineDiff(program: Command, out: () => Output): void {
   const diff = program
     .command("diff")
     .description(
@@ -301,7 +333,9 @@ export function buildProgram(out: () => Output): Command {
     const { diffCommand } = await import("./commands.js");
     await diffCommand(oldPath, newPath, out());
   });
+}
 
+function defineImages(program: Command, out: () => Output): void {
   const images = program
     .command("images")
     .description("list every image reference a Helm chart uses, with the values path that sets it")
@@ -317,7 +351,9 @@ export function buildProgram(out: () => Output): Command {
     const { imagesCommand } = await import("./commands.js");
     await imagesCommand(chartDir, opts, out());
   });
+}
 
+function defineAudit(program: Command, out: () => Output): void {
   const audit = program
     .command("audit")
     .description(
@@ -338,7 +374,9 @@ export function buildProgram(out: () => Output): Command {
     const { auditCommand, withBundle } = await import("./commands.js");
     await withBundle(dir, (bundle) => auditCommand(bundle, opts, out()));
   });
+}
 
+function definePack(program: Command, out: () => Output): void {
   const pack = program
     .command("pack")
     .description("write a prepared bundle as one tar file (an index of contents first), optionally in parts")
@@ -350,7 +388,9 @@ export function buildProgram(out: () => Output): Command {
     const { packCommand } = await import("./commands.js");
     await packCommand(dir, file, opts, out());
   });
+}
 
+function defineUnpack(program: Command, out: () => Output): void {
   const unpack = program
     .command("unpack")
     .description("unpack a bundle archive (or its parts) into a folder, checking every member")
@@ -361,7 +401,9 @@ export function buildProgram(out: () => Output): Command {
     const { unpackCommand } = await import("./commands.js");
     await unpackCommand(file, dir, out());
   });
+}
 
+function defineLint(program: Command, out: () => Output): void {
   const lintCmd = program
     .command("lint")
     .description("check a definition without touching the network: schema, references, files, values")
@@ -387,8 +429,6 @@ export function buildProgram(out: () => Output): Command {
         : []),
     ]);
   });
-
-  return program;
 }
 
 /** Runs the CLI and returns the exit code; never calls process.exit itself, so tests can call it. */
