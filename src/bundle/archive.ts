@@ -18,6 +18,7 @@ import { Readable } from "node:stream";
 import { Header, Pax } from "tar";
 import { LOCK_FILE, lockedFiles, parseLock, readLock, type Lock, type LockedBytes } from "./lock.js";
 import { InputError, WorkError } from "../util/errors.js";
+import { readAll } from "../util/streams.js";
 
 export const ARCHIVE_INDEX = "bundle-index.json";
 export const ARCHIVE_FORMAT = "bundle-archive";
@@ -435,7 +436,7 @@ export async function openArchive(file: string): Promise<BundleArchive> {
   };
   const lockMember = members.get(LOCK_FILE);
   if (!lockMember) throw new InputError(`${file} holds no ${LOCK_FILE}: it is not a prepared bundle`);
-  const lockText = await collect(read(LOCK_FILE));
+  const lockText = await readAll(read(LOCK_FILE), SMALL_MEMBER);
   const lock = await parseLock(lockText.toString("utf8"), `${LOCK_FILE} in ${file}`);
   // The lock, not the index, says what each member's bytes must be: every read checks them.
   const known = lockedFiles(lock);
@@ -482,13 +483,10 @@ async function* checkedRange(
   }
 }
 
-async function collect(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}
+/** What `readMember` holds in memory at most, as a bundle folder's `readFile`. */
+const SMALL_MEMBER = 64 << 20;
 
 /** A member's whole bytes, checked; for small members (index.json, manifests, the lock). */
 export function readMember(archive: BundleArchive, memberPath: string): Promise<Buffer> {
-  return collect(archive.read(memberPath));
+  return readAll(archive.read(memberPath), SMALL_MEMBER);
 }

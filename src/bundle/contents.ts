@@ -5,7 +5,6 @@
  * so an archive is read in place, each member from its offset, and nothing is unpacked to disk.
  * (`load` opens its layout itself: it also takes a bare OCI layout without a lock.)
  */
-import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { chmod, mkdir, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import { listFiles } from "../util/files.js";
@@ -21,7 +20,7 @@ import type { Descriptor, Origin } from "../oci/types.js";
 import { BundleError, InputError, WorkError } from "../util/errors.js";
 import { resolveInside } from "../util/paths.js";
 import { BLOBS_DIR, blobRel } from "../util/cas.js";
-import { readAll } from "../util/streams.js";
+import { checkedBytes, readAll } from "../util/streams.js";
 
 /** Where the image layout's blobs are inside a bundle, and one blob's member path. */
 export const IMAGE_BLOBS_DIR = `images/${BLOBS_DIR}`;
@@ -109,29 +108,24 @@ async function* readRange(file: Promise<string>, start?: number, end?: number): 
  * its end, naming it, when its bytes differ: a file changed after prepare (or after signing) is
  * never used as if it were the one the lock names.
  */
-async function* readChecked(
+function readChecked(
   dir: string,
   rel: string,
   file: Promise<string>,
   want: LockedBytes | undefined,
-): AsyncGenerator<Buffer> {
-  const hash = want && createHash("sha256");
+): AsyncIterable<Buffer> {
+  const bytes = async function* (): AsyncGenerator<Buffer> {
+    yield* createReadStream(await file);
+  };
+  if (!want) return bytes();
   const changed = (what: string) =>
     new WorkError(`${path.join(dir, rel)}: ${what}; it was changed after prepare, and is not used`);
-  let size = 0;
-  for await (const chunk of createReadStream(await file)) {
-    const buf = chunk as Buffer;
-    size += buf.length;
-    if (want?.size !== undefined && size > want.size)
-      throw changed(`more than the ${want.size} bytes the lock says`);
-    hash?.update(buf);
-    yield buf;
-  }
-  if (!want || !hash) return;
-  const got = hash.digest("hex");
-  if (got === want.sha256 && (want.size === undefined || size === want.size)) return;
-  const bytes = (n: number | undefined) => (n === undefined ? "" : `${n} bytes with `);
-  throw changed(`${bytes(size)}sha256 ${got}, the lock says ${bytes(want.size)}sha256 ${want.sha256}`);
+  const sized = (n: number | undefined) => (n === undefined ? "" : `${n} bytes with `);
+  return checkedBytes(bytes(), want, {
+    over: () => changed(`more than the ${want.size} bytes the lock says`),
+    differ: (size, got) =>
+      changed(`${sized(size)}sha256 ${got}, the lock says ${sized(want.size)}sha256 ${want.sha256}`),
+  });
 }
 
 /** What `readFile` holds in memory at most: it is for small files (values, templates, the lock). */

@@ -4,11 +4,11 @@
  * caller just did), then mounts from a repository of the same registry known to hold the
  * blob, and only then uploads.
  */
-import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
-import type { Descriptor, RawManifest } from "../oci/types.js";
+import { digestHex, type Descriptor, type RawManifest } from "../oci/types.js";
 import { NotFoundError, type RegistryClient } from "../registry/client.js";
 import { WorkError } from "../util/errors.js";
+import { checkedBytes } from "../util/streams.js";
 import type {
   BlobHolders,
   BlobOpener,
@@ -155,21 +155,18 @@ export class RegistryStore implements ImageSource, ImageTarget, BlobHolders {
 }
 
 /** Passes the bytes through and fails at the end unless they are exactly the descriptor's. */
-async function* verified(source: Readable, desc: Descriptor, what: string): AsyncGenerator<Buffer> {
-  const hash = createHash("sha256");
-  let size = 0;
-  for await (const chunk of source) {
-    const buf = chunk as Buffer;
-    size += buf.length;
-    if (size > desc.size)
-      throw new WorkError(`${what}: more than the ${desc.size} bytes its descriptor says`);
-    hash.update(buf);
-    yield buf;
-  }
-  if (size !== desc.size) throw new WorkError(`${what}: ${size} bytes, its descriptor says ${desc.size}`);
-  const digest = `sha256:${hash.digest("hex")}`;
-  if (digest !== desc.digest)
-    throw new WorkError(`${what} is corrupt: its bytes hash to ${digest}, not ${desc.digest}`);
+function verified(source: Readable, desc: Descriptor, what: string): AsyncGenerator<Buffer> {
+  return checkedBytes(
+    source,
+    { size: desc.size, sha256: digestHex(desc.digest) },
+    {
+      over: () => new WorkError(`${what}: more than the ${desc.size} bytes its descriptor says`),
+      differ: (size, sha256) =>
+        size !== desc.size
+          ? new WorkError(`${what}: ${size} bytes, its descriptor says ${desc.size}`)
+          : new WorkError(`${what} is corrupt: its bytes hash to sha256:${sha256}, not ${desc.digest}`),
+    },
+  );
 }
 
 /**

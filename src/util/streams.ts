@@ -1,4 +1,4 @@
-import type { Hash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { Transform, type Readable } from "node:stream";
 import { WorkError } from "./errors.js";
 
@@ -29,4 +29,35 @@ export function countingHasher(hash: Hash, onBytes?: (n: number) => void) {
     },
   });
   return { stream, bytes: () => total };
+}
+
+/** What a stream's bytes must be: at most `size` (exactly, at its end) and, when given, this sha256. */
+export interface ExpectedBytes {
+  size?: number;
+  /** Lowercase hex. */
+  sha256?: string;
+}
+
+/**
+ * Passes `source`'s bytes through while counting and hashing them: past `want.size` it fails at
+ * once with `over()`, and at its end with `differ(size, sha256hex)` unless both agree with `want`.
+ * One check for every "hash while streaming, stop at the declared size" reader.
+ */
+export async function* checkedBytes(
+  source: AsyncIterable<unknown>,
+  want: ExpectedBytes,
+  fail: { over(): Error; differ(size: number, sha256: string): Error },
+): AsyncGenerator<Buffer> {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of source) {
+    const buf = chunk as Buffer;
+    size += buf.length;
+    if (want.size !== undefined && size > want.size) throw fail.over();
+    hash.update(buf);
+    yield buf;
+  }
+  const got = hash.digest("hex");
+  if ((want.size !== undefined && size !== want.size) || (want.sha256 !== undefined && got !== want.sha256))
+    throw fail.differ(size, got);
 }
