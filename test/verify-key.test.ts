@@ -88,6 +88,14 @@ test("a signed multi-arch image passes with the right key (any of those given); 
     signature: singleSig.manifestDigest,
   });
   t.is(await readFile(path.join(dir, "canary.txt"), "utf8"), "untouched\n");
+  const inspect = await runCli(["inspect", out], { cwd: dir });
+  t.is(inspect.code, 0, inspect.stderr);
+  t.true(
+    inspect.stdout.includes(
+      `cosign signatures checked at prepare: all 2 images, by key ${keyId(right.publicKeyPem)}, ${keyId(wrong.publicKeyPem)}`,
+    ),
+    inspect.stdout,
+  );
 
   const site = await startRegistry();
   t.teardown(() => site.stop());
@@ -189,6 +197,21 @@ test("a payload changed after signing is exit 1: bad signature", async (t) => {
   t.false(sig.payload.toString().includes('"cosign container image signature"'));
   const stderr = await refused(t, [image]);
   t.regex(stderr, new RegExp(`image ${image.ref} \\(${image.digest}\\) refused: bad signature`));
+
+  // A "payload" larger than any signature payload is not read at all.
+  const padded = await multiArch("tampered/padded");
+  const big = await signImage({
+    registry: source,
+    repo: padded.repo,
+    digest: padded.digest,
+    privateKey: right.privateKey,
+    tamper: (p) => Buffer.concat([p, Buffer.alloc(300 * 1024, 0x20)]),
+  });
+  const bigStderr = await refused(t, [padded]);
+  t.true(
+    bigStderr.includes(`is ${big.payload.length} bytes, more than a signature payload's 262144`),
+    bigStderr,
+  );
 });
 
 test("a key file that is not a public key is exit 2 naming it; a daemon image with --verify-key is exit 2", async (t) => {
