@@ -4,7 +4,7 @@
  * anything is written; an unsigned or wrongly signed image is refused, naming it.
  */
 import test, { type ExecutionContext } from "ava";
-import { createHash, createPublicKey } from "node:crypto";
+import { createHash, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { startRegistry, type TestRegistry } from "./helpers/registry.js";
@@ -251,4 +251,39 @@ test("a key file that is not a public key is exit 2 naming it; a daemon image wi
     /docker-daemon:docker\.io\/library\/myapp:1\.0 \(.*bundle\.yml:2:5\) come from the local Docker daemon/,
   );
   t.deepEqual(Object.keys(await snapshot(local.dir)).sort(), ["bundle.yml", "right.pub"]);
+});
+
+test("verifyCosign takes Ed25519 and RSA keys too, and names every key a signature failed", async (t) => {
+  const client = new RegistryClient(source.host);
+  t.teardown(() => client.close());
+  const store = new RegistryStore(client);
+  for (const [type, pair] of [
+    ["ed25519", generateKeyPairSync("ed25519")],
+    ["rsa", generateKeyPairSync("rsa", { modulusLength: 2048 })],
+  ] as const) {
+    const image = await multiArch(`keytypes/${type}`);
+    const sig = await signImage({
+      registry: source,
+      repo: image.repo,
+      digest: image.digest,
+      privateKey: pair.privateKey,
+    });
+    const pem = pair.publicKey.export({ type: "spki", format: "pem" }).toString();
+    const check = { source: store, ref: parseImageRef(image.ref), digest: image.digest };
+    const verified = await verifyCosign({ ...check, keys: [parseVerifyKey(pem, `${type}.pub`)] });
+    t.is(verified.signature, sig.manifestDigest, type);
+    const err = await t.throwsAsync(
+      verifyCosign({
+        ...check,
+        keys: [
+          parseVerifyKey(right.publicKeyPem, "right.pub"),
+          parseVerifyKey(wrong.publicKeyPem, "wrong.pub"),
+        ],
+      }),
+    );
+    t.is(
+      err?.message,
+      `image ${image.ref} (${image.digest}) refused: bad signature: it does not verify with right.pub (key ${keyId(right.publicKeyPem)}) or wrong.pub (key ${keyId(wrong.publicKeyPem)})`,
+    );
+  }
 });

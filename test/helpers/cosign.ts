@@ -63,7 +63,9 @@ export async function signImage(opts: SignImageOptions): Promise<SignedImage> {
     opts.claimedDigest ?? opts.digest,
     opts.dockerReference ?? `${host}/${opts.repo}`,
   );
-  const signature = sign("sha256", signed, opts.privateKey).toString("base64");
+  // Ed25519 hashes inside the algorithm; ECDSA and RSA sign a sha256, as cosign does.
+  const hash = opts.privateKey.asymmetricKeyType === "ed25519" ? null : "sha256";
+  const signature = sign(hash, signed, opts.privateKey).toString("base64");
   const payload = opts.tamper ? opts.tamper(signed) : signed;
   const layer = await pushBlob(opts.registry, opts.repo, payload);
   const config = await pushBlob(opts.registry, opts.repo, Buffer.from(signatureConfig(layer.digest)));
