@@ -11,7 +11,7 @@ const LAYERS = [
   ["registry", "oci"],
   ["store"],
   ["copy"],
-  ["bundle", "charts", "audit", "git", "fileserver", "files", "npm"],
+  ["bundle", "charts", "audit", "git", "fileserver", "files", "npm", "signatures"],
   ["stages"],
   ["cli"],
 ];

@@ -43,6 +43,8 @@ export interface LockImage {
   blobs: LockBlob[];
   /** Sum of the blobs' sizes: what the image costs on disk before sharing. */
   bytes: number;
+  /** `prepare --verify-key`: the id of the key whose cosign signature verified, and the `.sig` manifest's digest. */
+  verified?: { key: string; signature: string };
 }
 
 export interface LockGit {

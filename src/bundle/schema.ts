@@ -83,6 +83,13 @@ const LockSchema = Type.Object({
       mirrorDigest: Digest,
       blobs: Type.Array(Type.Object({ digest: Digest, size: Size, mediaType: Type.String() })),
       bytes: Size,
+      // Issue 13, prepare --verify-key: the cosign signature checked before the image was carried.
+      verified: Type.Optional(
+        Type.Object({
+          key: Type.String({ pattern: "^[a-f0-9]{16}$", description: "the key's id (sha256 of its DER)" }),
+          signature: Digest,
+        }),
+      ),
     }),
   ),
   git: Type.Array(

@@ -48,7 +48,8 @@ export function keyId(publicKeyPem: string): string {
   return keyIdOf(publicKey(publicKeyPem));
 }
 
-function keyIdOf(key: KeyObject): string {
+/** The same id for a KeyObject (a private key's is its public key's). */
+export function keyIdOf(key: KeyObject): string {
   const der = key.export({ type: "spki", format: "der" });
   return createHash("sha256").update(der).digest("hex").slice(0, 16);
 }

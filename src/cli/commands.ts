@@ -46,6 +46,7 @@ export interface PrepareFlags extends RegistryFlags, ValueFlags {
   continueOnError?: boolean;
   withTool?: boolean | string;
   signKey?: string;
+  verifyKey?: string[];
   since?: string;
   split?: string;
   maxDownload: string;
@@ -79,6 +80,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
   const update = flags.since ? await import("../bundle/update.js") : undefined;
   const old = flags.since ? await update?.readOldLock(flags.since) : undefined;
   const signKey = flags.signKey ? await readKeyFile(flags.signKey, "--sign-key") : undefined;
+  const verifyKeys = flags.verifyKey?.length ? await readVerifyKeys(flags.verifyKey) : undefined;
   const def = await loadDefinition(flags.file, {
     ...(flags.name ? { name: flags.name } : {}),
     ...(flags.platform ? { platforms: parsePlatformList(flags.platform) } : {}),
@@ -105,6 +107,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     downloads,
     out,
     ...(old && update ? { siteLayers: update.lockLayers(old) } : {}),
+    ...(verifyKeys ? { verifyKeys } : {}),
   }).finally(() => daemon.dispose());
   if (flags.since) await makeUpdate(result.dir, flags.since, out);
   if (signKey) {
@@ -532,6 +535,12 @@ async function checkSignature(
   out.info(
     `the lock's signature verifies with ${publicKeyFile}, and the charts, templates and values match it`,
   );
+}
+
+/** `--verify-key` files, each a public key: a bad one is exit 2 naming it. */
+async function readVerifyKeys(files: string[]) {
+  const { parseVerifyKey } = await import("../signatures/keys.js");
+  return Promise.all(files.map(async (f) => parseVerifyKey(await readKeyFile(f, "--verify-key"), f)));
 }
 
 async function readKeyFile(file: string, flag: string): Promise<string> {

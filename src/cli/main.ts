@@ -127,6 +127,11 @@ function definePrepare(program: Command, out: () => Output): void {
       "sign bundle.lock.json with this ed25519 private key (PEM) into bundle.lock.json.sig",
     )
     .option(
+      "--verify-key <FILE>",
+      "carry only images with a cosign signature (the .sig tag at the source) by this public key, e.g. cosign.pub; checked offline, without Rekor (repeatable: any key)",
+      collect,
+    )
+    .option(
       "--max-download <SIZE>",
       "refuse a download of files: larger than SIZE when no earlier run recorded its size",
       "4G",
@@ -137,6 +142,7 @@ function definePrepare(program: Command, out: () => Output): void {
     prepare,
     "bundle prepare -f bundle.yml -o /media/usb/openwhisk",
     "bundle prepare --mirror docker.io=http://127.0.0.1:5001",
+    "bundle prepare --verify-key cosign.pub",
   );
   prepare.action(async (opts: PrepareFlags) => {
     const { prepareCommand } = await import("./commands.js");

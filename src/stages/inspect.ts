@@ -20,6 +20,8 @@ export interface InspectImage {
   size: number;
   /** Mirror name without the registry host: `teleinfra/redis:4.0`. */
   mirror: string;
+  /** `prepare --verify-key`: the id of the key whose cosign signature verified, and the `.sig` digest. */
+  verified?: { key: string; signature: string };
 }
 
 export interface InspectReport {
@@ -55,6 +57,7 @@ export async function inspectBundle(bundle: BundleContents): Promise<InspectRepo
     missingPlatforms: [...img.missingPlatforms],
     size: img.blobs.reduce((sum, b) => sum + b.size, 0),
     mirror: img.mirror,
+    ...(img.verified ? { verified: { ...img.verified } } : {}),
   }));
   const files = lock.files.map((f) => ({ path: f.path, size: f.size, sha256: f.sha256 }));
   // A lock written before passwords were kept out of it may hold one: never shown.
@@ -116,6 +119,7 @@ export function formatInspect(report: InspectReport): string[] {
       i.mirror,
     ]),
   );
+  lines.push(...verifiedLine(report.images));
   section(
     "git",
     ["URL", "COMMIT", "ARCHIVE", "SIZE"],
@@ -153,4 +157,14 @@ export function formatInspect(report: InspectReport): string[] {
       (saved > 0 ? ` (${formatBytes(unshared)} unshared, ${formatBytes(saved)} saved by sharing blobs)` : ""),
   );
   return lines;
+}
+
+/** Which images prepare carried only after checking their cosign signature, and by which keys. */
+function verifiedLine(images: InspectImage[]): string[] {
+  const verified = images.filter((i) => i.verified);
+  if (verified.length === 0) return [];
+  const keys = [...new Set(verified.map((i) => i.verified!.key))].join(", ");
+  const which =
+    verified.length === images.length ? `all ${images.length}` : `${verified.length} of ${images.length}`;
+  return [`  cosign signatures checked at prepare: ${which} images, by key ${keys}`];
 }

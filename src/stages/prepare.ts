@@ -17,6 +17,9 @@ import type { DownloadLimits } from "../files/download.js";
 import type { Reporter } from "../util/reporter.js";
 import { lockImage, sourceLocation, transferImages, type TransferLimits } from "./transfer.js";
 import { VERSION } from "../version.js";
+import { verifyCosignAll, type CosignVerified } from "../signatures/cosign.js";
+import type { VerifyKey } from "../signatures/keys.js";
+import { formatImageRef } from "../config/imageRef.js";
 
 export interface PrepareOptions {
   def: Definition;
@@ -39,6 +42,8 @@ export interface PrepareOptions {
    * bundle leaves them out anyway.
    */
   siteLayers?: ReadonlySet<string>;
+  /** `--verify-key`: carry only images with a cosign signature by one of these keys. */
+  verifyKeys?: VerifyKey[];
 }
 
 export interface PrepareResult {
@@ -51,6 +56,8 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   const def = opts.def;
   const missing = missingValues(def);
   if (missing.length > 0) throw new DefinitionError(missing);
+  // Before anything is written: an image refused leaves no trace in the bundle.
+  const signed = opts.verifyKeys ? await verifySignatures(def, opts, opts.verifyKeys) : undefined;
   const dir = path.resolve(opts.output ?? path.join("bundle-out", def.name));
   await mkdir(dir, { recursive: true });
   opts.out.info(`preparing bundle "${def.name}" in ${dir}`);
@@ -66,7 +73,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   }
 
   const previous = await readLock(dir).catch(() => undefined);
-  const { images, bytesMoved } = await prepareImages(def, dir, opts);
+  const { images, bytesMoved } = await prepareImages(def, dir, opts, signed);
   const files = await prepareFiles(def, dir, {
     out: opts.out,
     git: opts.git,
@@ -94,19 +101,21 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   return { dir, lock, bytesMoved };
 }
 
-async function prepareImages(def: Definition, dir: string, opts: PrepareOptions) {
+async function prepareImages(def: Definition, dir: string, opts: PrepareOptions, signed?: Signed[]) {
   const layout = await OciLayout.open(path.join(dir, "images"), { create: true });
   const target = opts.siteLayers ? skippingLayers(layout, opts.siteLayers) : layout;
   const copied = await transferImages(
     opts.out,
     "images",
-    def.images.map((img) => ({
+    def.images.map((img, i) => ({
       title: sourceLocation(img.ref).name,
       request: () => ({
         source: opts.openSource(img),
         target,
         targetReader: layout,
-        from: sourceLocation(img.ref),
+        // A verified image is copied by the digest whose signature was checked: a tag moved
+        // since cannot bring in an unsigned image.
+        from: { ...sourceLocation(img.ref), ...(signed ? { reference: signed[i]!.digest } : {}) },
         to: sourceLocation(img.ref),
         platforms: img.platforms,
         allowMissingPlatforms: img.allowMissingPlatforms,
@@ -119,7 +128,10 @@ async function prepareImages(def: Definition, dir: string, opts: PrepareOptions)
     })),
     { continueOnError: opts.continueOnError, ...(opts.limits ? { limits: opts.limits } : {}) },
   );
-  const images: LockImage[] = def.images.map((img, i) => lockImage(img, copied[i]!));
+  const images: LockImage[] = def.images.map((img, i) => ({
+    ...lockImage(img, copied[i]!),
+    ...(signed ? { verified: { key: signed[i]!.key.id, signature: signed[i]!.signature } } : {}),
+  }));
   // Only now that every image is whole: forget images the definition no longer lists.
   const names = new Set(images.map((i) => i.ref));
   const digests = new Set(
@@ -144,4 +156,34 @@ function skippingLayers(layout: OciLayout, siteLayers: ReadonlySet<string>): Ima
     hasManifest: (loc, digest) => layout.hasManifest(loc, digest),
     putManifest: (loc, manifest, role) => layout.putManifest(loc, manifest, role),
   };
+}
+
+type Signed = CosignVerified & { digest: string };
+
+/**
+ * `--verify-key`: every image's cosign signature, from its source registry, by the digest its
+ * tag names now (an index for a multi-platform image: what `cosign sign` signs).
+ */
+async function verifySignatures(def: Definition, opts: PrepareOptions, keys: VerifyKey[]): Promise<Signed[]> {
+  const local = def.images.filter((i) => i.source === "docker");
+  if (local.length > 0) {
+    const names = local.map((i) => `docker-daemon:${formatImageRef(i.ref)} (${formatPos(i.at)})`).join(", ");
+    throw new InputError(
+      `--verify-key: ${names} come from the local Docker daemon, which keeps no cosign signatures to check`,
+    );
+  }
+  opts.out.info(`checking the cosign signatures of ${def.images.length} images`);
+  const results = await verifyCosignAll(def.images, async (img) => {
+    const source = opts.openSource(img);
+    const head = img.ref.digest ? undefined : await source.headManifest(sourceLocation(img.ref));
+    const digest = img.ref.digest ?? head?.digest;
+    if (!digest)
+      throw new InputError(
+        `${formatImageRef(img.ref)}: not found in ${source.description} (${formatPos(img.at)})`,
+      );
+    return { source, ref: img.ref, digest, keys };
+  });
+  for (const { check, verified } of results)
+    opts.out.debug(`${formatImageRef(check.ref)} (${check.digest}): signed by ${verified.key.file}`);
+  return results.map((r) => ({ ...r.verified, digest: r.check.digest }));
 }

@@ -271,6 +271,30 @@ function buildIndex(format: "oci" | "docker", children: Child[]): Manifest {
 
 // --- registry protocol ------------------------------------------------------------------
 
+/** Pushes one blob held in memory (a hand-made artifact's); returns its descriptor's digest and size. */
+export async function pushBlob(
+  registry: RegistryTarget,
+  repo: string,
+  bytes: Buffer,
+): Promise<{ digest: string; size: number }> {
+  const blob = toBlob(bytes);
+  await uploadBlob(toTarget(registry), repo, blob);
+  return { digest: blob.digest, size: blob.size };
+}
+
+/** Puts a hand-made manifest under a tag or its digest; returns its digest. */
+export async function pushManifest(
+  registry: RegistryTarget,
+  repo: string,
+  reference: string,
+  mediaType: string,
+  bytes: Buffer,
+): Promise<string> {
+  const manifest = { mediaType, bytes, digest: sha256Digest(bytes) };
+  await putManifest(toTarget(registry), repo, reference, manifest);
+  return manifest.digest;
+}
+
 function toTarget(registry: RegistryTarget): Target {
   const { url, auth } = typeof registry === "string" ? { url: registry, auth: undefined } : registry;
   return { url: url.replace(/\/+$/, ""), auth };
