@@ -8,7 +8,7 @@
  */
 import test from "ava";
 import { createHash } from "node:crypto";
-import { cp, readFile, readdir, stat, writeFile } from "node:fs/promises";
+import { cp, mkdir, readFile, readdir, stat, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import * as tar from "tar";
 import { startRegistry, type TestRegistry } from "./helpers/registry.js";
@@ -264,6 +264,10 @@ test.serial(
   "the same version with other bytes is exit 1 naming chart, version, URL and digests",
   async (t) => {
     const home = path.join(root, "helm");
+    const first = await readLockOf("out");
+    const again = await prepare("out");
+    t.is(again.code, 0, `the same bytes again pass their pins: ${again.stderr}`);
+    t.deepEqual((await readLockOf("out")).charts, first.charts);
     const before = await readFile(path.join(root, "out", "bundle.lock.json"), "utf8");
     const oldSha = await sha256(path.join(repo.dir, "web-1.2.3.tgz"));
     await writeChart(path.join(root, "src", "web"), webChart("replicas: 2\n"));
@@ -295,4 +299,48 @@ test.serial("a version range is a lint error naming the file and line", async (t
   const r = await runCli(["lint", "-f", "range.yml"], { cwd: root });
   t.is(r.code, 2, r.stderr);
   t.regex(r.stderr, /range\.yml:15:\d+ charts\[3\]\.version: version "\^0\.1\.0" is not an exact version/);
+});
+
+test.serial(
+  "a pin in the definition that the archive does not match is exit 1 naming the line",
+  async (t) => {
+    const pin = "a".repeat(64);
+    const lines = ["name: pinned", "charts:", `  - repo: ${repo.url}`, "    name: web", "    version: 1.2.3"];
+    await writeFile(path.join(root, "pin.yml"), [...lines, `    sha256: ${pin}`].join("\n"));
+    const r = await prepare("pin-out", "pin.yml");
+    t.is(r.code, 1, r.stderr);
+    t.regex(
+      r.stderr,
+      new RegExp(
+        `chart web 1\\.2\\.3 from ${repo.url}web-1\\.2\\.3\\.tgz: sha256 [a-f0-9]{64} differs from ${pin} \\(the pin at pin\\.yml:3:`,
+      ),
+    );
+    await t.throwsAsync(stat(path.join(root, "pin-out", "charts", "web-1.2.3.tgz")));
+  },
+);
+
+test.serial("a chart archive holding a link is refused whole, naming its URL", async (t) => {
+  const evil = await serveHelmRepo(path.join(root, "evil-repo"));
+  t.teardown(() => evil.close());
+  const src = path.join(root, "evil-src");
+  await writeChart(path.join(src, "evil"), { "Chart.yaml": "apiVersion: v2\nname: evil\nversion: 1.0.0\n" });
+  await mkdir(path.join(src, "evil", "templates"), { recursive: true });
+  await symlink(path.join(root, "canary.txt"), path.join(src, "evil", "templates", "cm.yaml"));
+  await tar.c({ gzip: true, file: path.join(evil.dir, "evil-1.0.0.tgz"), cwd: src, portable: true }, [
+    "evil",
+  ]);
+  await helm(path.join(root, "helm"), ["repo", "index", evil.dir]);
+  const lines = ["name: evil", "charts:", `  - repo: ${evil.url}`, "    name: evil", "    version: 1.0.0"];
+  await writeFile(path.join(root, "evil.yml"), lines.join("\n"));
+  const r = await prepare("evil-out", "evil.yml");
+  t.is(r.code, 1, r.stderr);
+  t.regex(
+    r.stderr,
+    new RegExp(
+      `${evil.url}evil-1\\.0\\.0\\.tgz: refusing the chart archive: evil/templates/cm\\.yaml \\(SymbolicLink\\)`,
+    ),
+  );
+  const left: string[] = await readdir(path.join(root, "evil-out", "charts")).catch(() => []);
+  t.deepEqual(left, []);
+  t.is(await readFile(path.join(root, "canary.txt"), "utf8"), CANARY);
 });
