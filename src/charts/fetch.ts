@@ -25,6 +25,8 @@ export interface FetchOptions {
   downloads: DownloadLimits;
   /** A client for an OCI registry host, with the credentials images use. */
   registry: (host: string) => RegistryClient;
+  /** Repository indexes read so far in this run, by URL: charts and subcharts of one repository read it once. */
+  indexes: Map<string, Promise<unknown>>;
 }
 
 /** A chart archive in a work file, checked, and where it came from. */
@@ -92,7 +94,8 @@ async function fetchFromRepo(
 ): Promise<FetchedChart & { indexPins: Pin[] }> {
   const base = source.url.endsWith("/") ? source.url : `${source.url}/`;
   const indexUrl = new URL("index.yaml", base).toString();
-  const entry = findEntry(await readIndex(indexUrl, opts), source, indexUrl);
+  if (!opts.indexes.has(indexUrl)) opts.indexes.set(indexUrl, readIndex(indexUrl, opts));
+  const entry = findEntry(await opts.indexes.get(indexUrl), source, indexUrl);
   const url = new URL(entry.urls[0] ?? "", base).toString();
   const file = workFile(opts, `${source.chart}-${source.version}.tgz`);
   const got = await download(url, file, {

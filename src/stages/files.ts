@@ -146,11 +146,12 @@ async function prepareCharts(
 ): Promise<LockChart[]> {
   await rm(path.join(dir, "charts"), { recursive: true, force: true });
   const out: LockChart[] = [];
+  const indexes = new Map<string, Promise<unknown>>();
   for (const chart of def.charts) {
     const dest = path.join(dir, "charts", chart.name);
     const source = chart.source;
     if (source.kind === "repo" || source.kind === "oci") {
-      out.push(await prepareRemote(chart.name, source, chart.at, dir, opts));
+      out.push(await prepareRemote(chart.name, source, { at: chart.at, dir, indexes }, opts));
       continue;
     }
     if (source.kind === "local") await cp(source.dir, dest, { recursive: true });
@@ -168,8 +169,7 @@ async function prepareCharts(
 async function prepareRemote(
   name: string,
   source: RemoteChartSource,
-  at: SourcePos,
-  dir: string,
+  { at, dir, indexes }: { at: SourcePos; dir: string; indexes: Map<string, Promise<unknown>> },
   opts: FilesOptions,
 ): Promise<LockChart> {
   const { prepareRemoteChart } = await import("../charts/remote.js");
@@ -179,6 +179,7 @@ async function prepareRemote(
     dir,
     workDir: path.join(dir, ".partial", "charts"),
     downloads: opts.downloads ?? {},
+    indexes,
     registry: (host) => {
       if (!registry) throw new InputError(`chart ${name}: no registry access to fetch ${host} with`);
       return registry(host);
