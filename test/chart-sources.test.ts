@@ -351,3 +351,41 @@ test.serial("a chart archive holding a link is refused whole, naming its URL", a
   t.deepEqual(left, []);
   t.is(await readFile(path.join(root, "canary.txt"), "utf8"), CANARY);
 });
+
+test.serial(
+  "an OCI chart whose tag moved to other bytes is exit 1 naming both manifest digests",
+  async (t) => {
+    const home = path.join(root, "helm");
+    const lines = [
+      "name: oci-only",
+      "charts:",
+      `  - oci: oci://${upstream.host}/charts/tool`,
+      "    version: 0.3.0",
+    ];
+    await writeFile(path.join(root, "oci.yml"), lines.join("\n"));
+    const first = await prepare("oci-out", "oci.yml");
+    t.is(first.code, 0, first.stderr);
+    await writeChart(path.join(root, "src", "tool"), { "values.yaml": "changed: true\n" });
+    await helm(home, ["package", path.join(root, "src", "tool"), "-d", path.join(root, "oci2")]);
+    const pushed = await helm(home, [
+      "push",
+      path.join(root, "oci2", "tool-0.3.0.tgz"),
+      `oci://${upstream.host}/charts`,
+      "--plain-http",
+    ]);
+    const moved = /Digest: (sha256:[a-f0-9]{64})/.exec(pushed)?.[1] ?? "none";
+    t.not(moved, pushedDigest);
+    const r = await prepare("oci-out", "oci.yml");
+    t.is(r.code, 1, r.stderr);
+    t.regex(
+      r.stderr,
+      new RegExp(
+        `chart oci://${upstream.host}/charts/tool 0\\.3\\.0 from .*: manifest digest ${moved} differs from ${pushedDigest} \\(bundle\\.lock\\.json of an earlier prepare`,
+      ),
+    );
+    t.is(
+      await sha256(path.join(root, "oci-out", "charts", "tool-0.3.0.tgz")).catch(() => "absent"),
+      "absent",
+    );
+  },
+);
