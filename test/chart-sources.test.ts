@@ -380,7 +380,7 @@ test.serial(
     t.regex(
       r.stderr,
       new RegExp(
-        `chart oci://${upstream.host}/charts/tool 0\\.3\\.0 from .*: manifest digest ${moved} differs from ${pushedDigest} \\(bundle\\.lock\\.json of an earlier prepare`,
+        `chart oci://${upstream.host}/charts/tool 0\\.3\\.0 from http://${upstream.host}/v2/charts/tool/manifests/0\\.3\\.0: manifest digest ${moved} differs from ${pushedDigest} \\(bundle\\.lock\\.json of an earlier prepare`,
       ),
     );
     t.is(

@@ -56,9 +56,11 @@ export async function fetchChart(
   opts: FetchOptions,
 ): Promise<FetchedChart> {
   await mkdir(opts.workDir, { recursive: true });
-  const got = source.kind === "repo" ? await fetchFromRepo(source, opts) : await fetchFromOci(source, opts);
+  const got =
+    source.kind === "repo" ? await fetchFromRepo(source, opts) : await fetchFromOci(source, pins, opts);
   try {
-    checkPins(source, got, [...pins, ...got.indexPins]);
+    const digest = got.origin.kind === "oci" ? { digest: got.origin.digest } : {};
+    checkPins(source, { url: got.url, sha256: got.sha256, ...digest }, [...pins, ...got.indexPins]);
   } catch (err) {
     await rm(got.file, { force: true });
     throw err;
@@ -67,12 +69,17 @@ export async function fetchChart(
 }
 
 /** Exit 1 naming the chart, its version, the URL and both digests when any pin disagrees. */
-function checkPins(source: RemoteChartSource, got: FetchedChart, pins: Pin[]): void {
+function checkPins(
+  source: RemoteChartSource,
+  got: { url: string; sha256?: string; digest?: string },
+  pins: Pin[],
+): void {
   const name = source.kind === "repo" ? source.chart : source.ref;
-  const digest = got.origin.kind === "oci" ? got.origin.digest : undefined;
   for (const pin of pins) {
     const [want, have, what] =
-      pin.digest !== undefined ? [pin.digest, digest, "manifest digest"] : [pin.sha256, got.sha256, "sha256"];
+      pin.digest !== undefined
+        ? [pin.digest, got.digest, "manifest digest"]
+        : [pin.sha256, got.sha256, "sha256"];
     if (want === undefined || want === have) continue;
     throw new WorkError(
       `chart ${name} ${source.version} from ${got.url}: ${what} ${have} differs from ${want} (${pin.by}); ` +
@@ -168,6 +175,7 @@ function findEntry(
 /** `oci://host/path/x` → the manifest tagged with the version → its Helm chart layer, streamed. */
 async function fetchFromOci(
   source: Extract<RemoteChartSource, { kind: "oci" }>,
+  pins: Pin[],
   opts: FetchOptions,
 ): Promise<FetchedChart & { indexPins: Pin[] }> {
   const { host, repo } = parseOciRef(source.ref);
@@ -175,6 +183,10 @@ async function fetchFromOci(
   // Helm writes `+` of a SemVer build as `_` in a tag, which cannot hold a `+`.
   const tag = source.version.replaceAll("+", "_");
   const manifest = await client.getManifest(repo, tag, `${source.ref}:${tag}`);
+  // A moved tag is refused before its blob is read.
+  const manifestUrl = `${client.endpoint.baseUrl}/v2/${repo}/manifests/${tag}`;
+  const digestPins = pins.filter((p) => p.digest !== undefined);
+  checkPins(source, { url: manifestUrl, digest: manifest.digest }, digestPins);
   const layer = chartLayer(manifest.bytes, `${source.ref}:${tag}`);
   const max = opts.downloads.maxBytes ?? DEFAULT_MAX_DOWNLOAD;
   const url = `${client.endpoint.baseUrl}/v2/${repo}/blobs/${layer.digest}`;
