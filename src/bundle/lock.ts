@@ -112,6 +112,30 @@ export interface LockChart {
    * byte. Absent in bundles prepared before charts were listed.
    */
   files?: LockChartFile[];
+  // Issue 13, chart sources: absent for charts of git or a folder, and in older bundles.
+  /** The chart's version from its Chart.yaml. */
+  version?: string;
+  /** The Helm chart archive carried beside the folder: `charts/<name>-<version>.tgz`. */
+  archive?: { path: string; size: number; sha256: string };
+  /** Where a packaged chart came from, pinned. */
+  origin?: LockChartOrigin;
+}
+
+/** A chart from a Helm repository (the archive's sha256) or an OCI registry (the manifest's digest). */
+export type LockChartOrigin = (
+  | { kind: "repo"; url: string; name: string; version: string; sha256: string }
+  | { kind: "oci"; ref: string; version: string; digest: string; sha256: string }
+) & { dependencies?: LockChartDependency[] };
+
+/** A subchart fetched from a repository into the chart's `charts/` folder as `<name>-<version>.tgz`. */
+export interface LockChartDependency {
+  name: string;
+  version: string;
+  /** The Chart.yaml's `repository`: an http(s) Helm repository or `oci://…`. */
+  repository: string;
+  sha256: string;
+  /** For an OCI dependency, its manifest's digest. */
+  digest?: string;
 }
 
 export interface LockChartFile {
@@ -177,8 +201,10 @@ export function lockedFiles(lock: Lock): Map<string, LockedBytes> {
   for (const t of lock.templates) known.set(t.source, { sha256: t.sha256 });
   for (const g of lock.git) known.set(`files/${g.archive}`, { sha256: g.sha256, size: g.size });
   for (const n of lock.npm ?? []) known.set(`files/${n.path}`, { sha256: n.sha256, size: n.size });
-  for (const c of lock.charts)
+  for (const c of lock.charts) {
     for (const f of c.files ?? []) known.set(`${c.path}/${f.path}`, { sha256: f.sha256, size: f.size });
+    if (c.archive) known.set(c.archive.path, { sha256: c.archive.sha256, size: c.archive.size });
+  }
   if (lock.valuesSha256 !== undefined)
     known.set(lock.values, {
       sha256: lock.valuesSha256,

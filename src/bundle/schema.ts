@@ -63,6 +63,15 @@ const Mirror = Type.String({
   description: "an OCI repository name with a tag or digest (e.g. teleinfra/redis:4.0)",
 });
 
+/** A subchart prepare fetched into `charts/<chart>/charts/<name>-<version>.tgz`, pinned. */
+const ChartDependency = Type.Object({
+  name: Type.String({ minLength: 1 }),
+  version: Type.String({ minLength: 1 }),
+  repository: Type.String({ minLength: 1 }),
+  sha256: Sha256,
+  digest: Type.Optional(Digest),
+});
+
 const LockSchema = Type.Object({
   lockVersion: Type.Literal(1),
   name: PlainName("a bundle name"),
@@ -145,6 +154,29 @@ const LockSchema = Type.Object({
             mode: Mode,
           }),
         ),
+      ),
+      // Issue 13, chart sources: the chart's version, its original archive and where it came from.
+      version: Type.Optional(Type.String({ minLength: 1 })),
+      archive: Type.Optional(Type.Object({ path: under("charts"), size: Size, sha256: Sha256 })),
+      origin: Type.Optional(
+        Type.Union([
+          Type.Object({
+            kind: Type.Literal("repo"),
+            url: Type.String({ minLength: 1 }),
+            name: Type.String({ minLength: 1 }),
+            version: Type.String({ minLength: 1 }),
+            sha256: Sha256,
+            dependencies: Type.Optional(Type.Array(ChartDependency)),
+          }),
+          Type.Object({
+            kind: Type.Literal("oci"),
+            ref: Type.String({ pattern: "^oci://" }),
+            version: Type.String({ minLength: 1 }),
+            digest: Digest,
+            sha256: Sha256,
+            dependencies: Type.Optional(Type.Array(ChartDependency)),
+          }),
+        ]),
       ),
     }),
   ),

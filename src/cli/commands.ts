@@ -5,6 +5,7 @@
 import { loadDefinition, parsePlatformList } from "../config/load.js";
 import { formatImageRef } from "../config/imageRef.js";
 import { prepare } from "../stages/prepare.js";
+import { parseOciRef } from "../charts/fetch.js";
 import { imageTable } from "../stages/transfer.js";
 import { readLock } from "../bundle/lock.js";
 import { resolveEndpoint } from "../registry/endpoint.js";
@@ -89,7 +90,10 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     ...(flags.allowOutside ? { allowOutside: true } : {}),
   });
   // Which registries the images come from decides where --username applies.
-  const hosts = def.images.filter((i) => i.source === "registry").map((i) => i.ref.registry);
+  const hosts = [
+    ...def.images.filter((i) => i.source === "registry").map((i) => i.ref.registry),
+    ...def.charts.flatMap((c) => (c.source.kind === "oci" ? [parseOciRef(c.source.ref).host] : [])),
+  ];
   const access = await registryAccess(flags, hosts, retryLogger(out));
   const daemon = await lazyDaemonSource(
     path.resolve(flags.output ?? path.join("bundle-out", def.name), ".docker-export"),
@@ -108,6 +112,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     out,
     ...(old && update ? { siteLayers: update.lockLayers(old) } : {}),
     ...(verifyKeys ? { verifyKeys } : {}),
+    chartRegistry: (host) => access.store(host).client,
   }).finally(() => daemon.dispose());
   if (flags.since) await makeUpdate(result.dir, flags.since, out);
   if (signKey) {

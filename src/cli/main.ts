@@ -101,7 +101,7 @@ function definePrepare(program: Command, out: () => Output): void {
   const prepare = program
     .command("prepare")
     .description(
-      "online side: pull every image for every platform, archive pinned git commits, download files, write the bundle",
+      "online side: pull every image for every platform, archive pinned git commits, fetch charts from Helm repositories and OCI registries, download files, write the bundle",
     )
     .option("-f, --file <FILE>", "the definition", DEFAULT_DEFINITION)
     .option("-o, --output <DIR>", "where to write the bundle (default ./bundle-out/<name>)")
@@ -133,7 +133,7 @@ function definePrepare(program: Command, out: () => Output): void {
     )
     .option(
       "--max-download <SIZE>",
-      "refuse a download of files: larger than SIZE when no earlier run recorded its size",
+      "refuse a download of files: (or a chart from a repository) larger than SIZE when no earlier run recorded its size",
       "4G",
     )
     .option("--allow-outside", ALLOW_OUTSIDE);
@@ -143,6 +143,7 @@ function definePrepare(program: Command, out: () => Output): void {
     "bundle prepare -f bundle.yml -o /media/usb/openwhisk",
     "bundle prepare --mirror docker.io=http://127.0.0.1:5001",
     "bundle prepare --verify-key cosign.pub",
+    "bundle prepare --username me --password-stdin < pw   # also for an oci:// chart's registry",
   );
   prepare.action(async (opts: PrepareFlags) => {
     const { prepareCommand } = await import("./commands.js");

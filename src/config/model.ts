@@ -95,7 +95,16 @@ export interface NpmDir {
   at: SourcePos;
 }
 
-export type ChartSource = { kind: "git"; archive: string; path: string } | { kind: "local"; dir: string };
+export type ChartSource =
+  { kind: "git"; archive: string; path: string } | { kind: "local"; dir: string } | RemoteChartSource;
+
+/**
+ * A packaged chart fetched at prepare: from a Helm repository (`index.yaml` plus a `.tgz`) or an
+ * OCI registry (Helm ≥ 3.8). Always an exact version; a pin, when given, must match the bytes.
+ */
+export type RemoteChartSource =
+  | { kind: "repo"; url: string; chart: string; version: string; sha256?: string }
+  | { kind: "oci"; ref: string; version: string; digest?: string };
 
 export interface ChartItem {
   /** Folder name under the bundle's `charts/`. */

@@ -202,15 +202,8 @@ async function nativeCharts(
     });
   });
   for (const [i, c] of (raw.charts ?? []).entries()) {
-    problems.try(["charts", i, "name"], () => segmentName(c.name, "a chart name"));
-    const chartDir = await confinedPath(problems, dir, c.path, ["charts", i, "path"]);
-    if (chartDir === undefined) continue;
-    await checkDirExists(problems, chartDir, ["charts", i, "path"]);
-    charts.push({
-      name: c.name,
-      source: { kind: "local", dir: chartDir },
-      at: problems.src.pos(["charts", i]),
-    });
+    const item = await chartItem(c, ["charts", i], dir, problems);
+    if (item) charts.push(item);
   }
   const seen = new Set<string>();
   for (const c of charts) {
@@ -219,6 +212,66 @@ async function nativeCharts(
   }
   return charts;
 }
+
+/** One entry of `charts:`: a local folder (`path`), a Helm repository (`repo`) or an OCI registry (`oci`). */
+async function chartItem(
+  c: Raw<"charts">[number],
+  at: (string | number)[],
+  dir: string,
+  problems: Problems,
+): Promise<ChartItem | undefined> {
+  const given = (["path", "repo", "oci"] as const).filter((k) => c[k] !== undefined);
+  if (given.length !== 1) {
+    problems.add(at, "give exactly one of path (a folder), repo (a Helm repository) or oci (oci://…)");
+    return undefined;
+  }
+  for (const [key, kind] of [
+    ["version", "repo or oci"],
+    ["sha256", "repo"],
+    ["digest", "oci"],
+  ] as const) {
+    if (c[key] !== undefined && !kind.split(" or ").includes(given[0] ?? ""))
+      problems.add([...at, key], `${key} goes with ${kind}, not with ${given[0]}`);
+  }
+  if (c.repo !== undefined || c.oci !== undefined) return remoteChart(c, at, problems);
+  if (c.name === undefined) return void problems.add(at, "a chart with path needs a name");
+  problems.try([...at, "name"], () => segmentName(c.name ?? "", "a chart name"));
+  const chartDir = await confinedPath(problems, dir, c.path ?? "", [...at, "path"]);
+  if (chartDir === undefined) return undefined;
+  await checkDirExists(problems, chartDir, [...at, "path"]);
+  return { name: c.name, source: { kind: "local", dir: chartDir }, at: problems.src.pos(at) };
+}
+
+/** A chart from a Helm repository or an OCI registry: an exact version, named like a folder. */
+function remoteChart(
+  c: Raw<"charts">[number],
+  at: (string | number)[],
+  problems: Problems,
+): ChartItem | undefined {
+  const version = c.version;
+  if (version === undefined) return void problems.add(at, `a chart from ${c.repo ?? c.oci} needs a version`);
+  if (!EXACT_VERSION.test(version)) {
+    problems.add(
+      [...at, "version"],
+      `version "${version}" is not an exact version (e.g. 1.2.3): a bundle pins what it carries, so ranges are not taken`,
+    );
+    return undefined;
+  }
+  if (c.repo !== undefined && c.name === undefined)
+    return void problems.add(at, "a chart from a Helm repository needs the chart's name");
+  const name = c.name ?? c.oci?.split("/").pop() ?? "";
+  if (!problems.try([...at, c.name !== undefined ? "name" : "oci"], () => segmentName(name, "a chart name")))
+    return undefined;
+  const source: ChartItem["source"] =
+    c.repo !== undefined
+      ? { kind: "repo", url: c.repo, chart: name, version, ...(c.sha256 ? { sha256: c.sha256 } : {}) }
+      : { kind: "oci", ref: c.oci ?? "", version, ...(c.digest ? { digest: c.digest } : {}) };
+  return { name, source, at: problems.src.pos(at) };
+}
+
+/** SemVer 2 as Helm writes chart versions, an optional leading `v` allowed: no ranges, no wildcards. */
+export const EXACT_VERSION =
+  /^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$/;
 
 async function templateItem(
   t: Raw<"templates">[number],

@@ -122,6 +122,33 @@ const NativeTemplate = Type.Object(
   strict,
 );
 
+/**
+ * One object with every key optional rather than a union of three shapes (a folder, a Helm
+ * repository, an OCI registry), as for Telego's items: ajv then names an unknown key as such, and
+ * the loader checks which keys go together.
+ */
+const NativeChart = Type.Object(
+  {
+    name: Type.Optional(
+      Type.String({ minLength: 1, description: "folder name under charts/; with repo: the chart's name" }),
+    ),
+    path: Type.Optional(RelPath),
+    repo: Type.Optional(Type.String({ pattern: "^https?://", description: "a Helm repository's URL" })),
+    oci: Type.Optional(
+      Type.String({
+        pattern: "^oci://[^/]+/.+",
+        description: "oci://host/path/chart, as helm pull takes it",
+      }),
+    ),
+    version: Type.Optional(Type.String({ minLength: 1, description: "the chart's exact version" })),
+    sha256: Type.Optional(Sha256),
+    digest: Type.Optional(
+      Type.String({ pattern: "^sha256:[a-f0-9]{64}$", description: "the OCI manifest's digest" }),
+    ),
+  },
+  strict,
+);
+
 const NativeRelease = Type.Object(
   {
     name: Type.String({ pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", maxLength: 53 }),
@@ -154,9 +181,7 @@ export const NativeSchema = Type.Object(
     git: Type.Optional(Type.Array(NativeGit)),
     files: Type.Optional(Type.Array(NativeFile)),
     npm: Type.Optional(Type.Array(NativeNpm)),
-    charts: Type.Optional(
-      Type.Array(Type.Object({ name: Type.String({ minLength: 1 }), path: RelPath }, strict)),
-    ),
+    charts: Type.Optional(Type.Array(NativeChart)),
     templates: Type.Optional(Type.Array(NativeTemplate)),
     releases: Type.Optional(Type.Array(NativeRelease)),
   },

@@ -31,3 +31,6 @@ export function isImageManifest(mediaType: string): boolean {
 export function isSchema1(mediaType: string): boolean {
   return mediaType === DOCKER_SCHEMA1 || mediaType === DOCKER_SCHEMA1_SIGNED;
 }
+
+/** The layer of a Helm chart pushed to an OCI registry: the chart's `.tgz` as `helm package` made it. */
+export const HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";

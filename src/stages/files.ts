@@ -8,7 +8,8 @@ import { createReadStream } from "node:fs";
 import { chmod, cp, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { listFiles } from "../util/files.js";
-import type { Definition, GitItem, TemplateItem } from "../config/model.js";
+import type { Definition, GitItem, RemoteChartSource, TemplateItem } from "../config/model.js";
+import type { RegistryClient } from "../registry/client.js";
 import { destPath } from "../config/model.js";
 import { isSiteValue } from "../config/values.js";
 import { templateVariables } from "../templates/variables.js";
@@ -24,7 +25,7 @@ import type {
 } from "../bundle/lock.js";
 import { writeAtomic } from "../util/cas.js";
 import type { Reporter } from "../util/reporter.js";
-import { InputError } from "../util/errors.js";
+import { InputError, type SourcePos } from "../util/errors.js";
 import { resolveInside } from "../util/paths.js";
 
 /** The git operations prepare needs (src/git). */
@@ -53,18 +54,18 @@ export interface FilesResult {
 
 export const VALUES_FILE = "templates/values.json";
 
-export async function prepareFiles(
-  def: Definition,
-  dir: string,
-  opts: {
-    out: Reporter;
-    git: GitOps;
-    cacheDir: string;
-    previous?: Lock;
-    tools?: CarriedTool[];
-    downloads?: DownloadLimits;
-  },
-): Promise<FilesResult> {
+export interface FilesOptions {
+  out: Reporter;
+  git: GitOps;
+  cacheDir: string;
+  previous?: Lock;
+  tools?: CarriedTool[];
+  downloads?: DownloadLimits;
+  /** A client for the OCI registry a chart comes from, with the credentials images use. */
+  chartRegistry?: (host: string) => RegistryClient;
+}
+
+export async function prepareFiles(def: Definition, dir: string, opts: FilesOptions): Promise<FilesResult> {
   const files: LockFile[] = [];
   for (const tool of opts.tools ?? []) files.push(await carryTool(dir, tool, opts.previous));
   const repos = new Map<string, { repoDir: string; commit: string }>();
@@ -83,7 +84,7 @@ export async function prepareFiles(
     npm.push(entry);
     files.push(file);
   }
-  const charts = await prepareCharts(def, dir, repos, opts.git);
+  const charts = await prepareCharts(def, dir, repos, opts);
   for (const item of def.files) {
     const got = await prepareDownload(item, dir, opts);
     files.push(got, ...(item.extract ? await extractArchive(dir, got.path) : []));
@@ -141,20 +142,51 @@ async function prepareCharts(
   def: Definition,
   dir: string,
   repos: Map<string, { repoDir: string; commit: string }>,
-  git: GitOps,
+  opts: FilesOptions,
 ): Promise<LockChart[]> {
   await rm(path.join(dir, "charts"), { recursive: true, force: true });
+  const out: LockChart[] = [];
+  const indexes = new Map<string, Promise<unknown>>();
   for (const chart of def.charts) {
     const dest = path.join(dir, "charts", chart.name);
-    if (chart.source.kind === "local") {
-      await cp(chart.source.dir, dest, { recursive: true });
+    const source = chart.source;
+    if (source.kind === "repo" || source.kind === "oci") {
+      out.push(await prepareRemote(chart.name, source, { at: chart.at, dir, indexes }, opts));
       continue;
     }
-    const repo = repos.get(chart.source.archive);
-    if (!repo) throw new InputError(`chart ${chart.name}: no git item makes ${chart.source.archive}`);
-    await git.copyChart(repo.repoDir, repo.commit, chart.source.path, dest);
+    if (source.kind === "local") await cp(source.dir, dest, { recursive: true });
+    else {
+      const repo = repos.get(source.archive);
+      if (!repo) throw new InputError(`chart ${chart.name}: no git item makes ${source.archive}`);
+      await opts.git.copyChart(repo.repoDir, repo.commit, source.path, dest);
+    }
+    out.push({ name: chart.name, path: `charts/${chart.name}` });
   }
-  return def.charts.map((c) => ({ name: c.name, path: `charts/${c.name}` }));
+  return out;
+}
+
+/** A chart from a Helm repository or an OCI registry (src/charts/remote.ts, loaded only for one: it brings tar and yaml). */
+async function prepareRemote(
+  name: string,
+  source: RemoteChartSource,
+  { at, dir, indexes }: { at: SourcePos; dir: string; indexes: Map<string, Promise<unknown>> },
+  opts: FilesOptions,
+): Promise<LockChart> {
+  const { prepareRemoteChart } = await import("../charts/remote.js");
+  const registry = opts.chartRegistry;
+  const previous = opts.previous?.charts.find((c) => c.name === name);
+  return prepareRemoteChart(name, source, at, {
+    dir,
+    workDir: path.join(dir, ".partial", "charts"),
+    downloads: opts.downloads ?? {},
+    indexes,
+    registry: (host) => {
+      if (!registry) throw new InputError(`chart ${name}: no registry access to fetch ${host} with`);
+      return registry(host);
+    },
+    out: opts.out,
+    ...(previous ? { previous } : {}),
+  });
 }
 
 async function prepareDownload(

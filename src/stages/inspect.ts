@@ -4,7 +4,7 @@
  * charts, releases and the site values still to bind, with what sharing blobs between images
  * saves on disk.
  */
-import type { LockRelease } from "../bundle/lock.js";
+import type { LockChartOrigin, LockRelease } from "../bundle/lock.js";
 import type { BundleContents } from "../bundle/contents.js";
 import { redactUrlPassword } from "../config/gitUrl.js";
 import { DIGEST_PATTERN } from "../oci/types.js";
@@ -35,6 +35,8 @@ export interface InspectReport {
    */
   templates: { dest: string; renderedAt: "upload" | "deploy"; siteValues: string[] }[];
   charts: string[];
+  /** Charts prepare fetched from a Helm repository or an OCI registry, with the pin of each. */
+  chartSources: { name: string; version: string; from: string; pin: string; dependencies: string[] }[];
   releases: LockRelease[];
   /** Site values the templates still need, bound at upload and deploy. */
   siteValues: string[];
@@ -95,6 +97,7 @@ export async function inspectBundle(bundle: BundleContents): Promise<InspectRepo
       siteValues: [...x.siteValues],
     })),
     charts: lock.charts.map((c) => c.name),
+    chartSources: lock.charts.flatMap((c) => (c.origin ? [chartSource(c.name, c.origin)] : [])),
     releases: lock.releases,
     siteValues: [...lock.siteValues].sort(),
     total: { bytes, unshared, saved: unshared - bytes },
@@ -141,6 +144,11 @@ export function formatInspect(report: InspectReport): string[] {
     report.charts.map((c) => [c]),
   );
   section(
+    "charts from repositories",
+    ["CHART", "VERSION", "FROM", "PINNED", "DEPENDENCIES"],
+    report.chartSources.map((c) => [c.name, c.version, c.from, c.pin, c.dependencies.join(", ")]),
+  );
+  section(
     "releases",
     ["RELEASE", "CHART", "NAMESPACE"],
     report.releases.map((r) => [r.name, r.chart, r.namespace]),
@@ -167,4 +175,15 @@ function verifiedLine(images: InspectImage[]): string[] {
   const which =
     verified.length === images.length ? `all ${images.length}` : `${verified.length} of ${images.length}`;
   return [`  cosign signatures checked at prepare: ${which} images, by key ${keys}`];
+}
+
+/** Where a chart came from and what pins it: the archive's sha256, or the OCI manifest's digest. */
+function chartSource(name: string, o: LockChartOrigin): InspectReport["chartSources"][number] {
+  return {
+    name,
+    version: o.version,
+    from: o.kind === "repo" ? `${o.url} (${o.name})` : o.ref,
+    pin: o.kind === "repo" ? `sha256:${o.sha256}` : o.digest,
+    dependencies: (o.dependencies ?? []).map((d) => `${d.name} ${d.version}`),
+  };
 }

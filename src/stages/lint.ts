@@ -61,7 +61,7 @@ export async function lintOpenWhiskReleases(def: Definition): Promise<Diagnostic
     const isOpenWhisk =
       source.kind === "local"
         ? await isOpenWhiskChart(source.dir)
-        : /openwhisk/.test(source.archive + source.path);
+        : /openwhisk/.test(source.kind === "git" ? source.archive + source.path : chart.name);
     if (!isOpenWhisk) continue;
     const files: { file: string; text: string }[] = [];
     if (source.kind === "local") {

@@ -9,6 +9,7 @@ import { missingValues, siteValuesUsed } from "../config/load.js";
 import type { Definition, ImageItem } from "../config/model.js";
 import { DefinitionError, formatDiagnostic, formatPos, InputError } from "../util/errors.js";
 import { NotFoundError } from "../registry/errors.js";
+import type { RegistryClient } from "../registry/client.js";
 import { OciLayout } from "../store/layout.js";
 import type { ImageSource, ImageTarget } from "../store/types.js";
 import { LOCK_VERSION, readLock, writeLock, type Lock, type LockImage } from "../bundle/lock.js";
@@ -44,6 +45,8 @@ export interface PrepareOptions {
   siteLayers?: ReadonlySet<string>;
   /** `--verify-key`: carry only images with a cosign signature by one of these keys. */
   verifyKeys?: VerifyKey[];
+  /** A client for the OCI registry a chart comes from (`oci://host/…`), with the credentials images use. */
+  chartRegistry?: (host: string) => RegistryClient;
 }
 
 export interface PrepareResult {
@@ -81,6 +84,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     ...(opts.downloads ? { downloads: opts.downloads } : {}),
     ...(opts.tools ? { tools: opts.tools } : {}),
     ...(previous ? { previous } : {}),
+    ...(opts.chartRegistry ? { chartRegistry: opts.chartRegistry } : {}),
   });
   const lock: Lock = {
     lockVersion: LOCK_VERSION,

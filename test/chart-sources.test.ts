@@ -1,0 +1,391 @@
+/**
+ * Charts from a Helm repository and an OCI registry, through the CLI: the repository's
+ * index.yaml and archives are made by the real `helm package` / `helm repo index` and served
+ * over loopback HTTP, the OCI chart is pushed by the real `helm push` to a Distribution
+ * registry. prepare carries them with their digests, fetches a subchart the archive lacks
+ * (its version from Chart.lock), deploy renders the repository's chart through its proof, and
+ * other bytes under a pinned version stop prepare, naming the chart, version, URL and digests.
+ */
+import test from "ava";
+import { createHash } from "node:crypto";
+import { cp, mkdir, readFile, readdir, stat, symlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import * as tar from "tar";
+import { startRegistry, type TestRegistry } from "./helpers/registry.js";
+import { pushImage, type PushedImage } from "./helpers/images.js";
+import { runCli, tempFiles } from "./helpers/cli.js";
+import { clusterStandIn, renderedImages } from "./helpers/helm.js";
+import { helm, serveHelmRepo, writeChart, type HelmRepo } from "./helpers/helmRepo.js";
+import { startFileServer, type FileServer } from "../src/fileserver/server.js";
+import type { Lock } from "../src/bundle/lock.js";
+
+let upstream: TestRegistry;
+let site: TestRegistry;
+let repo: HelmRepo;
+let server: FileServer;
+let image: PushedImage;
+let root: string;
+let cleanup: () => Promise<void>;
+/** What `helm push` said the OCI chart's manifest digest is. */
+let pushedDigest: string;
+
+const CANARY = "not the bundle's\n";
+
+const sha256 = async (file: string) =>
+  createHash("sha256")
+    .update(await readFile(file))
+    .digest("hex");
+const readLockOf = async (out: string) =>
+  JSON.parse(await readFile(path.join(root, out, "bundle.lock.json"), "utf8")) as Lock;
+
+function definition(repoUrl: string, extra: string[] = []): string {
+  return [
+    "name: charts",
+    "images:",
+    `  - ${image.ref}`,
+    "charts:",
+    `  - repo: ${repoUrl}`,
+    "    name: web",
+    "    version: 1.2.3",
+    `  - repo: ${repoUrl}`,
+    "    name: app",
+    "    version: 2.0.0",
+    `  - oci: oci://${upstream.host}/charts/tool`,
+    "    version: 0.3.0",
+    ...extra,
+    "templates:",
+    "  - source: web-values.yml",
+    "    dest: charts/web/site-values.yml",
+    "releases:",
+    "  - name: web",
+    "    chart: web",
+    "    values: [charts/web/site-values.yml]",
+  ].join("\n");
+}
+
+test.before(async () => {
+  [upstream, site] = await Promise.all([startRegistry(), startRegistry()]);
+  image = await pushImage(upstream, "library/web", "v1", { kind: "oci-index", layers: ["web"] });
+  const tmp = await tempFiles(
+    {
+      "bundle.yml": "",
+      "web-values.yml": 'image:\n  repository: "{{IMG_REPO}}/teleinfra/web"\n  tag: v1\n',
+      "canary.txt": CANARY,
+      token: "tok\n",
+    },
+    "charts",
+  );
+  root = tmp.dir;
+  cleanup = tmp.cleanup;
+  repo = await serveHelmRepo(path.join(root, "repo"));
+  await makeCharts();
+  await writeFile(path.join(root, "bundle.yml"), definition(repo.url));
+  server = await startFileServer({
+    root: path.join(root, "served"),
+    host: "127.0.0.1",
+    port: 0,
+    token: "tok",
+    log: () => undefined,
+  });
+});
+
+/**
+ * lib 0.1.0; web 1.2.3 needing lib, packaged by helm with --dependency-update (helm fetches lib
+ * from the repository, so the archive holds it); app 2.0.0 needing lib `^0.1.0` pinned by its
+ * Chart.lock, archived without it (as a chart made by another tool is); tool 0.3.0 pushed to OCI.
+ */
+async function makeCharts(): Promise<void> {
+  const src = path.join(root, "src");
+  const home = path.join(root, "helm");
+  await writeChart(path.join(src, "lib"), {
+    "Chart.yaml": "apiVersion: v2\nname: lib\nversion: 0.1.0\ntype: library\n",
+    "templates/_helpers.tpl": '{{- define "lib.name" -}}lib{{- end -}}\n',
+  });
+  await writeChart(path.join(src, "web"), webChart("replicas: 1\n"));
+  await writeChart(path.join(src, "app"), {
+    "Chart.yaml": `apiVersion: v2\nname: app\nversion: 2.0.0\ndependencies:\n  - name: lib\n    version: ^0.1.0\n    repository: ${repo.url}\n`,
+    "Chart.lock": `dependencies:\n  - name: lib\n    repository: ${repo.url}\n    version: 0.1.0\ndigest: sha256:0\ngenerated: "2024-01-01T00:00:00Z"\n`,
+    "values.yaml": "{}\n",
+  });
+  await writeChart(path.join(src, "tool"), {
+    "Chart.yaml": "apiVersion: v2\nname: tool\nversion: 0.3.0\n",
+    "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tool\n",
+  });
+  await helm(home, ["package", path.join(src, "lib"), "-d", repo.dir]);
+  await helm(home, ["repo", "index", repo.dir]);
+  await helm(home, ["package", path.join(src, "web"), "--dependency-update", "-d", repo.dir]);
+  await tar.c({ gzip: true, file: path.join(repo.dir, "app-2.0.0.tgz"), cwd: src, portable: true }, ["app"]);
+  await helm(home, ["repo", "index", repo.dir]);
+  await helm(home, ["package", path.join(src, "tool"), "-d", path.join(root, "oci")]);
+  const pushed = await helm(home, [
+    "push",
+    path.join(root, "oci", "tool-0.3.0.tgz"),
+    `oci://${upstream.host}/charts`,
+    "--plain-http",
+  ]);
+  pushedDigest = /Digest: (sha256:[a-f0-9]{64})/.exec(pushed)?.[1] ?? "";
+  if (!pushedDigest) throw new Error(`helm push said no digest: ${pushed}`);
+}
+
+function webChart(values: string): Record<string, string> {
+  return {
+    "Chart.yaml": `apiVersion: v2\nname: web\nversion: 1.2.3\ndependencies:\n  - name: lib\n    version: 0.1.0\n    repository: ${repo.url}\n`,
+    "values.yaml": `image:\n  repository: docker.io/library/web\n  tag: v1\n${values}`,
+    "templates/deployment.yaml": [
+      "apiVersion: apps/v1",
+      "kind: Deployment",
+      "metadata:",
+      "  name: web",
+      "spec:",
+      "  replicas: {{ .Values.replicas }}",
+      "  selector: { matchLabels: { app: web } }",
+      "  template:",
+      "    metadata: { labels: { app: web } }",
+      "    spec:",
+      "      containers:",
+      "        - name: web",
+      '          image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"',
+      "",
+    ].join("\n"),
+  };
+}
+
+test.after.always(async () => {
+  await Promise.all([upstream?.stop(), site?.stop(), repo?.close(), server?.close()]);
+  await cleanup?.();
+});
+
+function prepare(out: string, file = "bundle.yml") {
+  return runCli(["prepare", "-f", file, "-o", out], {
+    cwd: root,
+    env: { BUNDLE_CACHE_DIR: path.join(root, "cache") },
+  });
+}
+
+test.serial("prepare carries charts from a Helm repository and an OCI registry, pinned", async (t) => {
+  const asked = repo.requests.length;
+  const r = await prepare("out");
+  t.is(r.code, 0, r.stderr);
+  const lock = await readLockOf("out");
+  const chart = (name: string) => lock.charts.find((c) => c.name === name);
+  const out = path.join(root, "out");
+
+  const webSha = await sha256(path.join(repo.dir, "web-1.2.3.tgz"));
+  t.deepEqual(chart("web")?.archive, {
+    path: "charts/web-1.2.3.tgz",
+    size: (await stat(path.join(repo.dir, "web-1.2.3.tgz"))).size,
+    sha256: webSha,
+  });
+  t.deepEqual(chart("web")?.origin, {
+    kind: "repo",
+    url: repo.url,
+    name: "web",
+    version: "1.2.3",
+    sha256: webSha,
+  });
+  t.is(chart("web")?.version, "1.2.3");
+  t.is(await sha256(path.join(out, "charts/web-1.2.3.tgz")), webSha);
+  t.regex(await readFile(path.join(out, "charts/web/templates/deployment.yaml"), "utf8"), /kind: Deployment/);
+  // helm vendored lib into web's archive (as a folder): carried as it is, not fetched again.
+  const libSha = await sha256(path.join(repo.dir, "lib-0.1.0.tgz"));
+  t.regex(await readFile(path.join(out, "charts/web/charts/lib/Chart.yaml"), "utf8"), /name: lib/);
+  t.is(chart("web")?.origin?.dependencies, undefined);
+  // Three charts of one repository (web, app and app's lib): its index read once, each archive once.
+  t.deepEqual(repo.requests.slice(asked).sort(), [
+    "/app-2.0.0.tgz",
+    "/index.yaml",
+    "/lib-0.1.0.tgz",
+    "/web-1.2.3.tgz",
+  ]);
+
+  // app's archive lacks lib: fetched at the version its Chart.lock pins, and pinned in the lock.
+  t.deepEqual(chart("app")?.origin?.dependencies, [
+    { name: "lib", version: "0.1.0", repository: repo.url, sha256: libSha },
+  ]);
+  t.is(await sha256(path.join(out, "charts/app/charts/lib-0.1.0.tgz")), libSha);
+
+  const toolSha = await sha256(path.join(root, "oci", "tool-0.3.0.tgz"));
+  t.deepEqual(chart("tool")?.origin, {
+    kind: "oci",
+    ref: `oci://${upstream.host}/charts/tool`,
+    version: "0.3.0",
+    digest: pushedDigest,
+    sha256: toolSha,
+  });
+  t.is(await sha256(path.join(out, "charts/tool-0.3.0.tgz")), toolSha);
+  t.truthy(chart("tool")?.files?.find((f) => f.path === "templates/cm.yaml"));
+
+  const inspect = await runCli(["inspect", "out"], { cwd: root });
+  t.is(inspect.code, 0, inspect.stderr);
+  t.regex(inspect.stdout, new RegExp(`web +1\\.2\\.3 +${repo.url}.*\\(web\\) +sha256:${webSha}`));
+  t.regex(inspect.stdout, new RegExp(`tool +0\\.3\\.0 +oci://${upstream.host}/charts/tool +${pushedDigest}`));
+  t.regex(inspect.stdout, /app +2\.0\.0 .* lib 0\.1\.0/);
+  const verify = await runCli(["verify", "out"], { cwd: root });
+  t.is(verify.code, 0, verify.stdout + verify.stderr);
+  t.is(await readFile(path.join(root, "canary.txt"), "utf8"), CANARY);
+});
+
+test.serial("deploy renders the repository's chart through its proof", async (t) => {
+  const u = await runCli(
+    ["upload", "out", "--registry", site.host, "--fileserver", server.url, "--token-file", "token"],
+    { cwd: root },
+  );
+  t.is(u.code, 0, u.stderr);
+  const cluster = await clusterStandIn(path.join(root, "cluster"));
+  const r = await runCli(
+    ["deploy", "out", "--registry", site.host, "--fileserver", server.url, "--helm", cluster.helm],
+    { cwd: root },
+  );
+  t.is(r.code, 0, r.stderr);
+  const installs = await cluster.installs();
+  t.is(installs.length, 1);
+  t.deepEqual(renderedImages(installs[0]?.rendered ?? ""), [`${site.host}/teleinfra/web:v1`]);
+  t.regex(r.stderr, /proof: release web runs 1 image, all on the site registry/);
+});
+
+test.serial("an index whose digest is not the archive's is exit 1, and nothing is kept", async (t) => {
+  const bad = await serveHelmRepo(path.join(root, "bad-repo"));
+  t.teardown(() => bad.close());
+  await cp(repo.dir, bad.dir, { recursive: true });
+  const index = await readFile(path.join(repo.dir, "index.yaml"), "utf8");
+  const webSha = await sha256(path.join(repo.dir, "web-1.2.3.tgz"));
+  const wrong = "f".repeat(64);
+  await writeFile(path.join(bad.dir, "index.yaml"), index.replaceAll(webSha, wrong));
+  await writeFile(path.join(root, "bad.yml"), definition(bad.url));
+  const r = await prepare("bad-out", "bad.yml");
+  t.is(r.code, 1, r.stderr);
+  t.regex(
+    r.stderr,
+    new RegExp(
+      `chart web 1\\.2\\.3 from ${bad.url}web-1\\.2\\.3\\.tgz: sha256 ${webSha} differs from ${wrong} \\(the digest ${bad.url}index\\.yaml gives it\\)`,
+    ),
+  );
+  t.notRegex(r.stderr, /\n\s+at /, "no stack trace");
+  const left: string[] = await readdir(path.join(root, "bad-out", "charts")).catch(() => []);
+  t.false(left.includes("web-1.2.3.tgz"));
+  t.false(left.includes("web"));
+  await t.throwsAsync(stat(path.join(root, "bad-out", "bundle.lock.json")));
+});
+
+test.serial(
+  "the same version with other bytes is exit 1 naming chart, version, URL and digests",
+  async (t) => {
+    const home = path.join(root, "helm");
+    const first = await readLockOf("out");
+    const again = await prepare("out");
+    t.is(again.code, 0, `the same bytes again pass their pins: ${again.stderr}`);
+    t.deepEqual((await readLockOf("out")).charts, first.charts);
+    const before = await readFile(path.join(root, "out", "bundle.lock.json"), "utf8");
+    const oldSha = await sha256(path.join(repo.dir, "web-1.2.3.tgz"));
+    await writeChart(path.join(root, "src", "web"), webChart("replicas: 2\n"));
+    await helm(home, ["package", path.join(root, "src", "web"), "--dependency-update", "-d", repo.dir]);
+    await helm(home, ["repo", "index", repo.dir]);
+    const newSha = await sha256(path.join(repo.dir, "web-1.2.3.tgz"));
+    t.not(newSha, oldSha);
+
+    const r = await prepare("out");
+    t.is(r.code, 1, r.stderr);
+    t.regex(
+      r.stderr,
+      new RegExp(
+        `chart web 1\\.2\\.3 from ${repo.url}web-1\\.2\\.3\\.tgz: sha256 ${newSha} differs from ${oldSha} \\(bundle\\.lock\\.json of an earlier prepare`,
+      ),
+    );
+    t.is(await readFile(path.join(root, "out", "bundle.lock.json"), "utf8"), before, "the lock is untouched");
+    const archive = await sha256(path.join(root, "out", "charts/web-1.2.3.tgz")).catch(() => "absent");
+    t.not(archive, newSha, "the other bytes are not under the final name");
+    t.is(await readFile(path.join(root, "canary.txt"), "utf8"), CANARY);
+  },
+);
+
+test.serial("a version range is a lint error naming the file and line", async (t) => {
+  await writeFile(
+    path.join(root, "range.yml"),
+    definition(repo.url, [`  - repo: ${repo.url}`, "    name: lib", '    version: "^0.1.0"']),
+  );
+  const r = await runCli(["lint", "-f", "range.yml"], { cwd: root });
+  t.is(r.code, 2, r.stderr);
+  t.regex(r.stderr, /range\.yml:15:\d+ charts\[3\]\.version: version "\^0\.1\.0" is not an exact version/);
+});
+
+test.serial(
+  "a pin in the definition that the archive does not match is exit 1 naming the line",
+  async (t) => {
+    const pin = "a".repeat(64);
+    const lines = ["name: pinned", "charts:", `  - repo: ${repo.url}`, "    name: web", "    version: 1.2.3"];
+    await writeFile(path.join(root, "pin.yml"), [...lines, `    sha256: ${pin}`].join("\n"));
+    const r = await prepare("pin-out", "pin.yml");
+    t.is(r.code, 1, r.stderr);
+    t.regex(
+      r.stderr,
+      new RegExp(
+        `chart web 1\\.2\\.3 from ${repo.url}web-1\\.2\\.3\\.tgz: sha256 [a-f0-9]{64} differs from ${pin} \\(the pin at pin\\.yml:3:`,
+      ),
+    );
+    await t.throwsAsync(stat(path.join(root, "pin-out", "charts", "web-1.2.3.tgz")));
+  },
+);
+
+test.serial("a chart archive holding a link is refused whole, naming its URL", async (t) => {
+  const evil = await serveHelmRepo(path.join(root, "evil-repo"));
+  t.teardown(() => evil.close());
+  const src = path.join(root, "evil-src");
+  await writeChart(path.join(src, "evil"), { "Chart.yaml": "apiVersion: v2\nname: evil\nversion: 1.0.0\n" });
+  await mkdir(path.join(src, "evil", "templates"), { recursive: true });
+  await symlink(path.join(root, "canary.txt"), path.join(src, "evil", "templates", "cm.yaml"));
+  await tar.c({ gzip: true, file: path.join(evil.dir, "evil-1.0.0.tgz"), cwd: src, portable: true }, [
+    "evil",
+  ]);
+  await helm(path.join(root, "helm"), ["repo", "index", evil.dir]);
+  const lines = ["name: evil", "charts:", `  - repo: ${evil.url}`, "    name: evil", "    version: 1.0.0"];
+  await writeFile(path.join(root, "evil.yml"), lines.join("\n"));
+  const r = await prepare("evil-out", "evil.yml");
+  t.is(r.code, 1, r.stderr);
+  t.regex(
+    r.stderr,
+    new RegExp(
+      `${evil.url}evil-1\\.0\\.0\\.tgz: refusing the chart archive: evil/templates/cm\\.yaml \\(SymbolicLink\\)`,
+    ),
+  );
+  const left: string[] = await readdir(path.join(root, "evil-out", "charts")).catch(() => []);
+  t.deepEqual(left, []);
+  t.is(await readFile(path.join(root, "canary.txt"), "utf8"), CANARY);
+});
+
+test.serial(
+  "an OCI chart whose tag moved to other bytes is exit 1 naming both manifest digests",
+  async (t) => {
+    const home = path.join(root, "helm");
+    const lines = [
+      "name: oci-only",
+      "charts:",
+      `  - oci: oci://${upstream.host}/charts/tool`,
+      "    version: 0.3.0",
+    ];
+    await writeFile(path.join(root, "oci.yml"), lines.join("\n"));
+    const first = await prepare("oci-out", "oci.yml");
+    t.is(first.code, 0, first.stderr);
+    await writeChart(path.join(root, "src", "tool"), { "values.yaml": "changed: true\n" });
+    await helm(home, ["package", path.join(root, "src", "tool"), "-d", path.join(root, "oci2")]);
+    const pushed = await helm(home, [
+      "push",
+      path.join(root, "oci2", "tool-0.3.0.tgz"),
+      `oci://${upstream.host}/charts`,
+      "--plain-http",
+    ]);
+    const moved = /Digest: (sha256:[a-f0-9]{64})/.exec(pushed)?.[1] ?? "none";
+    t.not(moved, pushedDigest);
+    const r = await prepare("oci-out", "oci.yml");
+    t.is(r.code, 1, r.stderr);
+    t.regex(
+      r.stderr,
+      new RegExp(
+        `chart oci://${upstream.host}/charts/tool 0\\.3\\.0 from http://${upstream.host}/v2/charts/tool/manifests/0\\.3\\.0: manifest digest ${moved} differs from ${pushedDigest} \\(bundle\\.lock\\.json of an earlier prepare`,
+      ),
+    );
+    t.is(
+      await sha256(path.join(root, "oci-out", "charts", "tool-0.3.0.tgz")).catch(() => "absent"),
+      "absent",
+    );
+  },
+);
