@@ -44,6 +44,8 @@ export interface PrepareFlags extends RegistryFlags, ValueFlags {
   platform?: string;
   archive?: string;
   continueOnError?: boolean;
+  /** false with --no-referrers. */
+  referrers?: boolean;
   withTool?: boolean | string;
   signKey?: string;
   since?: string;
@@ -105,6 +107,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     downloads,
     out,
     ...(old && update ? { siteLayers: update.lockLayers(old) } : {}),
+    ...(flags.referrers === false ? { noReferrers: true } : {}),
   }).finally(() => daemon.dispose());
   if (flags.since) await makeUpdate(result.dir, flags.since, out);
   if (signKey) {

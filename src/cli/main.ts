@@ -115,6 +115,10 @@ function definePrepare(program: Command, out: () => Output): void {
     .option("--split <SIZE>", "with --archive: parts of at most SIZE (e.g. 4G), FILE.000, FILE.001, …")
     .option("--continue-on-error", "keep going past a failed item and list every failure at the end")
     .option(
+      "--no-referrers",
+      "leave behind the signatures, SBOMs and attestations that refer to each image (default: carry them)",
+    )
+    .option(
       "--with-tool [FILE]",
       "carry the tool as files/tool/bundle-linux-{x64,arm64}, executables that need no Node.js (npm run build:exe); with FILE, that standalone bundle.mjs as files/bundle.mjs",
     )

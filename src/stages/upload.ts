@@ -147,6 +147,16 @@ async function uploadImages(lock: Lock, opts: UploadOptions, target: ImageTarget
         // Exactly the platforms prepare carried, by their recorded names.
         platforms: img.platforms.map((p) => p.platform),
         allowMissingPlatforms: true,
+        // Next to the image, by the same digests (and cosign's tags), so signatures still verify.
+        ...(img.referrers?.length
+          ? {
+              referrers: img.referrers.map((r) => ({
+                subject: r.subject,
+                digest: r.digest,
+                ...(r.tag ? { tag: r.tag } : {}),
+              })),
+            }
+          : {}),
       }),
     })),
     { continueOnError: opts.continueOnError, ...(opts.limits ? { limits: opts.limits } : {}) },
