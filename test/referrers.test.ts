@@ -6,6 +6,7 @@
  * registry, skopeo reads them back byte for byte, and the signature still verifies there.
  */
 import test, { type ExecutionContext } from "ava";
+import { spawn } from "node:child_process";
 import { generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
 import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
@@ -13,7 +14,7 @@ import { startRegistry, type TestRegistry } from "./helpers/registry.js";
 import { MediaTypes, pushImage, sha256Digest, type PushedImage } from "./helpers/images.js";
 import { header, httpRequest } from "./helpers/http.js";
 import { skopeoInspectRaw } from "./helpers/skopeo.js";
-import { runCli, tempFiles } from "./helpers/cli.js";
+import { CLI, runCli, tempFiles } from "./helpers/cli.js";
 import { flipByte, sha256File } from "./helpers/bundles.js";
 import type { Lock, LockReferrer } from "../src/bundle/lock.js";
 
@@ -355,6 +356,14 @@ test("--no-referrers carries none: the lock lists none and the layout holds only
   for (const p of [bed.sig, bed.sbom, bed.attestation]) t.false(held.has(p.digest.slice(7)));
   const verified = await runCli(["verify", bed.out]);
   t.is(verified.code, 0, verified.stdout + verified.stderr);
+
+  // The same definition with referrers: diff names each one carried now.
+  const withThem = path.join(bed.dir, "with");
+  t.is((await runCli(["prepare", "-o", withThem], { cwd: bed.dir })).code, 0);
+  const diff = await runCli(["diff", bed.out, withThem]);
+  t.is(diff.code, 1, diff.stderr);
+  t.regex(diff.stdout, /3 referrers added/);
+  t.regex(diff.stdout, new RegExp(`added +\\S+ ${tagOf(bed.image.digest)}\\.sig`));
 });
 
 test("a corrupted referrer blob in the bundle is refused, naming it: verify exit 1, upload exit 1", async (t) => {
@@ -381,4 +390,75 @@ test("a corrupted referrer blob in the bundle is refused, naming it: verify exit
   t.notRegex(up.stderr, /\n\s+at /, "no stack trace");
   const blob = await httpRequest(`${site.url}/v2/teleinfra/signed/blobs/${layerDigest}`, { method: "HEAD" });
   t.is(blob.status, 404, "the bad blob did not reach the site");
+});
+
+/** `bundle serve --registry-port 0` over `bundle`, stopped (by its PID) at teardown; its host:port. */
+async function serveRegistry(t: ExecutionContext, bundle: string): Promise<string> {
+  const args = [CLI, "serve", "--host", "127.0.0.1", "--registry-port", "0", "--no-fileserver", bundle];
+  const child = spawn(process.execPath, args, { stdio: ["ignore", "ignore", "pipe"] });
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  );
+  let stderr = "";
+  child.stderr.setEncoding("utf8");
+  return new Promise((resolve, reject) => {
+    child.stderr.on("data", (chunk: string) => {
+      stderr += chunk;
+      const m = /registry: .* at http:\/\/(127\.0\.0\.1:\d+), read-only/.exec(stderr);
+      if (m?.[1]) resolve(m[1]);
+    });
+    child.once("exit", (code) => reject(new Error(`serve exited (${code}) before listening:\n${stderr}`)));
+  });
+}
+
+test("serve answers the referrers API with the carried referrers, and a prepare from it carries them again by that API", async (t) => {
+  const bed = await setup(t);
+  const res = await runCli(["prepare", "-o", bed.out], { cwd: bed.dir });
+  t.is(res.code, 0, res.stderr);
+  const host = await serveRegistry(t, bed.out);
+  const base = `http://${host}/v2/teleinfra/signed`;
+
+  const listed = await httpRequest(`${base}/referrers/${bed.image.digest}`);
+  t.is(listed.status, 200);
+  t.is(header(listed, "content-type"), MediaTypes.ociIndex);
+  const index = JSON.parse(listed.body.toString()) as {
+    manifests: { digest: string; artifactType?: string }[];
+  };
+  t.deepEqual(
+    index.manifests.map((m) => [m.digest, m.artifactType]),
+    [[bed.sbom.digest, SPDX]],
+  );
+  const filtered = await httpRequest(
+    `${base}/referrers/${bed.image.digest}?artifactType=${encodeURIComponent(IN_TOTO)}`,
+  );
+  t.is(header(filtered, "oci-filters-applied"), "artifactType");
+  t.deepEqual((JSON.parse(filtered.body.toString()) as { manifests: unknown[] }).manifests, []);
+  t.deepEqual(await skopeoInspectRaw(`${host}/teleinfra/signed@${bed.sbom.digest}`), bed.sbom.bytes);
+
+  // A second bundle prepared from the served one: the API finds the SBOM and the attestation
+  // (serve has no sha256-<hex> tag), cosign's tag the signature; digests are the source's.
+  const next = await tempFiles(
+    { "bundle.yml": ["name: again", "images:", `  - ${host}/teleinfra/signed:v1`].join("\n") },
+    "again",
+  );
+  t.teardown(next.cleanup);
+  const out = path.join(next.dir, "out");
+  const again = await runCli(["prepare", "-o", out], { cwd: next.dir });
+  t.is(again.code, 0, again.stderr);
+  const refs = (await readLock(out)).images[0]!.referrers ?? [];
+  t.deepEqual(
+    refs.map((r) => [r.digest, r.subject, r.tag ?? r.artifactType]).sort(),
+    [
+      [bed.sig.digest, bed.image.digest, `${tagOf(bed.image.digest)}.sig`],
+      [bed.sbom.digest, bed.image.digest, SPDX],
+      [bed.attestation.digest, bed.image.platforms[0]!.digest, IN_TOTO],
+    ].sort(),
+  );
+  for (const p of [bed.sig, bed.sbom, bed.attestation])
+    t.deepEqual(await readFile(blobFile(out, p.digest)), p.bytes);
 });

@@ -152,7 +152,7 @@ function defineUpload(program: Command, out: () => Output): void {
   const upload = program
     .command("upload")
     .description(
-      "offline side: push the bundle's images to the private registry and its files to the file server",
+      "offline side: push the bundle's images (with their signatures, SBOMs and attestations) to the private registry and its files to the file server",
     )
     .argument("<DIR>", "a prepared bundle (folder or archive)")
     .option(
@@ -310,7 +310,7 @@ function defineInspect(program: Command, out: () => Output): void {
   const inspect = program
     .command("inspect")
     .description(
-      "list a bundle's images, git archives, files, templates still to render, charts and the site values still to bind",
+      "list a bundle's images, their referrers (signatures, SBOMs, attestations), git archives, files, templates still to render, charts and the site values still to bind",
     )
     .argument("<DIR>", "a prepared bundle (folder or archive)");
   example(inspect, "bundle inspect ./bundle-out/openwhisk --json");
