@@ -462,3 +462,36 @@ test("serve answers the referrers API with the carried referrers, and a prepare 
   for (const p of [bed.sig, bed.sbom, bed.attestation])
     t.deepEqual(await readFile(blobFile(out, p.digest)), p.bytes);
 });
+
+test("an update bundle carries the referrers found since: upload puts them next to the image the site already holds", async (t) => {
+  const bed = await setup(t);
+  const site = await startRegistry();
+  t.teardown(() => site.stop());
+  const old = path.join(bed.dir, "old");
+  t.is((await runCli(["prepare", "--no-referrers", "-o", old], { cwd: bed.dir })).code, 0);
+  const first = await runCli(["upload", old, "--registry", site.host]);
+  t.is(first.code, 0, first.stderr);
+  const mirror = `${site.host}/teleinfra/signed`;
+  const sigTag = `${mirror}:${tagOf(bed.image.digest)}.sig`;
+  await t.throwsAsync(skopeoInspectRaw(sigTag), undefined, "no signature at the site yet");
+
+  const res = await runCli(["prepare", "--since", old, "-o", bed.out], { cwd: bed.dir });
+  t.is(res.code, 0, res.stderr);
+  const lock = await readLock(bed.out);
+  t.is(lock.images[0]!.referrers?.length, 3);
+  const omitted = new Set(lock.update?.omittedBlobs);
+  t.true(omitted.has(bed.image.digest), "the image itself is left to the site");
+  for (const p of [bed.sig, bed.sbom, bed.attestation]) {
+    t.false(omitted.has(p.digest), "a referrer's manifest is carried");
+    t.deepEqual(await readFile(blobFile(bed.out, p.digest)), p.bytes);
+  }
+  const verified = await runCli(["verify", bed.out]);
+  t.is(verified.code, 0, verified.stdout + verified.stderr);
+
+  const up = await runCli(["--json", "upload", bed.out, "--registry", site.host]);
+  t.is(up.code, 0, up.stderr);
+  t.deepEqual(await skopeoInspectRaw(sigTag), bed.sig.bytes);
+  t.deepEqual(await skopeoInspectRaw(`${mirror}@${bed.sbom.digest}`), bed.sbom.bytes);
+  t.deepEqual(await skopeoInspectRaw(`${mirror}@${bed.attestation.digest}`), bed.attestation.bytes);
+  t.is(sha256Digest(await skopeoInspectRaw(`${mirror}:v1`)), bed.image.digest);
+});

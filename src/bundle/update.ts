@@ -99,7 +99,9 @@ export function lockBlobs(lock: Lock): Map<string, number> {
     out.set(img.digest, img.size);
     for (const p of img.platforms) out.set(p.digest, p.size);
     for (const b of img.blobs) out.set(b.digest, b.size);
-    for (const r of referrerItems(img)) out.set(r.digest, r.size);
+    // A referrer's manifests are always carried (they are small): upload reads them to push
+    // cosign's tags again, and the site's copy cannot be read back from an update bundle.
+    for (const r of referrerItems(img)) if (!r.manifest) out.set(r.digest, r.size);
   }
   return out;
 }

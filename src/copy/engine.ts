@@ -38,6 +38,11 @@ export interface CopyRequest {
    * source (prepare), a list copies exactly those (upload). Absent: none are copied.
    */
   referrers?: "discover" | ReferrerRef[];
+  /**
+   * The image is at the target already (an update bundle left it out, the site holds it): only
+   * the listed referrers are copied, and the result says nothing of the image.
+   */
+  imageAtTarget?: boolean;
 }
 
 export interface CopiedPlatform {
@@ -104,15 +109,10 @@ export class CopyEngine {
   constructor(private readonly opts: EngineOptions) {}
 
   async copy(req: CopyRequest): Promise<CopiedImage> {
-    const top = await this.topManifest(req);
-    const parsed = await parseManifest(req.from.name, top);
     const acc: Acc = { blobs: new Map(), moved: 0, present: new Map() };
-    const image =
-      "manifests" in parsed
-        ? await this.copyIndex(req, top, parsed, acc)
-        : await this.copySingle(req, top, parsed, acc);
+    const image = req.imageAtTarget ? NOTHING_COPIED : await this.copyImage(req, acc);
     if (!req.referrers) return image;
-    const subjects = [image.digest, ...image.platforms.map((p) => p.digest)];
+    const subjects = [image.digest, ...image.platforms.map((p) => p.digest)].filter((d) => d !== "");
     const { found, skipped } =
       req.referrers === "discover"
         ? await findReferrers(req.source, req.from, subjects)
@@ -122,6 +122,14 @@ export class CopyEngine {
     for (const ref of found) referrers.push(await this.copyReferrer(req, ref, acc));
     await this.linkReferrers(req, referrers);
     return { ...image, referrers, skippedReferrers: skipped, bytesMoved: acc.moved };
+  }
+
+  private async copyImage(req: CopyRequest, acc: Acc): Promise<CopiedImage> {
+    const top = await this.topManifest(req);
+    const parsed = await parseManifest(req.from.name, top);
+    return "manifests" in parsed
+      ? this.copyIndex(req, top, parsed, acc)
+      : this.copySingle(req, top, parsed, acc);
   }
 
   private async copyReferrer(req: CopyRequest, ref: ReferrerRef, acc: Acc): Promise<CopiedReferrer> {
@@ -357,6 +365,21 @@ export class CopyEngine {
     };
   }
 }
+
+/** What copying an image that is at the target already yields: nothing of it (its referrers aside). */
+const NOTHING_COPIED: CopiedImage = {
+  digest: "",
+  mediaType: "",
+  size: 0,
+  targetDigest: "",
+  mirrorDigest: "",
+  platforms: [],
+  missingPlatforms: [],
+  blobs: [],
+  bytesMoved: 0,
+  referrers: [],
+  skippedReferrers: [],
+};
 
 interface ArtifactParts {
   manifests: { digest: string; mediaType: string; size: number }[];
