@@ -14,6 +14,7 @@ import { startRegistry, type TestRegistry } from "./helpers/registry.js";
 import { MediaTypes, pushImage, sha256Digest, type PushedImage } from "./helpers/images.js";
 import { header, httpRequest } from "./helpers/http.js";
 import { skopeoInspectRaw } from "./helpers/skopeo.js";
+import { startFaultProxy } from "./helpers/faultProxy.js";
 import { CLI, runCli, tempFiles } from "./helpers/cli.js";
 import { flipByte, sha256File } from "./helpers/bundles.js";
 import type { Lock, LockReferrer } from "../src/bundle/lock.js";
@@ -494,4 +495,50 @@ test("an update bundle carries the referrers found since: upload puts them next 
   t.deepEqual(await skopeoInspectRaw(`${mirror}@${bed.sbom.digest}`), bed.sbom.bytes);
   t.deepEqual(await skopeoInspectRaw(`${mirror}@${bed.attestation.digest}`), bed.attestation.bytes);
   t.is(sha256Digest(await skopeoInspectRaw(`${mirror}:v1`)), bed.image.digest);
+});
+
+test("what discovery costs: a registry answering the referrers API with 405 falls back to the tag schema; a rerun asks a bounded number of small questions; a 500 fails naming the image", async (t) => {
+  const bed = await setup(t);
+  const proxy = await startFaultProxy(bed.source.url);
+  t.teardown(() => proxy.stop());
+  const next = await tempFiles(
+    { "bundle.yml": ["name: proxied", "images:", `  - ${proxy.host}/testbed/signed:v1`].join("\n") },
+    "proxied",
+  );
+  t.teardown(next.cleanup);
+  const out = path.join(next.dir, "out");
+  const referrersApi = /\/referrers\//;
+  proxy.addRule({ path: referrersApi, times: 1000, fault: { kind: "status", status: 405 } });
+  const first = await runCli(["prepare", "-o", out], { cwd: next.dir });
+  t.is(first.code, 0, first.stderr);
+  t.deepEqual(
+    ((await readLock(out)).images[0]!.referrers ?? []).map((r) => r.digest).sort(),
+    [bed.sig.digest, bed.sbom.digest, bed.attestation.digest].sort(),
+  );
+
+  const requestsOf = async (args: string[]) => {
+    const before = proxy.requests.length;
+    const res = await runCli(["--json", "prepare", ...args, "-o", out], { cwd: next.dir });
+    t.is(res.code, 0, res.stderr);
+    t.is((JSON.parse(res.stdout) as { bytesMoved: number }).bytesMoved, 0);
+    return proxy.requests.slice(before);
+  };
+  const withReferrers = await requestsOf([]);
+  const without = await requestsOf(["--no-referrers"]);
+  // Three subjects (the index, two platforms): per subject one referrers call, the tag schema's
+  // HEAD (and GET where it exists) and three cosign HEADs; nothing already carried is fetched.
+  const extra = withReferrers.length - without.length;
+  t.log(`rerun: ${without.length} requests without referrers, ${withReferrers.length} with them`);
+  t.true(extra > 0 && extra <= 3 * 6, `${extra} requests for referrers`);
+  t.false(
+    withReferrers.some((r) => r.method === "GET" && /\/blobs\//.test(r.path)),
+    "no blob fetched again",
+  );
+
+  proxy.clearRules();
+  proxy.addRule({ path: referrersApi, times: 1000, fault: { kind: "status", status: 500 } });
+  const failed = await runCli(["prepare", "-o", out], { cwd: next.dir, env: { BUNDLE_RETRIES: "0" } });
+  t.is(failed.code, 1, failed.stderr);
+  t.regex(failed.stderr, new RegExp(`list referrers of ${proxy.host}/testbed/signed.*500`));
+  t.notRegex(failed.stderr, /\n\s+at /, "no stack trace");
 });

@@ -166,8 +166,9 @@ export class RegistryClient {
 
   /**
    * The OCI 1.1 referrers API's answer for `digest`: the body of the index listing what refers
-   * to it, or undefined when the registry has no such API (it answers 404, as Distribution 2.8
-   * does; a registry with the API answers an empty index for a subject nothing refers to).
+   * to it, or undefined when the registry has no such API: it answers 404, as the spec says and
+   * Distribution 2.8 does (405 and 501 from registries that route the path but do not implement
+   * it). A registry with the API answers an empty index for a subject nothing refers to.
    */
   async referrers(
     repo: string,
@@ -183,7 +184,7 @@ export class RegistryClient {
         headers: { accept: OCI_INDEX },
       }),
     );
-    if (res.status === 404) return undefined;
+    if ([404, 405, 501].includes(res.status)) return undefined;
     if (res.status !== 200) throw unexpectedStatus(what, res);
     return res.body;
   }
