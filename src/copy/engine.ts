@@ -4,7 +4,8 @@
  *
  * Order is what makes a killed run safe to run again: blobs first, then each platform's
  * manifest, then the image's top manifest. So a manifest present in a target means its blobs
- * are there too, and a rerun skips whole platforms by asking one question.
+ * are there too, and a rerun skips whole platforms by asking one question. Referrers (signatures,
+ * SBOMs, attestations) come after the image they are about, each in the same order.
  */
 import type { LimitFunction } from "p-limit";
 import { InputError, StoppedError, WorkError } from "../util/errors.js";
@@ -112,16 +113,21 @@ export class CopyEngine {
     const acc: Acc = { blobs: new Map(), moved: 0, present: new Map() };
     const image = req.imageAtTarget ? NOTHING_COPIED : await this.copyImage(req, acc);
     if (!req.referrers) return image;
+    return { ...image, ...(await this.copyReferrers(req, image, acc)), bytesMoved: acc.moved };
+  }
+
+  /** After the image (a killed run leaves it whole): what refers to it or to its platforms. */
+  private async copyReferrers(req: CopyRequest, image: CopiedImage, acc: Acc) {
     const subjects = [image.digest, ...image.platforms.map((p) => p.digest)].filter((d) => d !== "");
     const { found, skipped } =
       req.referrers === "discover"
         ? await findReferrers(req.source, req.from, subjects)
-        : { found: req.referrers, skipped: [] };
+        : { found: req.referrers ?? [], skipped: [] };
     const referrers: CopiedReferrer[] = [];
     // One at a time: they are few and small, and their blobs still go through the blob limit.
     for (const ref of found) referrers.push(await this.copyReferrer(req, ref, acc));
     await this.linkReferrers(req, referrers);
-    return { ...image, referrers, skippedReferrers: skipped, bytesMoved: acc.moved };
+    return { referrers, skippedReferrers: skipped };
   }
 
   private async copyImage(req: CopyRequest, acc: Acc): Promise<CopiedImage> {
