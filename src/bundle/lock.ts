@@ -45,6 +45,41 @@ export interface LockImage {
   bytes: number;
   /** `prepare --verify-key`: the id of the key whose cosign signature verified, and the `.sig` manifest's digest. */
   verified?: { key: string; signature: string };
+  /** Signatures, SBOMs, attestations about the image; absent when none were looked for. */
+  referrers?: LockReferrer[];
+}
+
+/** An artifact about an image or one of its platforms, carried next to it (issue 13). */
+export interface LockReferrer {
+  /** The manifest it is about: the image's digest or a platform's. */
+  subject: string;
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** As a referrers list names it: the manifest's artifactType, else its config's media type. */
+  artifactType?: string;
+  /** The manifest's own annotations, which a referrers list repeats. */
+  annotations?: Record<string, string>;
+  /** cosign's tag it was found under (`sha256-<hex>.sig`); absent for an OCI referrer. */
+  tag?: string;
+  /** The manifests of an artifact that is an index. */
+  manifests?: { digest: string; mediaType: string; size: number }[];
+  /** Config and layer blobs, each once. */
+  blobs: LockBlob[];
+}
+
+/** Every manifest and blob of an image's referrers, each with its size (they live in images/ too). */
+export function referrerItems(img: LockImage): { digest: string; size: number; manifest: boolean }[] {
+  return (img.referrers ?? []).flatMap(referrerParts);
+}
+
+/** A referrer's manifest, the manifests of an index, and the blobs. */
+export function referrerParts(r: LockReferrer): { digest: string; size: number; manifest: boolean }[] {
+  return [
+    { digest: r.digest, size: r.size, manifest: true },
+    ...(r.manifests ?? []).map((m) => ({ digest: m.digest, size: m.size, manifest: true })),
+    ...r.blobs.map((b) => ({ digest: b.digest, size: b.size, manifest: false })),
+  ];
 }
 
 export interface LockGit {

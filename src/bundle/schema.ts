@@ -99,6 +99,28 @@ const LockSchema = Type.Object({
           signature: Digest,
         }),
       ),
+      referrers: Type.Optional(
+        Type.Array(
+          Type.Object({
+            subject: Digest,
+            digest: Digest,
+            mediaType: Type.String(),
+            size: Size,
+            artifactType: Type.Optional(Type.String()),
+            annotations: Type.Optional(Type.Record(Type.String(), Type.String())),
+            tag: Type.Optional(
+              Type.String({
+                pattern: "^sha256-[a-f0-9]{64}\\.(sig|att|sbom)$",
+                description: "a cosign tag sha256-<64 hex>.sig, .att or .sbom",
+              }),
+            ),
+            manifests: Type.Optional(
+              Type.Array(Type.Object({ digest: Digest, mediaType: Type.String(), size: Size })),
+            ),
+            blobs: Type.Array(Type.Object({ digest: Digest, size: Size, mediaType: Type.String() })),
+          }),
+        ),
+      ),
     }),
   ),
   git: Type.Array(

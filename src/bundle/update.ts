@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import { readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { LOCK_FILE, LOCK_VERSION, readLock, writeLock, type Lock } from "./lock.js";
+import { LOCK_FILE, LOCK_VERSION, readLock, referrerItems, writeLock, type Lock } from "./lock.js";
 import { isArchive, openArchive, readMember, startsAsArchive } from "./archive.js";
 import { parseMirror } from "../config/mirror.js";
 import { InputError } from "../util/errors.js";
@@ -99,6 +99,9 @@ export function lockBlobs(lock: Lock): Map<string, number> {
     out.set(img.digest, img.size);
     for (const p of img.platforms) out.set(p.digest, p.size);
     for (const b of img.blobs) out.set(b.digest, b.size);
+    // A referrer's manifests are always carried (they are small): upload reads them to push
+    // cosign's tags again, and the site's copy cannot be read back from an update bundle.
+    for (const r of referrerItems(img)) if (!r.manifest) out.set(r.digest, r.size);
   }
   return out;
 }
@@ -257,11 +260,17 @@ export function omittedHolders(lock: Lock): Map<string, OmittedItem> {
   );
   for (const img of images) {
     const repository = parseMirror(img.mirror).repository;
+    const referred = referrerItems(img);
     const manifests = new Map([
       [img.digest, img.size],
       ...img.platforms.map((p) => [p.digest, p.size] as const),
+      ...referred.filter((r) => r.manifest).map((r) => [r.digest, r.size] as const),
     ]);
-    const items = [...manifests, ...img.blobs.map((b) => [b.digest, b.size] as const)];
+    const items = [
+      ...manifests,
+      ...img.blobs.map((b) => [b.digest, b.size] as const),
+      ...referred.filter((r) => !r.manifest).map((r) => [r.digest, r.size] as const),
+    ];
     for (const [digest, size] of items) {
       if (omitted.has(digest) && !out.has(digest)) {
         out.set(digest, { repository, ref: img.ref, isManifest: manifests.has(digest), size });

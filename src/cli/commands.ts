@@ -45,6 +45,8 @@ export interface PrepareFlags extends RegistryFlags, ValueFlags {
   platform?: string;
   archive?: string;
   continueOnError?: boolean;
+  /** false with --no-referrers. */
+  referrers?: boolean;
   withTool?: boolean | string;
   signKey?: string;
   verifyKey?: string[];
@@ -113,6 +115,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     ...(old && update ? { siteLayers: update.lockLayers(old) } : {}),
     ...(verifyKeys ? { verifyKeys } : {}),
     chartRegistry: (host) => access.store(host).client,
+    ...(flags.referrers === false ? { noReferrers: true } : {}),
   }).finally(() => daemon.dispose());
   if (flags.since) await makeUpdate(result.dir, flags.since, out);
   if (signKey) {

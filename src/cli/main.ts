@@ -115,6 +115,10 @@ function definePrepare(program: Command, out: () => Output): void {
     .option("--split <SIZE>", "with --archive: parts of at most SIZE (e.g. 4G), FILE.000, FILE.001, …")
     .option("--continue-on-error", "keep going past a failed item and list every failure at the end")
     .option(
+      "--no-referrers",
+      "leave behind the signatures, SBOMs and attestations that refer to each image (default: carry them)",
+    )
+    .option(
       "--with-tool [FILE]",
       "carry the tool as files/tool/bundle-linux-{x64,arm64}, executables that need no Node.js (npm run build:exe); with FILE, that standalone bundle.mjs as files/bundle.mjs",
     )
@@ -155,7 +159,7 @@ function defineUpload(program: Command, out: () => Output): void {
   const upload = program
     .command("upload")
     .description(
-      "offline side: push the bundle's images to the private registry and its files to the file server",
+      "offline side: push the bundle's images (with their signatures, SBOMs and attestations) to the private registry and its files to the file server",
     )
     .argument("<DIR>", "a prepared bundle (folder or archive)")
     .option(
@@ -313,7 +317,7 @@ function defineInspect(program: Command, out: () => Output): void {
   const inspect = program
     .command("inspect")
     .description(
-      "list a bundle's images, git archives, files, templates still to render, charts and the site values still to bind",
+      "list a bundle's images, their referrers (signatures, SBOMs, attestations), git archives, files, templates still to render, charts and the site values still to bind",
     )
     .argument("<DIR>", "a prepared bundle (folder or archive)");
   example(inspect, "bundle inspect ./bundle-out/openwhisk --json");

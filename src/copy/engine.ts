@@ -4,7 +4,8 @@
  *
  * Order is what makes a killed run safe to run again: blobs first, then each platform's
  * manifest, then the image's top manifest. So a manifest present in a target means its blobs
- * are there too, and a rerun skips whole platforms by asking one question.
+ * are there too, and a rerun skips whole platforms by asking one question. Referrers (signatures,
+ * SBOMs, attestations) come after the image they are about, each in the same order.
  */
 import type { LimitFunction } from "p-limit";
 import { InputError, StoppedError, WorkError } from "../util/errors.js";
@@ -15,6 +16,10 @@ import type { Descriptor, ImageIndex, ImageManifest, Platform, RawManifest } fro
 import type { ImageLocation, ImageSource, ImageTarget } from "../store/types.js";
 import { reducedIndex, selectPlatforms } from "./platforms.js";
 import { readAll } from "../util/streams.js";
+import { referrerDescriptor } from "../oci/referrers.js";
+import { findReferrers, type ReferrerRef } from "./referrers.js";
+
+export type { ReferrerRef };
 
 export interface CopyRequest {
   source: ImageSource;
@@ -29,6 +34,16 @@ export interface CopyRequest {
    * from it instead of being fetched again, so a rerun moves no bytes.
    */
   targetReader?: ImageSource;
+  /**
+   * Artifacts about the image (signatures, SBOMs, attestations): "discover" finds them at the
+   * source (prepare), a list copies exactly those (upload). Absent: none are copied.
+   */
+  referrers?: "discover" | ReferrerRef[];
+  /**
+   * The image is at the target already (an update bundle left it out, the site holds it): only
+   * the listed referrers are copied, and the result says nothing of the image.
+   */
+  imageAtTarget?: boolean;
 }
 
 export interface CopiedPlatform {
@@ -53,6 +68,19 @@ export interface CopiedImage {
   blobs: Descriptor[];
   /** Blob bytes that had to move; 0 on a rerun. */
   bytesMoved: number;
+  /** The referrers copied (none unless asked for). */
+  referrers: CopiedReferrer[];
+  /** Referrers listed at the source that are no manifest and were left behind. */
+  skippedReferrers: Descriptor[];
+}
+
+/** A referrer as copied: its descriptor (as a referrers list has it) and all it holds. */
+export interface CopiedReferrer extends ReferrerRef {
+  descriptor: Descriptor;
+  /** The manifests of an artifact that is an index. */
+  manifests: { digest: string; mediaType: string; size: number }[];
+  /** Config and layer blobs, each once. */
+  blobs: Descriptor[];
 }
 
 export interface CopyEvents {
@@ -82,11 +110,89 @@ export class CopyEngine {
   constructor(private readonly opts: EngineOptions) {}
 
   async copy(req: CopyRequest): Promise<CopiedImage> {
+    const acc: Acc = { blobs: new Map(), moved: 0, present: new Map() };
+    const image = req.imageAtTarget ? NOTHING_COPIED : await this.copyImage(req, acc);
+    if (!req.referrers) return image;
+    return { ...image, ...(await this.copyReferrers(req, image, acc)), bytesMoved: acc.moved };
+  }
+
+  /** After the image (a killed run leaves it whole): what refers to it or to its platforms. */
+  private async copyReferrers(req: CopyRequest, image: CopiedImage, acc: Acc) {
+    const subjects = [image.digest, ...image.platforms.map((p) => p.digest)].filter((d) => d !== "");
+    const { found, skipped } =
+      req.referrers === "discover"
+        ? await findReferrers(req.source, req.from, subjects)
+        : { found: req.referrers ?? [], skipped: [] };
+    const referrers: CopiedReferrer[] = [];
+    // One at a time: they are few and small, and their blobs still go through the blob limit.
+    for (const ref of found) referrers.push(await this.copyReferrer(req, ref, acc));
+    await this.linkReferrers(req, referrers);
+    return { referrers, skippedReferrers: skipped };
+  }
+
+  private async copyImage(req: CopyRequest, acc: Acc): Promise<CopiedImage> {
     const top = await this.topManifest(req);
     const parsed = await parseManifest(req.from.name, top);
-    const acc: Acc = { blobs: new Map(), moved: 0, present: new Map() };
-    if ("manifests" in parsed) return this.copyIndex(req, top, parsed, acc);
-    return this.copySingle(req, top, parsed, acc);
+    return "manifests" in parsed
+      ? this.copyIndex(req, top, parsed, acc)
+      : this.copySingle(req, top, parsed, acc);
+  }
+
+  private async copyReferrer(req: CopyRequest, ref: ReferrerRef, acc: Acc): Promise<CopiedReferrer> {
+    const art = await this.copyArtifact(req, ref.digest, ref.tag ?? ref.digest, acc, false);
+    return {
+      ...ref,
+      descriptor: referrerDescriptor(art.raw, art.doc),
+      manifests: art.manifests,
+      blobs: [...new Map(art.blobs.map((b) => [b.digest, b])).values()],
+    };
+  }
+
+  /** Referrers found by their subject (not by cosign's tags) made findable so at the target. */
+  private async linkReferrers(req: CopyRequest, referrers: CopiedReferrer[]): Promise<void> {
+    if (!req.target.linkReferrers) return;
+    const bySubject = new Map<string, Descriptor[]>();
+    for (const r of referrers.filter((x) => x.tag === undefined))
+      bySubject.set(r.subject, [...(bySubject.get(r.subject) ?? []), r.descriptor]);
+    for (const [subject, descriptors] of bySubject)
+      await req.target.linkReferrers(req.to, subject, descriptors);
+  }
+
+  /**
+   * An artifact's manifest (or index, and then its manifests) with its blobs, blobs first as for
+   * images. A tag (cosign's) is put even when the manifest is there, since the tag may not be.
+   */
+  private async copyArtifact(
+    req: CopyRequest,
+    digest: string,
+    reference: string,
+    acc: Acc,
+    inIndex: boolean,
+  ): Promise<{ raw: RawManifest; doc: ImageIndex | ImageManifest } & ArtifactParts> {
+    const byDigest = { ...req.to, reference: digest };
+    const present = await req.target.hasManifest(byDigest, digest);
+    const raw =
+      present && req.targetReader
+        ? await req.targetReader.getManifest(byDigest)
+        : await req.source.getManifest({ ...req.from, reference: digest });
+    if (raw.digest !== digest)
+      throw new WorkError(`referrer of ${req.from.name}: expected ${digest}, got ${raw.digest}`);
+    const doc = await parseManifest(req.from.name, raw);
+    const parts: ArtifactParts = { manifests: [], blobs: [] };
+    if ("manifests" in doc) {
+      if (inIndex) throw new WorkError(`${req.from.name}: referrer ${digest} is an index inside an index`);
+      for (const child of doc.manifests) {
+        const c = await this.copyArtifact(req, child.digest, child.digest, acc, true);
+        parts.manifests.push({ digest: child.digest, mediaType: c.raw.mediaType, size: c.raw.bytes.length });
+        parts.blobs.push(...c.blobs);
+      }
+    } else {
+      parts.blobs.push(doc.config, ...doc.layers);
+      if (!present) await this.copyBlobs(req, parts.blobs, acc);
+    }
+    if (!present || !reference.startsWith("sha256:"))
+      await req.target.putManifest({ ...req.to, reference }, raw, "child");
+    return { raw, doc, ...parts };
   }
 
   private async copyIndex(
@@ -266,6 +372,26 @@ export class CopyEngine {
   }
 }
 
+/** What copying an image that is at the target already yields: nothing of it (its referrers aside). */
+const NOTHING_COPIED: CopiedImage = {
+  digest: "",
+  mediaType: "",
+  size: 0,
+  targetDigest: "",
+  mirrorDigest: "",
+  platforms: [],
+  missingPlatforms: [],
+  blobs: [],
+  bytesMoved: 0,
+  referrers: [],
+  skippedReferrers: [],
+};
+
+interface ArtifactParts {
+  manifests: { digest: string; mediaType: string; size: number }[];
+  blobs: Descriptor[];
+}
+
 interface Acc {
   blobs: Map<string, Descriptor>;
   moved: number;
@@ -290,5 +416,7 @@ function result(
     missingPlatforms: missing,
     blobs: [...acc.blobs.values()],
     bytesMoved: acc.moved,
+    referrers: [],
+    skippedReferrers: [],
   };
 }

@@ -7,10 +7,10 @@
  */
 import type { Readable } from "node:stream";
 import type { BundleContents } from "../bundle/contents.js";
-import type { LockImage } from "../bundle/lock.js";
+import { referrerItems, type LockImage } from "../bundle/lock.js";
 import { parseMirror } from "../config/mirror.js";
 import { reducedIndex } from "../copy/platforms.js";
-import { digestHex, type ImageIndex, type RawManifest } from "../oci/types.js";
+import { digestHex, type Descriptor, type ImageIndex, type RawManifest } from "../oci/types.js";
 
 /** Where the bundle keeps a blob or manifest of its `images/` layout. */
 function blobMember(digest: string): string {
@@ -22,6 +22,8 @@ interface Repository {
   /** Manifests and blobs this repository may serve. */
   manifests: Set<string>;
   blobs: Set<string>;
+  /** What the referrers API lists for each subject: the carried referrers found by it. */
+  referrers: Map<string, Map<string, Descriptor>>;
 }
 
 /** A manifest as served: the stored bytes (or the reduced index upload would push) and their type. */
@@ -63,6 +65,7 @@ export class RegistryCatalog {
     for (const b of img.blobs) repo.blobs.add(b.digest);
     this.mediaTypes.set(img.digest, img.mediaType);
     for (const p of img.platforms) this.mediaTypes.set(p.digest, p.mediaType);
+    this.addReferrers(repo, img);
     if (img.mirrorDigest !== img.digest && !this.reduced.has(img.mirrorDigest))
       await this.addReduced(bundle, img, warn);
     if (!mirror.tag) return;
@@ -70,6 +73,28 @@ export class RegistryCatalog {
     if (before && before !== img.mirrorDigest)
       warn(`${img.mirror}: ${bundle.where} names ${img.mirrorDigest}, over ${before} of an earlier bundle`);
     repo.tags.set(mirror.tag, img.mirrorDigest);
+  }
+
+  /** Referrers as upload pushes them: by digest, cosign's under their tags, the others listed by subject. */
+  private addReferrers(repo: Repository, img: LockImage) {
+    for (const item of referrerItems(img)) (item.manifest ? repo.manifests : repo.blobs).add(item.digest);
+    for (const r of img.referrers ?? []) {
+      this.mediaTypes.set(r.digest, r.mediaType);
+      for (const m of r.manifests ?? []) this.mediaTypes.set(m.digest, m.mediaType);
+      if (r.tag) {
+        repo.tags.set(r.tag, r.digest);
+        continue;
+      }
+      let listed = repo.referrers.get(r.subject);
+      if (!listed) repo.referrers.set(r.subject, (listed = new Map()));
+      listed.set(r.digest, {
+        mediaType: r.mediaType,
+        digest: r.digest,
+        size: r.size,
+        ...(r.artifactType ? { artifactType: r.artifactType } : {}),
+        ...(r.annotations ? { annotations: r.annotations } : {}),
+      });
+    }
   }
 
   /**
@@ -103,7 +128,11 @@ export class RegistryCatalog {
 
   private repo(name: string): Repository {
     let repo = this.repos.get(name);
-    if (!repo) this.repos.set(name, (repo = { tags: new Map(), manifests: new Set(), blobs: new Set() }));
+    if (!repo)
+      this.repos.set(
+        name,
+        (repo = { tags: new Map(), manifests: new Set(), blobs: new Set(), referrers: new Map() }),
+      );
     return repo;
   }
 
@@ -120,6 +149,12 @@ export class RegistryCatalog {
 
   has(name: string): boolean {
     return this.repos.has(name);
+  }
+
+  /** The referrers of `subject` in `name`, as the referrers API lists them (by digest, of one artifactType if given). */
+  referrers(name: string, subject: string, artifactType?: string): Descriptor[] {
+    const listed = [...(this.repos.get(name)?.referrers.get(subject)?.values() ?? [])];
+    return artifactType === undefined ? listed : listed.filter((d) => d.artifactType === artifactType);
   }
 
   /** The manifest a tag or digest names in `name`; undefined when not served there. */

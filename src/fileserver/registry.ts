@@ -115,13 +115,22 @@ async function route(catalog: RegistryCatalog, req: IncomingMessage, res: Server
   if (kind === "tags" && ref === "list") return json(req, res, 200, { name, tags: catalog.tags(name) ?? [] });
   if (kind === "manifests") return manifest(catalog, req, res, name, ref);
   if (kind === "blobs") return blob(req, res, await servedBlob(catalog, name, ref));
-  if (kind === "referrers") {
-    digestOf(ref, "DIGEST_INVALID");
-    // A bundle carries images, not artifacts that refer to them: every subject has none.
-    const empty = { schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] };
-    return json(req, res, 200, empty, OCI_INDEX);
-  }
+  if (kind === "referrers") return referrers(catalog, req, res, name, digestOf(ref, "DIGEST_INVALID"));
   throw new OciError(404, "NOT_FOUND", "not a registry path");
+}
+
+/** The carried referrers of a subject (none for a subject nothing refers to), `?artifactType=` applied. */
+function referrers(
+  catalog: RegistryCatalog,
+  req: IncomingMessage,
+  res: ServerResponse,
+  name: string,
+  subject: string,
+): void {
+  const artifactType = new URL(req.url ?? "", "http://x").searchParams.get("artifactType") ?? undefined;
+  if (artifactType !== undefined) res.setHeader("OCI-Filters-Applied", "artifactType");
+  const manifests = catalog.referrers(name, subject, artifactType);
+  return json(req, res, 200, { schemaVersion: 2, mediaType: OCI_INDEX, manifests }, OCI_INDEX);
 }
 
 function repositoryName(catalog: RegistryCatalog, parts: string[]): string {

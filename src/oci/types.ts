@@ -16,6 +16,8 @@ export interface Descriptor {
   platform?: Platform;
   annotations?: Record<string, string>;
   urls?: string[];
+  /** OCI 1.1: what kind of artifact the manifest it points at is (in a referrers list). */
+  artifactType?: string;
 }
 
 export interface ImageManifest {
@@ -24,6 +26,9 @@ export interface ImageManifest {
   config: Descriptor;
   layers: Descriptor[];
   annotations?: Record<string, string>;
+  /** OCI 1.1: an artifact's type, and the manifest it is about. */
+  artifactType?: string;
+  subject?: Descriptor;
 }
 
 export interface ImageIndex {
@@ -31,6 +36,8 @@ export interface ImageIndex {
   mediaType?: string;
   manifests: Descriptor[];
   annotations?: Record<string, string>;
+  artifactType?: string;
+  subject?: Descriptor;
 }
 
 /** A manifest as stored and sent: its exact bytes, which its digest is the hash of. */

@@ -164,6 +164,31 @@ export class RegistryClient {
       throw new WorkError(`${what}: the registry stored it as ${stored}`);
   }
 
+  /**
+   * The OCI 1.1 referrers API's answer for `digest`: the body of the index listing what refers
+   * to it, or undefined when the registry has no such API: it answers 404, as the spec says and
+   * Distribution 2.8 does (405 and 501 from registries that route the path but do not implement
+   * it). A registry with the API answers an empty index for a subject nothing refers to.
+   */
+  async referrers(
+    repo: string,
+    digest: string,
+    name = this.imageName(repo, digest),
+  ): Promise<Buffer | undefined> {
+    const what = `list referrers of ${name} at registry ${this.host}`;
+    const res = await this.transport.retrying(what, () =>
+      this.transport.send({
+        method: "GET",
+        url: `/v2/${repo}/referrers/${digest}`,
+        scopes: [repositoryScope(repo, ["pull"])],
+        headers: { accept: OCI_INDEX },
+      }),
+    );
+    if ([404, 405, 501].includes(res.status)) return undefined;
+    if (res.status !== 200) throw unexpectedStatus(what, res);
+    return res.body;
+  }
+
   /** The blob's size when the repository holds it (0 if the registry does not say), else undefined. */
   async headBlob(repo: string, digest: string): Promise<number | undefined> {
     const what = `check blob ${digest} in ${repo} at registry ${this.host}`;

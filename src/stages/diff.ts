@@ -83,6 +83,14 @@ export interface ImageRetag {
   new: { ref: string; mirror: string };
 }
 
+export interface ReferrerSummary {
+  image: string;
+  /** cosign's tag, or the artifactType (media type) of an OCI referrer. */
+  kind: string;
+  subject: string;
+  digest: string;
+}
+
 export interface ChartChange {
   name: string;
   /** From each side's Chart.yaml, when both sides are bundles and it changed; else null. */
@@ -102,6 +110,8 @@ export interface DiffReport {
     retagged: ImageRetag[];
     changed: ImageChange[];
   };
+  /** Signatures, SBOMs, attestations, by image and cosign tag (or digest). */
+  referrers: KindDiff<ReferrerSummary>;
   git: KindDiff<{ archive: string; url: string; commit: string; sha256: string; size: number }>;
   files: KindDiff<{ path: string; size: number; sha256: string; url?: string }>;
   npm: KindDiff<{ path: string; git: string; sha256: string; size: number }>;
@@ -139,6 +149,7 @@ export async function diffBundles(oldSide: DiffSide, newSide: DiffSide): Promise
       platforms: setDiff(a.platforms, b.platforms),
     },
     images: diffImages(a.images, b.images),
+    referrers: diffBy(referrerSummaries(a), referrerSummaries(b), referrerKey, ["digest", "subject"]),
     git: diffBy(a.git, b.git, (g) => g.archive, ["url", "commit", "sha256", "size"]),
     files: diffBy(files(a), files(b), (f) => f.path, ["sha256", "size", "url"]),
     npm: diffBy(a.npm ?? [], b.npm ?? [], (n) => n.path, ["git", "key", "sha256", "size", "dirs"]),
@@ -193,6 +204,21 @@ function diffBy<T extends object>(olds: T[], news: T[], key: (x: T) => string, f
     changed: changed.sort((x, y) => x.key.localeCompare(y.key)),
   };
 }
+
+function referrerSummaries(lock: Lock): ReferrerSummary[] {
+  return lock.images.flatMap((img) =>
+    (img.referrers ?? []).map((r) => ({
+      image: img.ref,
+      kind: r.tag ?? r.artifactType ?? r.mediaType,
+      subject: r.subject,
+      digest: r.digest,
+    })),
+  );
+}
+
+/** A cosign tag names one artifact, re-signing changes its digest; an OCI referrer is its digest. */
+const referrerKey = (r: ReferrerSummary) =>
+  `${r.image} ${r.kind.startsWith("sha256-") ? r.kind : `${r.digest} (${r.kind})`}`;
 
 const imageSummary = (i: LockImage): ImageSummary => ({
   ref: i.ref,
@@ -343,6 +369,7 @@ export function countChanges(r: Omit<DiffReport, "equal">): string[] {
   count(r.bundle.platforms.added.length + r.bundle.platforms.removed.length, "bundle platform", "changed");
   for (const [word, d] of [
     ["image", r.images],
+    ["referrer", r.referrers],
     ["git archive", r.git],
     ["file", r.files],
     ["npm archive", r.npm],
@@ -372,6 +399,13 @@ export function formatDiff(r: DiffReport): string[] {
   };
   section("bundle", bundleLines(r.bundle));
   section("images", imageLines(r.images));
+  section(
+    "referrers",
+    kindLines(
+      r.referrers,
+      (x) => `${referrerKey(x)}  of ${shortDigest(x.subject)}  ${shortDigest(x.digest)}`,
+    ),
+  );
   section(
     "git archives",
     kindLines(r.git, (g) => `${g.archive}  ${g.url}  commit ${g.commit.slice(0, 12)}`),

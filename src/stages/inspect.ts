@@ -4,7 +4,7 @@
  * charts, releases and the site values still to bind, with what sharing blobs between images
  * saves on disk.
  */
-import type { LockChartOrigin, LockRelease } from "../bundle/lock.js";
+import type { Lock, LockChartOrigin, LockReferrer, LockRelease } from "../bundle/lock.js";
 import type { BundleContents } from "../bundle/contents.js";
 import { redactUrlPassword } from "../config/gitUrl.js";
 import { DIGEST_PATTERN } from "../oci/types.js";
@@ -24,9 +24,23 @@ export interface InspectImage {
   verified?: { key: string; signature: string };
 }
 
+/** A signature, SBOM or attestation carried with an image. */
+export interface InspectReferrer {
+  image: string;
+  /** What it is: cosign's kind for a cosign tag, else its artifactType (or media type). */
+  type: string;
+  /** The manifest it is about: the image's digest or one platform's. */
+  subject: string;
+  digest: string;
+  size: number;
+  /** cosign's tag, for an artifact found under one. */
+  tag?: string;
+}
+
 export interface InspectReport {
   name: string;
   images: InspectImage[];
+  referrers: InspectReferrer[];
   git: { url: string; commit: string; archive: string; size: number }[];
   files: { path: string; size: number; sha256: string }[];
   /**
@@ -89,6 +103,7 @@ export async function inspectBundle(bundle: BundleContents): Promise<InspectRepo
   return {
     name: lock.name,
     images,
+    referrers: inspectReferrers(lock),
     git,
     files,
     templates: lock.templates.map((x) => ({
@@ -102,6 +117,27 @@ export async function inspectBundle(bundle: BundleContents): Promise<InspectRepo
     siteValues: [...lock.siteValues].sort(),
     total: { bytes, unshared, saved: unshared - bytes },
   };
+}
+
+const COSIGN_KINDS: Record<string, string> = { sig: "signature", att: "attestation", sbom: "SBOM" };
+
+function inspectReferrers(lock: Lock): InspectReferrer[] {
+  return lock.images.flatMap((img) =>
+    (img.referrers ?? []).map((r) => ({
+      image: img.ref,
+      type: referrerType(r),
+      subject: r.subject,
+      digest: r.digest,
+      size: r.size,
+      ...(r.tag ? { tag: r.tag } : {}),
+    })),
+  );
+}
+
+function referrerType(r: LockReferrer): string {
+  const suffix = r.tag?.split(".").pop();
+  if (suffix && COSIGN_KINDS[suffix]) return `cosign ${COSIGN_KINDS[suffix]} (.${suffix})`;
+  return r.artifactType ?? r.mediaType;
 }
 
 /** Human output: a table per section, then the totals. */
@@ -123,6 +159,11 @@ export function formatInspect(report: InspectReport): string[] {
     ]),
   );
   lines.push(...verifiedLine(report.images));
+  section(
+    "referrers",
+    ["IMAGE", "TYPE", "SUBJECT", "DIGEST"],
+    report.referrers.map((r) => [r.image, r.type, shortDigest(r.subject), shortDigest(r.digest)]),
+  );
   section(
     "git",
     ["URL", "COMMIT", "ARCHIVE", "SIZE"],

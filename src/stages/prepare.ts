@@ -12,7 +12,14 @@ import { NotFoundError } from "../registry/errors.js";
 import type { RegistryClient } from "../registry/client.js";
 import { OciLayout } from "../store/layout.js";
 import type { ImageSource, ImageTarget } from "../store/types.js";
-import { LOCK_VERSION, readLock, writeLock, type Lock, type LockImage } from "../bundle/lock.js";
+import {
+  LOCK_VERSION,
+  readLock,
+  referrerItems,
+  writeLock,
+  type Lock,
+  type LockImage,
+} from "../bundle/lock.js";
 import { prepareFiles, type CarriedTool, type GitOps } from "./files.js";
 import type { DownloadLimits } from "../files/download.js";
 import type { Reporter } from "../util/reporter.js";
@@ -47,6 +54,8 @@ export interface PrepareOptions {
   verifyKeys?: VerifyKey[];
   /** A client for the OCI registry a chart comes from (`oci://host/…`), with the credentials images use. */
   chartRegistry?: (host: string) => RegistryClient;
+  /** Leave signatures, SBOMs and attestations behind (`--no-referrers`); default: carry them. */
+  noReferrers?: boolean;
 }
 
 export interface PrepareResult {
@@ -123,6 +132,8 @@ async function prepareImages(def: Definition, dir: string, opts: PrepareOptions,
         to: sourceLocation(img.ref),
         platforms: img.platforms,
         allowMissingPlatforms: img.allowMissingPlatforms,
+        // A daemon's images have no registry to ask for what refers to them.
+        ...(withReferrers(img, opts) ? { referrers: "discover" as const } : {}),
       }),
       // An image or tag the registry does not have: the definition names something that isn't there.
       mapError: (err) =>
@@ -133,17 +144,31 @@ async function prepareImages(def: Definition, dir: string, opts: PrepareOptions,
     { continueOnError: opts.continueOnError, ...(opts.limits ? { limits: opts.limits } : {}) },
   );
   const images: LockImage[] = def.images.map((img, i) => ({
-    ...lockImage(img, copied[i]!),
+    ...lockImage(img, copied[i]!, withReferrers(img, opts)),
     ...(signed ? { verified: { key: signed[i]!.key.id, signature: signed[i]!.signature } } : {}),
   }));
+  for (const [i, c] of copied.entries())
+    for (const d of c.skippedReferrers)
+      opts.out.warn(
+        `${images[i]!.ref}: referrer ${d.digest} (${d.mediaType}) is not a manifest; left behind`,
+      );
   // Only now that every image is whole: forget images the definition no longer lists.
   const names = new Set(images.map((i) => i.ref));
   const digests = new Set(
-    images.flatMap((i) => [i.digest, ...i.platforms.map((p) => p.digest), ...i.blobs.map((b) => b.digest)]),
+    images.flatMap((i) => [
+      i.digest,
+      ...i.platforms.map((p) => p.digest),
+      ...i.blobs.map((b) => b.digest),
+      ...referrerItems(i).map((r) => r.digest),
+    ]),
   );
   const { removedBlobs } = await layout.prune(names, digests);
   if (removedBlobs > 0) opts.out.debug(`removed ${removedBlobs} blobs no image uses any more`);
   return { images, bytesMoved: copied.reduce((n, c) => n + c.bytesMoved, 0) };
+}
+
+function withReferrers(img: ImageItem, opts: PrepareOptions): boolean {
+  return img.source === "registry" && !opts.noReferrers;
 }
 
 /**

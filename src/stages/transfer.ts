@@ -6,8 +6,8 @@ import pLimit from "p-limit";
 import { formatImageRef, type ImageRef } from "../config/imageRef.js";
 import { formatMirror } from "../config/mirror.js";
 import type { ImageItem } from "../config/model.js";
-import { CopyEngine, type CopiedImage, type CopyRequest } from "../copy/engine.js";
-import type { LockImage } from "../bundle/lock.js";
+import { CopyEngine, type CopiedImage, type CopiedReferrer, type CopyRequest } from "../copy/engine.js";
+import type { LockImage, LockReferrer } from "../bundle/lock.js";
 import type { JobOutcome, Reporter } from "../util/reporter.js";
 import type { ImageLocation } from "../store/types.js";
 import { InputError, StoppedError, WorkError, firstLine } from "../util/errors.js";
@@ -100,7 +100,7 @@ export function throwIfFailed<T>(outcomes: JobOutcome<T>[], label: string): void
   throw allInput && failed.length > 0 ? new InputError(message) : new WorkError(message);
 }
 
-export function lockImage(img: ImageItem, copied: CopiedImage): LockImage {
+export function lockImage(img: ImageItem, copied: CopiedImage, withReferrers = false): LockImage {
   return {
     ref: formatImageRef(img.ref),
     source: img.source,
@@ -113,6 +113,22 @@ export function lockImage(img: ImageItem, copied: CopiedImage): LockImage {
     mirrorDigest: copied.mirrorDigest,
     blobs: copied.blobs.map((b) => ({ digest: b.digest, size: b.size, mediaType: b.mediaType })),
     bytes: copied.blobs.reduce((n, b) => n + b.size, 0),
+    ...(withReferrers ? { referrers: copied.referrers.map(lockReferrer) } : {}),
+  };
+}
+
+function lockReferrer(r: CopiedReferrer): LockReferrer {
+  const d = r.descriptor;
+  return {
+    subject: r.subject,
+    digest: r.digest,
+    mediaType: d.mediaType,
+    size: d.size,
+    ...(d.artifactType ? { artifactType: d.artifactType } : {}),
+    ...(d.annotations ? { annotations: d.annotations } : {}),
+    ...(r.tag ? { tag: r.tag } : {}),
+    ...(r.manifests.length ? { manifests: r.manifests } : {}),
+    blobs: r.blobs.map((b) => ({ digest: b.digest, size: b.size, mediaType: b.mediaType })),
   };
 }
 

@@ -5,7 +5,8 @@
  * folder or a one-file archive: both are read in place, an archive member by member from its
  * offset, so nothing is unpacked to disk.
  */
-import type { Lock, LockImage } from "../bundle/lock.js";
+import type { Lock, LockImage, LockReferrer } from "../bundle/lock.js";
+import type { ReferrerRef } from "../copy/engine.js";
 import type { BundleContents } from "../bundle/contents.js";
 import { knowsHolders, type ImageLocation, type ImageTarget } from "../store/types.js";
 import { parseMirror } from "../config/mirror.js";
@@ -132,8 +133,9 @@ export async function bundleValues(
 
 async function uploadImages(lock: Lock, opts: UploadOptions, target: ImageTarget, host: string) {
   const layout = await opts.bundle.images();
-  // An update bundle leaves out images the site already has: they were checked, not copied.
-  const images = lock.images.filter((img) => !isCarriedBefore(lock, img));
+  // An update bundle leaves out images the site already has: they were checked, not copied,
+  // though referrers found since (a new signature, an SBOM) still go next to them.
+  const images = lock.images.filter((img) => !isCarriedBefore(lock, img) || img.referrers?.length);
   const copied = await transferImages(
     opts.out,
     "images",
@@ -147,20 +149,28 @@ async function uploadImages(lock: Lock, opts: UploadOptions, target: ImageTarget
         // Exactly the platforms prepare carried, by their recorded names.
         platforms: img.platforms.map((p) => p.platform),
         allowMissingPlatforms: true,
+        ...(isCarriedBefore(lock, img) ? { imageAtTarget: true } : {}),
+        // Next to the image, by the same digests (and cosign's tags), so signatures still verify.
+        ...(img.referrers?.length ? { referrers: img.referrers.map(referrerRef) } : {}),
       }),
     })),
     { continueOnError: opts.continueOnError, ...(opts.limits ? { limits: opts.limits } : {}) },
   );
-  const list = images.map((img, i) => {
+  const list = images.flatMap((img, i) => {
+    if (isCarriedBefore(lock, img)) return [];
     const got = copied[i]?.targetDigest ?? "";
     if (got !== img.mirrorDigest) {
       throw new WorkError(
         `${host}/${img.mirror} names ${got} after upload; the bundle's lock expects ${img.mirrorDigest}`,
       );
     }
-    return { ref: img.ref, mirror: `${host}/${img.mirror}`, digest: got };
+    return [{ ref: img.ref, mirror: `${host}/${img.mirror}`, digest: got }];
   });
   return { list, moved: copied.reduce((n, c) => n + c.bytesMoved, 0) };
+}
+
+function referrerRef(r: LockReferrer): ReferrerRef {
+  return { subject: r.subject, digest: r.digest, ...(r.tag ? { tag: r.tag } : {}) };
 }
 
 /** `teleinfra/redis:4.0` on the site's registry; an image pinned by digest keeps its digest. */

@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import path from "node:path";
 import pLimit from "p-limit";
-import type { Lock } from "../bundle/lock.js";
+import { referrerParts, type Lock } from "../bundle/lock.js";
 import type { BundleContents, LayoutSource } from "../bundle/contents.js";
 import { updateOf } from "../bundle/update.js";
 import { REF_NAME } from "../store/layout.js";
@@ -129,6 +129,10 @@ async function verifyImages(
     for (const p of img.platforms)
       if (p.digest !== img.digest) want(p.digest, p.size, `${img.ref} ${p.platform} manifest`);
     for (const b of img.blobs) want(b.digest, b.size, img.ref);
+    for (const r of img.referrers ?? []) {
+      const use = `${img.ref} referrer ${r.tag ?? r.artifactType ?? r.mediaType}`;
+      for (const item of referrerParts(r)) want(item.digest, item.size, use);
+    }
   }
 
   await forEachLimit([...wanted.values()], CONCURRENCY, async (blob) => {

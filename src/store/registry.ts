@@ -5,7 +5,10 @@
  * blob, and only then uploads.
  */
 import { Readable } from "node:stream";
-import { digestHex, type Descriptor, type RawManifest } from "../oci/types.js";
+import { digestHex, sha256Digest, type Descriptor, type RawManifest } from "../oci/types.js";
+import { OCI_INDEX } from "../oci/mediaTypes.js";
+import { parseManifest } from "../oci/parse.js";
+import { referrersIndex, referrersTag } from "../oci/referrers.js";
 import { NotFoundError, type RegistryClient } from "../registry/client.js";
 import { WorkError } from "../util/errors.js";
 import { checkedBytes } from "../util/streams.js";
@@ -124,6 +127,29 @@ export class RegistryStore implements ImageSource, ImageTarget, BlobHolders {
     return this.client.putManifest(loc.repository, loc.reference, manifest, loc.name);
   }
 
+  async listReferrers(loc: ImageLocation, subject: string): Promise<Descriptor[] | undefined> {
+    const body = await this.client.referrers(loc.repository, subject, loc.name);
+    if (!body) return undefined;
+    const where = `referrers of ${subject} of ${loc.name} from ${this.description}`;
+    return indexEntries(loc.name, { bytes: body, mediaType: OCI_INDEX, digest: sha256Digest(body) }, where);
+  }
+
+  /**
+   * A registry with the referrers API indexes a manifest's `subject` itself. Without it, the
+   * tag schema: the `sha256-<hex>` index gets the referrers it lacks, keeping those it has.
+   */
+  async linkReferrers(loc: ImageLocation, subject: string, referrers: Descriptor[]): Promise<void> {
+    if (referrers.length === 0) return;
+    if (await this.client.referrers(loc.repository, subject, loc.name)) return;
+    const at = { ...loc, reference: referrersTag(subject) };
+    const current = (await this.headManifest(at))
+      ? await indexEntries(loc.name, await this.getManifest(at), `${this.description} ${at.reference}`)
+      : [];
+    const known = new Set(current.map((d) => d.digest));
+    if (referrers.every((d) => known.has(d.digest))) return;
+    await this.putManifest(at, referrersIndex([...current, ...referrers]));
+  }
+
   /** Tells the store a repository holds `digest` (e.g. from an earlier upload), so it can mount from there. */
   addHolder(digest: string, repository: string): void {
     this.remember(digest, repository);
@@ -152,6 +178,12 @@ export class RegistryStore implements ImageSource, ImageTarget, BlobHolders {
     if (!repos) this.holders.set(digest, (repos = new Set()));
     repos.add(repository);
   }
+}
+
+/** The descriptors of an index (a referrers list); anything but an index lists nothing. */
+async function indexEntries(name: string, raw: RawManifest, where: string): Promise<Descriptor[]> {
+  const doc = await parseManifest(name, { ...raw, origin: { where, bundleFile: false } });
+  return "manifests" in doc ? doc.manifests : [];
 }
 
 /** Passes the bytes through and fails at the end unless they are exactly the descriptor's. */
@@ -207,6 +239,12 @@ export class MirroredSource implements ImageSource {
       if (!(err instanceof NotFoundError)) throw err;
       return this.origin.openBlob(loc, desc, offset);
     }
+  }
+
+  /** Where the image's manifests came from lists its referrers. */
+  async listReferrers(loc: ImageLocation, subject: string): Promise<Descriptor[] | undefined> {
+    const store = this.servedBy.get(loc.repository) ?? this.mirror;
+    return store.listReferrers?.(loc, subject);
   }
 
   /** Which store served `repository`'s manifests, once one has. */

@@ -37,6 +37,11 @@ export interface ImageSource {
    * bad content is the input's fault. Without it, the store's description, and the work's fault.
    */
   blobOrigin?(digest: string): Origin;
+  /**
+   * What the OCI 1.1 referrers API lists for `subject` (a manifest's digest in `loc.repository`),
+   * or undefined when the store has no such API: then the tag schema (`sha256-<hex>`) stands in.
+   */
+  listReferrers?(loc: ImageLocation, subject: string): Promise<Descriptor[] | undefined>;
 }
 
 /** What the caller of `putBlob` knows already, so that the target need not find it out again. */
@@ -77,6 +82,11 @@ export interface ImageTarget {
    * a child of an index under its own digest.
    */
   putManifest(loc: ImageLocation, manifest: RawManifest, role: ManifestRole): Promise<void>;
+  /**
+   * Makes referrers just stored findable from their subject where the store has no referrers
+   * API of its own: a registry without one gets the tag schema's `sha256-<hex>` index.
+   */
+  linkReferrers?(loc: ImageLocation, subject: string, referrers: Descriptor[]): Promise<void>;
 }
 
 /**

@@ -1,0 +1,72 @@
+/**
+ * Finding an image's referrers at its source: for each subject (the image's top manifest and
+ * each carried platform's), what the referrers API lists (or, without the API, the tag schema's
+ * `sha256-<hex>` index), and cosign's `sha256-<hex>.sig`, `.att` and `.sbom` tags.
+ */
+import { parseManifest } from "../oci/parse.js";
+import { isImageManifest, isIndex } from "../oci/mediaTypes.js";
+import { COSIGN_SUFFIXES, referrersTag } from "../oci/referrers.js";
+import type { Descriptor } from "../oci/types.js";
+import type { ImageLocation, ImageSource } from "../store/types.js";
+
+/** One artifact to carry: which manifest it is about, its digest, and cosign's tag for it. */
+export interface ReferrerRef {
+  subject: string;
+  digest: string;
+  tag?: string;
+}
+
+export interface FoundReferrers {
+  found: ReferrerRef[];
+  /** Listed referrers of a kind no registry client can copy (not an OCI or Docker manifest). */
+  skipped: Descriptor[];
+}
+
+export async function findReferrers(
+  source: ImageSource,
+  from: ImageLocation,
+  subjects: string[],
+): Promise<FoundReferrers> {
+  const perSubject = await Promise.all(
+    [...new Set(subjects)].map(async (subject) => {
+      const [listed, tagged] = await Promise.all([
+        listedReferrers(source, from, subject),
+        cosignReferrers(source, from, subject),
+      ]);
+      return { subject, listed, tagged };
+    }),
+  );
+  const found = new Map<string, ReferrerRef>();
+  const skipped: Descriptor[] = [];
+  for (const { subject, listed, tagged } of perSubject) {
+    for (const d of listed) {
+      if (!isIndex(d.mediaType) && !isImageManifest(d.mediaType)) skipped.push(d);
+      else found.set(`${d.digest} ${subject}`, { subject, digest: d.digest });
+    }
+    for (const r of tagged) found.set(`${r.digest} ${r.tag}`, r);
+  }
+  return { found: [...found.values()], skipped };
+}
+
+/** The referrers API's list, or the tag schema's index where the source has no API. */
+async function listedReferrers(source: ImageSource, from: ImageLocation, subject: string) {
+  const api = await source.listReferrers?.(from, subject);
+  if (api) return api;
+  const at = { ...from, reference: referrersTag(subject) };
+  if (!(await source.headManifest(at))) return [];
+  const index = await parseManifest(from.name, await source.getManifest(at));
+  return "manifests" in index ? index.manifests : [];
+}
+
+async function cosignReferrers(
+  source: ImageSource,
+  from: ImageLocation,
+  subject: string,
+): Promise<ReferrerRef[]> {
+  const tags = COSIGN_SUFFIXES.map((s) => `${referrersTag(subject)}.${s}`);
+  const heads = await Promise.all(tags.map((tag) => source.headManifest({ ...from, reference: tag })));
+  return tags.flatMap((tag, i) => {
+    const head = heads[i];
+    return head ? [{ subject, digest: head.digest, tag }] : [];
+  });
+}
