@@ -110,6 +110,19 @@ export interface LockChart {
    * byte. Absent in bundles prepared before charts were listed.
    */
   files?: LockChartFile[];
+  /** The chart's version, from its Chart.yaml; absent when it has none (and in older bundles). */
+  version?: string;
+  /** The chart as a Helm archive (`charts/<name>-<version>.tgz`), pushed by upload as an OCI artifact. */
+  archive?: LockChartArchive;
+  /** Where upload pushes the archive, without the registry host: `teleinfra/charts/<name>:<version>`. */
+  mirror?: string;
+}
+
+export interface LockChartArchive {
+  /** Bundle path, `charts/<name>-<version>.tgz`. */
+  path: string;
+  size: number;
+  sha256: string;
 }
 
 export interface LockChartFile {
@@ -166,7 +179,7 @@ export interface LockedBytes {
 
 /**
  * Every bundle path the lock gives a digest for (files, git and npm archives, templates, the
- * values file, chart files), with its sha256 and size: what a reader checks each byte against.
+ * values file, chart files and archives), with its sha256 and size: what a reader checks each byte against.
  * Blobs are named by their digest and are not listed here.
  */
 export function lockedFiles(lock: Lock): Map<string, LockedBytes> {
@@ -175,8 +188,10 @@ export function lockedFiles(lock: Lock): Map<string, LockedBytes> {
   for (const t of lock.templates) known.set(t.source, { sha256: t.sha256 });
   for (const g of lock.git) known.set(`files/${g.archive}`, { sha256: g.sha256, size: g.size });
   for (const n of lock.npm ?? []) known.set(`files/${n.path}`, { sha256: n.sha256, size: n.size });
-  for (const c of lock.charts)
+  for (const c of lock.charts) {
     for (const f of c.files ?? []) known.set(`${c.path}/${f.path}`, { sha256: f.sha256, size: f.size });
+    if (c.archive) known.set(c.archive.path, { sha256: c.archive.sha256, size: c.archive.size });
+  }
   if (lock.valuesSha256 !== undefined)
     known.set(lock.values, {
       sha256: lock.valuesSha256,

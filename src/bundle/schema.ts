@@ -139,6 +139,10 @@ const LockSchema = Type.Object({
           }),
         ),
       ),
+      // Helm chart archive and where upload pushes it (issue 13, chart push).
+      version: Type.Optional(Type.String({ minLength: 1, description: "the chart's version (Chart.yaml)" })),
+      archive: Type.Optional(Type.Object({ path: under("charts"), size: Size, sha256: Sha256 })),
+      mirror: Type.Optional(Mirror),
     }),
   ),
   releases: Type.Array(

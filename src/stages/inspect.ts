@@ -22,6 +22,15 @@ export interface InspectImage {
   mirror: string;
 }
 
+export interface InspectChart {
+  name: string;
+  version?: string;
+  /** The Helm archive carried: `charts/<name>-<version>.tgz`. */
+  archive?: string;
+  /** Where upload pushes it, without the registry host: `teleinfra/charts/<name>:<version>`. */
+  mirror?: string;
+}
+
 export interface InspectReport {
   name: string;
   images: InspectImage[];
@@ -32,7 +41,8 @@ export interface InspectReport {
    * the files) or deploy (chart overlays), with the site values each needs.
    */
   templates: { dest: string; renderedAt: "upload" | "deploy"; siteValues: string[] }[];
-  charts: string[];
+  /** Each chart, with its version and archive and where upload pushes it, when it has them. */
+  charts: InspectChart[];
   releases: LockRelease[];
   /** Site values the templates still need, bound at upload and deploy. */
   siteValues: string[];
@@ -91,7 +101,12 @@ export async function inspectBundle(bundle: BundleContents): Promise<InspectRepo
       renderedAt: x.dest.startsWith("files/") ? "upload" : "deploy",
       siteValues: [...x.siteValues],
     })),
-    charts: lock.charts.map((c) => c.name),
+    charts: lock.charts.map((c) => ({
+      name: c.name,
+      ...(c.version !== undefined ? { version: c.version } : {}),
+      ...(c.archive ? { archive: c.archive.path } : {}),
+      ...(c.mirror !== undefined ? { mirror: c.mirror } : {}),
+    })),
     releases: lock.releases,
     siteValues: [...lock.siteValues].sort(),
     total: { bytes, unshared, saved: unshared - bytes },
@@ -133,8 +148,8 @@ export function formatInspect(report: InspectReport): string[] {
   );
   section(
     "charts",
-    ["CHART"],
-    report.charts.map((c) => [c]),
+    ["CHART", "VERSION", "ARCHIVE", "PUSHED TO (REG/…)"],
+    report.charts.map((c) => [c.name, c.version ?? "-", c.archive ?? "-", c.mirror ?? "(not pushed)"]),
   );
   section(
     "releases",
