@@ -290,6 +290,20 @@ test.serial("prepare packages the charts the same way twice, and upload pushes t
     /changed {2}web {2}version 1\.2\.3\+build\.7 → 1\.2\.4 {2}archive [0-9a-f]{12} → aaaaaaaaaaaa/,
   );
 
+  // A lock whose archive path points into a chart folder is refused, naming the field.
+  Object.assign(edited ?? {}, { archive: { ...edited?.archive, path: "charts/web/values.yaml" } });
+  await writeFile(path.join(root, "hostile.lock.json"), JSON.stringify(changed));
+  const hostile = await runCli([
+    "diff",
+    path.join(root, "b1", "bundle.lock.json"),
+    path.join(root, "hostile.lock.json"),
+  ]);
+  t.is(hostile.code, 2, hostile.stdout);
+  t.regex(
+    hostile.stderr,
+    /hostile\.lock\.json: charts\[\d\]\.archive\.path: expected charts\/<file>\.tgz, got "charts\/web\/values\.yaml"/,
+  );
+
   t.is(await readFile(path.join(root, "def", "canary.txt"), "utf8"), "outside every bundle\n");
 });
 
