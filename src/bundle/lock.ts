@@ -147,11 +147,13 @@ export interface LockChart {
    * byte. Absent in bundles prepared before charts were listed.
    */
   files?: LockChartFile[];
-  // Issue 13, chart sources: absent for charts of git or a folder, and in older bundles.
+  // Issue 13: absent in older bundles; origin only for charts from a repository or registry.
   /** The chart's version from its Chart.yaml. */
   version?: string;
-  /** The Helm chart archive carried beside the folder: `charts/<name>-<version>.tgz`. */
-  archive?: { path: string; size: number; sha256: string };
+  /** The Helm chart archive carried beside the folder: `charts/<name>-<version>.tgz`; pushed by upload as an OCI artifact. */
+  archive?: LockChartArchive;
+  /** Where upload pushes the archive, without the registry host: `teleinfra/charts/<name>:<version>`. */
+  mirror?: string;
   /** Where a packaged chart came from, pinned. */
   origin?: LockChartOrigin;
 }
@@ -171,6 +173,13 @@ export interface LockChartDependency {
   sha256: string;
   /** For an OCI dependency, its manifest's digest. */
   digest?: string;
+}
+
+export interface LockChartArchive {
+  /** Bundle path, `charts/<name>-<version>.tgz`. */
+  path: string;
+  size: number;
+  sha256: string;
 }
 
 export interface LockChartFile {
@@ -227,7 +236,7 @@ export interface LockedBytes {
 
 /**
  * Every bundle path the lock gives a digest for (files, git and npm archives, templates, the
- * values file, chart files), with its sha256 and size: what a reader checks each byte against.
+ * values file, chart files and archives), with its sha256 and size: what a reader checks each byte against.
  * Blobs are named by their digest and are not listed here.
  */
 export function lockedFiles(lock: Lock): Map<string, LockedBytes> {

@@ -22,6 +22,12 @@ export function checkLockData(data: unknown, file: string): Lock {
       throw new InputError(
         `${file}: charts[${i}].path: expected ${JSON.stringify(`charts/${c.name}`)}, got ${show(c.path)}`,
       );
+  // A chart archive is a file of its own beside the chart folders, never a file inside one.
+  for (const [i, c] of lock.charts.entries())
+    if (c.archive && !/^charts\/[^/]+\.tgz$/.test(c.archive.path))
+      throw new InputError(
+        `${file}: charts[${i}].archive.path: expected charts/<file>.tgz, got ${show(c.archive.path)}`,
+      );
   for (const t of lock.templates) t.mode &= 0o777;
   for (const c of lock.charts) for (const f of c.files ?? []) f.mode &= 0o777;
   for (const [i, r] of lock.releases.entries())

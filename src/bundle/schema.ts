@@ -200,6 +200,7 @@ const LockSchema = Type.Object({
           }),
         ]),
       ),
+      mirror: Type.Optional(Mirror),
     }),
   ),
   releases: Type.Array(

@@ -312,11 +312,19 @@ export async function uploadCommand(bundle: BundleContents, flags: UploadFlags, 
   }).finally(() => fileserver?.close());
   const files = result.files;
   out.result(
-    { ok: true, name: lock.name, bytesMoved: result.bytesMoved, images: result.images, files },
+    {
+      ok: true,
+      name: lock.name,
+      bytesMoved: result.bytesMoved,
+      images: result.images,
+      charts: result.charts,
+      files,
+    },
     () => [
       ...(lock.images.length
         ? table(["IMAGE", "PLATFORMS", "SIZE", "MIRROR"], imageTable(lock.images, host))
         : []),
+      ...result.charts.map((c) => `chart ${c.name} → ${c.mirror} (${c.digest})`),
       ...(files.sent.length + files.skipped.length
         ? [
             `files: ${files.sent.length} sent, ${files.skipped.length} already on ${flags.fileserver}/${lock.name}/`,

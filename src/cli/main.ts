@@ -101,7 +101,7 @@ function definePrepare(program: Command, out: () => Output): void {
   const prepare = program
     .command("prepare")
     .description(
-      "online side: pull every image for every platform, archive pinned git commits, fetch charts from Helm repositories and OCI registries, download files, write the bundle",
+      "online side: pull every image for every platform, archive pinned git commits, fetch charts from Helm repositories and OCI registries, download files, package each git or local chart as charts/<name>-<version>.tgz, write the bundle",
     )
     .option("-f, --file <FILE>", "the definition", DEFAULT_DEFINITION)
     .option("-o, --output <DIR>", "where to write the bundle (default ./bundle-out/<name>)")
@@ -159,12 +159,12 @@ function defineUpload(program: Command, out: () => Output): void {
   const upload = program
     .command("upload")
     .description(
-      "offline side: push the bundle's images (with their signatures, SBOMs and attestations) to the private registry and its files to the file server",
+      "offline side: push the bundle's images (with their signatures, SBOMs and attestations) and charts (Helm OCI artifacts, REG/<prefix>/charts/<name>:<version>) to the private registry and its files to the file server",
     )
     .argument("<DIR>", "a prepared bundle (folder or archive)")
     .option(
       "--registry <REG>",
-      "the private registry: host[:port] or http(s)://host[:port] (needed when the bundle has images)",
+      "the private registry: host[:port] or http(s)://host[:port] (needed when the bundle has images; without it charts are not pushed)",
     )
     .option(
       "--fileserver <URL>",
@@ -180,6 +180,7 @@ function defineUpload(program: Command, out: () => Output): void {
   example(
     upload,
     "bundle upload ./bundle-out/openwhisk --registry 10.0.0.5:5000 --fileserver http://10.0.0.5:8003 --token-file token",
+    "helm pull oci://10.0.0.5:5000/teleinfra/charts/openwhisk --version 1.0.0   # a chart it pushed",
   );
   upload.action(async (dir: string, opts: UploadFlags) => {
     const { uploadCommand, withBundle } = await import("./commands.js");
@@ -317,7 +318,7 @@ function defineInspect(program: Command, out: () => Output): void {
   const inspect = program
     .command("inspect")
     .description(
-      "list a bundle's images, their referrers (signatures, SBOMs, attestations), git archives, files, templates still to render, charts and the site values still to bind",
+      "list a bundle's images, their referrers (signatures, SBOMs, attestations), git archives, files, templates still to render, charts (version, archive, origin, where upload pushes it) and the site values still to bind",
     )
     .argument("<DIR>", "a prepared bundle (folder or archive)");
   example(inspect, "bundle inspect ./bundle-out/openwhisk --json");

@@ -1,5 +1,12 @@
 /** Mirror names on the private registry (SPEC.md "Mirror names"). */
-import { DOCKER_HUB, formatImageRef, lastSegment, type ImageRef } from "./imageRef.js";
+import {
+  DOCKER_HUB,
+  formatImageRef,
+  isRepositoryPath,
+  isTag,
+  lastSegment,
+  type ImageRef,
+} from "./imageRef.js";
 import type { ImageItem, MirrorConfig, MirrorName } from "./model.js";
 import type { Diagnostic } from "../util/errors.js";
 import { formatPos } from "../util/errors.js";
@@ -20,6 +27,18 @@ export function mirrorName(ref: ImageRef, cfg: MirrorConfig): MirrorName {
         : `${ref.registry.toLowerCase().replace(/[:[\]]/g, "-")}/${ref.repository}`;
   const repository = cfg.prefix ? `${cfg.prefix}/${path}` : path;
   return { repository, ...(ref.tag ? { tag: ref.tag } : {}), ...(ref.digest ? { digest: ref.digest } : {}) };
+}
+
+/**
+ * Where upload pushes a chart's archive, as images go under the same prefix:
+ * `teleinfra/charts/<name>:<version>`. A tag cannot hold SemVer's `+`, so `_` stands for it,
+ * as `helm push` and `helm pull --version` write it. Undefined when the name or version makes
+ * no OCI repository or tag (e.g. upper-case letters).
+ */
+export function chartMirror(name: string, version: string, cfg: MirrorConfig): string | undefined {
+  const repository = `${cfg.prefix ? `${cfg.prefix}/` : ""}charts/${name}`;
+  const tag = version.replaceAll("+", "_");
+  return isRepositoryPath(repository) && isTag(tag) ? `${repository}:${tag}` : undefined;
 }
 
 export function formatMirror(m: MirrorName, registry?: string): string {

@@ -93,9 +93,11 @@ export interface ReferrerSummary {
 
 export interface ChartChange {
   name: string;
-  /** From each side's Chart.yaml, when both sides are bundles and it changed; else null. */
+  /** From each side's Chart.yaml when it changed (both sides bundles), else the locks' versions when they differ; else null. */
   version: FieldChange | null;
   files: { added: string[]; removed: string[]; changed: string[] };
+  /** The Helm archive upload pushes (`charts/<name>-<version>.tgz`): its sha256 on each side; only when it changed. */
+  archive?: FieldChange;
 }
 
 export interface DiffReport {
@@ -296,11 +298,16 @@ async function diffCharts(oldSide: DiffSide, newSide: DiffSide): Promise<DiffRep
     const n = newBy.get(o.name);
     if (!n) continue;
     const files = chartFiles(o, n);
-    if (!files.added.length && !files.removed.length && !files.changed.length) continue;
-    const version = files.changed.includes("Chart.yaml")
+    const archive =
+      o.archive?.sha256 !== n.archive?.sha256 ? { old: o.archive?.sha256, new: n.archive?.sha256 } : null;
+    if (!files.added.length && !files.removed.length && !files.changed.length && !archive) continue;
+    // Each side's Chart.yaml; a lock file has none, but a lock may record the version.
+    const fromYaml = files.changed.includes("Chart.yaml")
       ? await chartVersions(oldSide, newSide, o.name)
       : undefined;
-    changed.push({ name: o.name, version: version ?? null, files });
+    const fromLock = o.version !== n.version ? { old: o.version, new: n.version } : undefined;
+    const version = fromYaml ?? fromLock ?? null;
+    changed.push({ name: o.name, version, files, ...(archive ? { archive } : {}) });
   }
   const names = setDiff(
     oldSide.lock.charts.map((c) => c.name),
@@ -494,7 +501,10 @@ function chartLines(d: DiffReport["charts"]): string[] {
     ...d.removed.map((c) => `removed  ${c}`),
     ...d.changed.flatMap((c) => [
       `changed  ${c.name}` +
-        (c.version ? `  version ${String(c.version.old)} → ${String(c.version.new)}` : ""),
+        (c.version ? `  version ${String(c.version.old)} → ${String(c.version.new)}` : "") +
+        (c.archive
+          ? `  archive ${showValue("sha256", c.archive.old)} → ${showValue("sha256", c.archive.new)}`
+          : ""),
       ...c.files.added.map((f) => `           added    ${f}`),
       ...c.files.removed.map((f) => `           removed  ${f}`),
       ...c.files.changed.map((f) => `           changed  ${f}`),

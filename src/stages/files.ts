@@ -91,7 +91,12 @@ export async function prepareFiles(def: Definition, dir: string, opts: FilesOpti
   }
   const { templates, values } = await prepareTemplates(def, dir, files);
   // Listed after the templates: a chart's overlays rendered at prepare are part of it.
-  for (const chart of charts) chart.files = await chartFiles(dir, chart.path);
+  for (const chart of charts) {
+    chart.files = await chartFiles(dir, chart.path);
+    // Packaged from what the lock lists, so the archive holds the overlays too.
+    const { chartArchive } = await import("../charts/package.js");
+    Object.assign(chart, await chartArchive(dir, chart, def.mirror, opts.out));
+  }
   await pruneFiles(dir, new Set(files.map((f) => f.path)));
   return {
     git,

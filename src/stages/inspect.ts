@@ -37,6 +37,15 @@ export interface InspectReferrer {
   tag?: string;
 }
 
+export interface InspectChart {
+  name: string;
+  version?: string;
+  /** The Helm archive carried: `charts/<name>-<version>.tgz`. */
+  archive?: string;
+  /** Where upload pushes it, without the registry host: `teleinfra/charts/<name>:<version>`. */
+  mirror?: string;
+}
+
 export interface InspectReport {
   name: string;
   images: InspectImage[];
@@ -48,7 +57,8 @@ export interface InspectReport {
    * the files) or deploy (chart overlays), with the site values each needs.
    */
   templates: { dest: string; renderedAt: "upload" | "deploy"; siteValues: string[] }[];
-  charts: string[];
+  /** Each chart, with its version and archive and where upload pushes it, when it has them. */
+  charts: InspectChart[];
   /** Charts prepare fetched from a Helm repository or an OCI registry, with the pin of each. */
   chartSources: { name: string; version: string; from: string; pin: string; dependencies: string[] }[];
   releases: LockRelease[];
@@ -111,7 +121,12 @@ export async function inspectBundle(bundle: BundleContents): Promise<InspectRepo
       renderedAt: x.dest.startsWith("files/") ? "upload" : "deploy",
       siteValues: [...x.siteValues],
     })),
-    charts: lock.charts.map((c) => c.name),
+    charts: lock.charts.map((c) => ({
+      name: c.name,
+      ...(c.version !== undefined ? { version: c.version } : {}),
+      ...(c.archive ? { archive: c.archive.path } : {}),
+      ...(c.mirror !== undefined ? { mirror: c.mirror } : {}),
+    })),
     chartSources: lock.charts.flatMap((c) => (c.origin ? [chartSource(c.name, c.origin)] : [])),
     releases: lock.releases,
     siteValues: [...lock.siteValues].sort(),
@@ -181,8 +196,8 @@ export function formatInspect(report: InspectReport): string[] {
   );
   section(
     "charts",
-    ["CHART"],
-    report.charts.map((c) => [c]),
+    ["CHART", "VERSION", "ARCHIVE", "PUSHED TO (REG/…)"],
+    report.charts.map((c) => [c.name, c.version ?? "-", c.archive ?? "-", c.mirror ?? "(not pushed)"]),
   );
   section(
     "charts from repositories",

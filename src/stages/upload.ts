@@ -5,8 +5,9 @@
  * folder or a one-file archive: both are read in place, an archive member by member from its
  * offset, so nothing is unpacked to disk.
  */
-import type { Lock, LockImage, LockReferrer } from "../bundle/lock.js";
+import type { Lock, LockChart, LockImage, LockReferrer } from "../bundle/lock.js";
 import type { ReferrerRef } from "../copy/engine.js";
+import type { ChartArtifact } from "../charts/artifact.js";
 import type { BundleContents } from "../bundle/contents.js";
 import { knowsHolders, type ImageLocation, type ImageTarget } from "../store/types.js";
 import { parseMirror } from "../config/mirror.js";
@@ -42,6 +43,8 @@ export interface UploadOptions {
 export interface UploadResult {
   lock: Lock;
   images: { ref: string; mirror: string; digest: string }[];
+  /** Charts pushed as Helm OCI artifacts: `REG/<prefix>/charts/<name>:<version>` and the manifest's digest. */
+  charts: { name: string; mirror: string; digest: string }[];
   files: { sent: string[]; skipped: string[] };
   bytesMoved: number;
 }
@@ -65,9 +68,17 @@ export async function upload(opts: UploadOptions): Promise<UploadResult> {
     );
   }
   if (lock.update) await checkUpdateBase(lock, opts);
+  if (!opts.target && lock.charts.some((c) => c.archive && c.mirror))
+    opts.out.warn("the bundle's charts are not pushed as OCI artifacts: no --registry given");
+  // Every chart archive is read and checked before anything moves.
+  const charts = opts.target && opts.registryHost ? await openCharts(opts) : [];
   const images =
     opts.target && opts.registryHost
       ? await uploadImages(lock, opts, opts.target, opts.registryHost)
+      : { list: [], moved: 0 };
+  const pushed =
+    opts.target && opts.registryHost
+      ? await pushCharts(charts, opts, opts.target, opts.registryHost)
       : { list: [], moved: 0 };
   const files =
     hasFiles && opts.fileserver
@@ -76,8 +87,9 @@ export async function upload(opts: UploadOptions): Promise<UploadResult> {
   return {
     lock,
     images: images.list,
+    charts: pushed.list,
     files: { sent: files.sent, skipped: files.skipped },
-    bytesMoved: images.moved + files.bytesMoved,
+    bytesMoved: images.moved + pushed.moved + files.bytesMoved,
   };
 }
 
@@ -171,6 +183,54 @@ async function uploadImages(lock: Lock, opts: UploadOptions, target: ImageTarget
 
 function referrerRef(r: LockReferrer): ReferrerRef {
   return { subject: r.subject, digest: r.digest, ...(r.tag ? { tag: r.tag } : {}) };
+}
+
+/** The bundle's charts with an archive and a mirror name, each read and checked against the lock. */
+async function openCharts(opts: UploadOptions) {
+  const lock = opts.bundle.lock;
+  const { ChartArtifact: Artifact } = await import("../charts/artifact.js");
+  const out: { chart: LockChart; mirror: string; artifact: ChartArtifact }[] = [];
+  for (const chart of lock.charts) {
+    const { archive, mirror } = chart;
+    if (!archive || !mirror) continue;
+    out.push({ chart, mirror, artifact: await Artifact.open(opts.bundle, { ...chart, archive }) });
+  }
+  return out;
+}
+
+/** Each chart as a Helm OCI artifact, through the copy engine as images go. */
+async function pushCharts(
+  charts: Awaited<ReturnType<typeof openCharts>>,
+  opts: UploadOptions,
+  target: ImageTarget,
+  host: string,
+) {
+  const copied = await transferImages(
+    opts.out,
+    "charts",
+    charts.map(({ chart, mirror, artifact }) => {
+      const m = parseMirror(mirror);
+      const to = { repository: m.repository, reference: m.tag ?? "", name: `${host}/${mirror}` };
+      return {
+        title: `chart ${chart.name} → ${host}/${mirror}`,
+        request: () => ({
+          source: artifact,
+          target,
+          from: { ...to, name: `chart ${chart.name} (${artifact.description})` },
+          to,
+          platforms: [],
+          allowMissingPlatforms: true,
+        }),
+      };
+    }),
+    { continueOnError: opts.continueOnError, ...(opts.limits ? { limits: opts.limits } : {}) },
+  );
+  const list = charts.map(({ chart, mirror }, i) => ({
+    name: chart.name,
+    mirror: `${host}/${mirror}`,
+    digest: copied[i]?.targetDigest ?? "",
+  }));
+  return { list, moved: copied.reduce((n, c) => n + c.bytesMoved, 0) };
 }
 
 /** `teleinfra/redis:4.0` on the site's registry; an image pinned by digest keeps its digest. */

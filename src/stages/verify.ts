@@ -295,22 +295,18 @@ export async function verifyCharts(
       sha256: f.sha256,
     })),
   );
-  // A chart's archive (`charts/<name>-<version>.tgz`) is checked with its chart.
+  // A chart's Helm archive (charts/<name>-<version>.tgz) is checked with its files.
   for (const c of charts)
-    if (c.archive)
-      wanted.push({
-        rel: `charts/${relativePath(c.archive.path.replace(/^charts\//, ""), `bundle.lock.json chart ${c.name} archive.path`)}`,
-        size: c.archive.size,
-        sha256: c.archive.sha256,
-      });
+    if (c.archive) wanted.push({ rel: c.archive.path, size: c.archive.size, sha256: c.archive.sha256 });
   await hashWanted(bundle, wanted, problems, checked, new Set());
   const known = new Set(wanted.map((w) => w.rel));
   const listed = new Set(lock.charts.map((c) => c.name));
-  for (const c of lock.charts) if (c.archive) known.add(c.archive.path);
+  const archives = new Set(lock.charts.flatMap((c) => (c.archive ? [c.archive.path] : [])));
   for (const rel of await bundle.list("charts")) {
     const name = rel.split("/")[1] ?? "";
     const chart = charts.find((c) => c.name === name);
-    if (known.has(rel) || ignored(rel) || (listed.has(name) && !chart) || (chart && !chart.files)) continue;
+    if (known.has(rel) || archives.has(rel) || ignored(rel)) continue;
+    if ((listed.has(name) && !chart) || (chart && !chart.files)) continue;
     problems.push({
       kind: "extra",
       item: rel,

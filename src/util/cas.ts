@@ -5,6 +5,8 @@
  * name, then a rename).
  */
 import { rename, rm, writeFile } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { pipeline } from "node:stream/promises";
 import { InputError } from "./errors.js";
 
 /** The folder of a layout holding its blobs, relative to the layout. */
@@ -19,11 +21,19 @@ export function blobRel(digest: string): string {
   return `${BLOBS_DIR}/${hex}`;
 }
 
-/** Writes a file under a temporary name, then renames it: readers see the old or the new file. */
-export async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
+/**
+ * Writes a file under a temporary name, then renames it: readers see the old or the new file.
+ * Streams (a source and its transforms) are written as they come; a failing one leaves nothing
+ * under either name.
+ */
+export async function writeAtomic(
+  file: string,
+  data: string | Buffer | (NodeJS.ReadableStream | NodeJS.ReadWriteStream)[],
+): Promise<void> {
   const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   try {
-    await writeFile(tmp, data, { flag: "wx" });
+    if (Array.isArray(data)) await pipeline([...data, createWriteStream(tmp, { flags: "wx" })]);
+    else await writeFile(tmp, data, { flag: "wx" });
     await rename(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true });

@@ -1,0 +1,100 @@
+/**
+ * A git or local chart of the bundle as a Helm chart archive, `charts/<name>-<version>.tgz`,
+ * laid out as `helm package` lays it out (every file under `<name>/`), for upload to push as an
+ * OCI artifact. Made the same way every time (entries sorted, one fixed mtime, owner 0, the
+ * modes the lock lists, gzip without a name or time), so two prepares write the same bytes and
+ * the artifact keeps its digest from one upload to the next.
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { createGzip } from "node:zlib";
+import { Header, Pax } from "tar";
+import type { LockChart, LockChartArchive, LockChartFile } from "../bundle/lock.js";
+import { chartMirror } from "../config/mirror.js";
+import type { MirrorConfig } from "../config/model.js";
+import { writeAtomic } from "../util/cas.js";
+import { WorkError } from "../util/errors.js";
+import type { Reporter } from "../util/reporter.js";
+import { checkedBytes, countingHasher } from "../util/streams.js";
+import { MAX_CHART_YAML, readChartYaml } from "./metadata.js";
+
+/** Every entry's mtime: a fixed one, so the bytes do not depend on when the chart was copied. */
+const MTIME = new Date("2000-01-01T00:00:00Z");
+const BLOCK = 512;
+
+/**
+ * The chart's version, archive and mirror name for the lock. A chart whose Chart.yaml has no
+ * valid name or version gets none of them (a warning says so): it is deployed from its folder
+ * as before, but not pushed. An archive already there (a chart from a Helm repository) is kept.
+ */
+export async function chartArchive(
+  dir: string,
+  chart: LockChart,
+  mirror: MirrorConfig,
+  out: Reporter,
+): Promise<Pick<LockChart, "version" | "archive" | "mirror">> {
+  const yaml = chart.files?.find((f) => f.path === "Chart.yaml");
+  const where = `${chart.path}/Chart.yaml`;
+  const skip = (why: string) => {
+    out.warn(`chart ${chart.name}: ${why}; it is not packaged, and upload does not push it`);
+    return {};
+  };
+  if (!yaml) return skip(`${where} is missing`);
+  if (yaml.size > MAX_CHART_YAML) return skip(`${where} is larger than ${MAX_CHART_YAML} bytes`);
+  const read = readChartYaml(await readFile(path.join(dir, ...where.split("/")), "utf8"));
+  if (!read.ok) return skip(`${where}: ${read.why}`);
+  const archive = chart.archive ?? (await packageChart(dir, chart, read.version));
+  const name = chartMirror(chart.name, read.version, mirror);
+  if (!name)
+    out.warn(
+      `chart ${chart.name} ${read.version}: makes no OCI repository and tag (lower-case names only); upload does not push it`,
+    );
+  return { version: read.version, archive, ...(name ? { mirror: name } : {}) };
+}
+
+/** Writes `charts/<name>-<version>.tgz` from the chart's folder, as the lock lists its files. */
+export async function packageChart(
+  dir: string,
+  chart: LockChart,
+  version: string,
+): Promise<LockChartArchive> {
+  const rel = `charts/${chart.name}-${version}.tgz`;
+  const hash = createHash("sha256");
+  const hasher = countingHasher(hash);
+  const root = path.join(dir, ...chart.path.split("/"));
+  const entries = tarEntries(root, chart.name, chart.files ?? []);
+  await writeAtomic(path.join(dir, ...rel.split("/")), [Readable.from(entries), createGzip(), hasher.stream]);
+  return { path: rel, size: hasher.bytes(), sha256: hash.digest("hex") };
+}
+
+/** The tar stream: each file's header (a pax header first for a long name), bytes and padding. */
+async function* tarEntries(root: string, name: string, files: LockChartFile[]): AsyncGenerator<Buffer> {
+  const sorted = [...files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  for (const f of sorted) {
+    const entry = `${name}/${f.path}`;
+    const header = new Header({
+      path: entry,
+      mode: f.mode,
+      uid: 0,
+      gid: 0,
+      size: f.size,
+      mtime: MTIME,
+      type: "File",
+    });
+    if (header.encode()) yield new Pax({ path: entry, mtime: MTIME }).encode();
+    if (!header.block) throw new WorkError(`${entry}: cannot write its tar header`);
+    yield header.block;
+    yield* fileBytes(path.join(root, ...f.path.split("/")), f);
+    if (f.size % BLOCK) yield Buffer.alloc(BLOCK - (f.size % BLOCK));
+  }
+  yield Buffer.alloc(2 * BLOCK);
+}
+
+/** A chart file's bytes, exactly those the lock lists: a header promised their size. */
+function fileBytes(file: string, f: LockChartFile): AsyncGenerator<Buffer> {
+  const changed = () => new WorkError(`${file}: changed while the chart was packaged`);
+  return checkedBytes(createReadStream(file), f, { over: changed, differ: changed });
+}
