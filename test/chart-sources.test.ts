@@ -231,6 +231,18 @@ test.serial("deploy renders the repository's chart through its proof", async (t)
     { cwd: root },
   );
   t.is(u.code, 0, u.stderr);
+  // The site's real helm pulls each chart from the site registry: the original archive, byte for byte.
+  for (const [name, version, original] of [
+    ["web", "1.2.3", path.join(repo.dir, "web-1.2.3.tgz")],
+    ["tool", "0.3.0", path.join(root, "oci", "tool-0.3.0.tgz")],
+  ] as const) {
+    const dest = path.join(root, "pulled", name);
+    const ref = `oci://${site.host}/teleinfra/charts/${name}`;
+    await mkdir(dest, { recursive: true });
+    await helm(path.join(root, "helm-site"), ["pull", ref, "--version", version, "--plain-http", "-d", dest]);
+    t.deepEqual(await readdir(dest), [`${name}-${version}.tgz`]);
+    t.is(await sha256(path.join(dest, `${name}-${version}.tgz`)), await sha256(original), ref);
+  }
   const cluster = await clusterStandIn(path.join(root, "cluster"));
   const r = await runCli(
     ["deploy", "out", "--registry", site.host, "--fileserver", server.url, "--helm", cluster.helm],

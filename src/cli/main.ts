@@ -318,7 +318,7 @@ function defineInspect(program: Command, out: () => Output): void {
   const inspect = program
     .command("inspect")
     .description(
-      "list a bundle's images, their referrers (signatures, SBOMs, attestations), git archives, files, templates still to render, charts (version, archive, origin, where upload pushes it) and the site values still to bind",
+      "list a bundle's images, their referrers (signatures, SBOMs, attestations), git archives, files, templates still to render, charts (version, archive, where upload pushes it) with the repository each came from, and the site values still to bind",
     )
     .argument("<DIR>", "a prepared bundle (folder or archive)");
   example(inspect, "bundle inspect ./bundle-out/openwhisk --json");
