@@ -19,6 +19,7 @@ import { skopeoCopyToOciLayout, skopeoInspectRaw } from "./helpers/skopeo.js";
 import { startDockerd, type TestDockerd } from "./helpers/dockerd.js";
 import { startContainerd, type TestContainerd } from "./helpers/containerd.js";
 import { clusterStandIn } from "./helpers/helm.js";
+import { helm } from "./helpers/helmRepo.js";
 import { httpRequest, header } from "./helpers/http.js";
 import { flipByte, sha256File } from "./helpers/bundles.js";
 import { openArchive } from "../src/bundle/archive.js";
@@ -207,12 +208,32 @@ for (const which of ["folder", "archive"] as const) {
       repositories: string[];
     };
     t.deepEqual(cat.repositories, [
+      "teleinfra/charts/demo",
       "teleinfra/multi-docker",
       "teleinfra/multi-oci",
       "teleinfra/partial",
       "teleinfra/single-docker",
       "teleinfra/single-oci",
     ]);
+    // The chart as upload pushes it: the real helm pulls the bundle's archive, byte for byte.
+    const chart = lock.charts.find((c) => c.name === "demo")!;
+    const pulled = path.join(root, `pulled-${which}`);
+    await mkdir(pulled, { recursive: true });
+    const ref = `oci://${served().host}/teleinfra/charts/demo`;
+    await helm(path.join(root, "helm-home"), [
+      "pull",
+      ref,
+      "--version",
+      "0.1.0",
+      "--plain-http",
+      "-d",
+      pulled,
+    ]);
+    t.is(
+      await sha256File(path.join(pulled, "demo-0.1.0.tgz")),
+      chart.archive?.sha256 ?? "no archive in the lock",
+      ref,
+    );
     const tags = await httpRequest(`${base}/v2/teleinfra/multi-oci/tags/list`);
     t.deepEqual(JSON.parse(tags.body.toString()), { name: "teleinfra/multi-oci", tags: ["v1"] });
 
@@ -411,7 +432,7 @@ test.serial("an update bundle is served over its base, over HTTPS with --tls-cer
     ["--no-fileserver", "--tls-cert", cert, "--tls-key", key],
   );
   t.regex(both.url, /^https:/);
-  t.regex(both.stderr(), /registry: 2 bundles \(11 images in 6 repositories\)/);
+  t.regex(both.stderr(), /registry: 2 bundles \(11 images and 2 charts in 7 repositories\)/);
   t.regex(both.stderr(), new RegExp(`--registry https://${both.host.replace(/\./g, "\\.")}`));
   const update = JSON.parse(
     await readFile(path.join(root, "update-out/bundle.lock.json"), "utf8"),
@@ -478,7 +499,7 @@ test("serve prints the containerd and Docker snippets for a plain-HTTP registry"
   t.true(printed.includes(`bundle deploy BUNDLE --registry http://${folder.host}`));
   t.regex(
     printed,
-    /registry: 1 bundle \(5 images in 5 repositories\) at http:\/\/127\.0\.0\.1:\d+, read-only/,
+    /registry: 1 bundle \(5 images and 1 chart in 6 repositories\) at http:\/\/127\.0\.0\.1:\d+, read-only/,
   );
 });
 

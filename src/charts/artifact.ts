@@ -69,6 +69,18 @@ export class ChartArtifact implements ImageSource {
     return this.bundle.open(this.archive.path, offset > 0 ? { start: offset } : {});
   }
 
+  /** The config and the layer: the blobs a registry serving this chart holds for it. */
+  blobs(): Descriptor[] {
+    return [this.configDescriptor(), this.layerDescriptor()];
+  }
+
+  /** Bytes `start`…`end` (inclusive) of one of its blobs, or the whole blob (then checked against the lock). */
+  openRange(digest: string, range?: { start: number; end: number }): Readable {
+    if (digest === this.configDescriptor().digest)
+      return Readable.from([this.config.subarray(range?.start ?? 0, range ? range.end + 1 : undefined)]);
+    return this.bundle.open(this.archive.path, range ?? {});
+  }
+
   private configDescriptor(): Descriptor {
     return { mediaType: HELM_CONFIG, digest: sha256Digest(this.config), size: this.config.length };
   }

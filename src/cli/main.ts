@@ -239,7 +239,7 @@ function defineServe(program: Command, out: () => Output): void {
     .argument("[bundles...]", "with --registry-port: bundle folders or archives whose images to serve")
     .description(
       "the static file server for the main node: GET/HEAD with Range and ETag, authenticated PUT uploads; " +
-        "with --registry-port, also a read-only registry serving the bundles' images under their mirror names",
+        "with --registry-port, also a read-only registry serving the bundles' images (and charts, as Helm OCI artifacts) under their mirror names",
     )
     .option("--root <DIR>", "folder to serve (bundles live in <DIR>/<bundle name>/)", "bundle-files")
     .option("--port <PORT>", "port to listen on", "8003")

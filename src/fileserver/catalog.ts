@@ -4,6 +4,7 @@
  * no registry pulls what `deploy --registry` proves. Built once from the locks; every answer is
  * a map lookup by repository, tag or digest, so a request's path never reaches the filesystem:
  * a blob is read only through `blobMember` of a digest the lock lists for that repository.
+ * Charts are served as upload pushes them: Helm OCI artifacts under `<prefix>/charts/<name>`.
  */
 import type { Readable } from "node:stream";
 import type { BundleContents } from "../bundle/contents.js";
@@ -11,6 +12,7 @@ import { referrerItems, type LockImage } from "../bundle/lock.js";
 import { parseMirror } from "../config/mirror.js";
 import { reducedIndex } from "../copy/platforms.js";
 import { digestHex, type Descriptor, type ImageIndex, type RawManifest } from "../oci/types.js";
+import { ChartArtifact } from "../charts/artifact.js";
 
 /** Where the bundle keeps a blob or manifest of its `images/` layout. */
 function blobMember(digest: string): string {
@@ -46,6 +48,8 @@ export class RegistryCatalog {
   private readonly mediaTypes = new Map<string, string>();
   /** Indexes reduced to the carried platforms, as upload pushes them (small, kept in memory). */
   private readonly reduced = new Map<string, RawManifest>();
+  /** Charts' config and layer blobs, by digest: the artifact that holds each. */
+  private readonly chartBlobs = new Map<string, { artifact: ChartArtifact; size: number }>();
 
   /** `bundles` in the order given: a later one (an update) wins a tag both name. */
   private constructor(private readonly bundles: BundleContents[]) {}
@@ -53,6 +57,7 @@ export class RegistryCatalog {
   static async open(bundles: BundleContents[], warn: (line: string) => void): Promise<RegistryCatalog> {
     const catalog = new RegistryCatalog(bundles);
     for (const bundle of bundles) for (const img of bundle.lock.images) await catalog.add(bundle, img, warn);
+    for (const bundle of bundles) await catalog.addCharts(bundle);
     await catalog.checkTagged(warn);
     return catalog;
   }
@@ -73,6 +78,26 @@ export class RegistryCatalog {
     if (before && before !== img.mirrorDigest)
       warn(`${img.mirror}: ${bundle.where} names ${img.mirrorDigest}, over ${before} of an earlier bundle`);
     repo.tags.set(mirror.tag, img.mirrorDigest);
+  }
+
+  /** Each chart with an archive and a mirror name, as the Helm OCI artifact upload pushes. */
+  private async addCharts(bundle: BundleContents) {
+    for (const chart of bundle.lock.charts) {
+      const { archive, mirror } = chart;
+      if (!archive || !mirror) continue;
+      // Opening reads the archive once, checked against the lock: a changed one stops serve.
+      const artifact = await ChartArtifact.open(bundle, { ...chart, archive });
+      const { repository, tag } = parseMirror(mirror);
+      const repo = this.repo(repository);
+      const m = artifact.manifest;
+      repo.manifests.add(m.digest);
+      this.reduced.set(m.digest, m);
+      if (tag) repo.tags.set(tag, m.digest);
+      for (const d of artifact.blobs()) {
+        repo.blobs.add(d.digest);
+        this.chartBlobs.set(d.digest, { artifact, size: d.size });
+      }
+    }
   }
 
   /** Referrers as upload pushes them: by digest, cosign's under their tags, the others listed by subject. */
@@ -170,6 +195,8 @@ export class RegistryCatalog {
   async blob(name: string, digest: string): Promise<ServedBlob | undefined> {
     const repo = this.repos.get(name);
     if (!repo || !(repo.blobs.has(digest) || repo.manifests.has(digest))) return undefined;
+    const chart = this.chartBlobs.get(digest);
+    if (chart) return { digest, size: chart.size, open: (range) => chart.artifact.openRange(digest, range) };
     const found = await this.holder(digest);
     if (!found) return undefined;
     const rel = blobMember(digest);

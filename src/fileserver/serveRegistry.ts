@@ -50,8 +50,10 @@ export async function startBundleRegistry(opts: BundleRegistryOptions): Promise<
   });
   const address = `${nodeHost(opts.host)}:${server.port}`;
   const images = bundles.reduce((n, b) => n + b.lock.images.length, 0);
+  const charts = bundles.reduce((n, b) => n + b.lock.charts.filter((c) => c.archive && c.mirror).length, 0);
+  const what = `${plural(images, "image")}${charts > 0 ? ` and ${plural(charts, "chart")}` : ""}`;
   const head =
-    `registry: ${plural(bundles.length, "bundle")} (${plural(images, "image")} in ` +
+    `registry: ${plural(bundles.length, "bundle")} (${what} in ` +
     `${repositories(catalog.repositories().length)}) at ${server.url}, read-only`;
   return { server, address, notice: [head, ...siteSnippets(address, tls !== undefined)] };
 }
