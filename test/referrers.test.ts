@@ -11,7 +11,14 @@ import { generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
 import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
 import { startRegistry, type TestRegistry } from "./helpers/registry.js";
-import { MediaTypes, pushImage, sha256Digest, type PushedImage } from "./helpers/images.js";
+import {
+  MediaTypes,
+  pushBlob as pushRawBlob,
+  pushImage,
+  pushManifest as pushRawManifest,
+  sha256Digest,
+  type PushedImage,
+} from "./helpers/images.js";
 import { header, httpRequest } from "./helpers/http.js";
 import { skopeoInspectRaw } from "./helpers/skopeo.js";
 import { startFaultProxy } from "./helpers/faultProxy.js";
@@ -34,21 +41,12 @@ interface Pushed {
 
 // --- pushing artifacts as cosign and oras do ----------------------------------------------
 
+/** A blob into `repo` (the test bed's monolithic upload); its digest. */
 async function pushBlob(reg: TestRegistry, repo: string, bytes: Buffer): Promise<string> {
-  const digest = sha256Digest(bytes);
-  const started = await httpRequest(`${reg.url}/v2/${repo}/blobs/uploads/`, { method: "POST" });
-  if (started.status !== 202) throw new Error(`start upload: HTTP ${started.status}`);
-  const location = new URL(header(started, "location") ?? "", `${reg.url}/`);
-  location.searchParams.set("digest", digest);
-  const put = await httpRequest(location, {
-    method: "PUT",
-    headers: { "content-type": "application/octet-stream", "content-length": String(bytes.length) },
-    body: bytes,
-  });
-  if (put.status !== 201) throw new Error(`upload ${digest}: HTTP ${put.status} ${put.body.toString()}`);
-  return digest;
+  return (await pushRawBlob(reg, repo, bytes)).digest;
 }
 
+/** A hand-made manifest under a tag, or by its digest when none is given. */
 async function pushManifest(
   reg: TestRegistry,
   repo: string,
@@ -56,14 +54,8 @@ async function pushManifest(
   body: object,
 ): Promise<{ digest: string; bytes: Buffer }> {
   const bytes = Buffer.from(JSON.stringify(body));
-  const digest = sha256Digest(bytes);
   const mediaType = (body as { mediaType: string }).mediaType;
-  const res = await httpRequest(`${reg.url}/v2/${repo}/manifests/${reference ?? digest}`, {
-    method: "PUT",
-    headers: { "content-type": mediaType },
-    body: bytes,
-  });
-  if (res.status !== 201) throw new Error(`put manifest: HTTP ${res.status} ${res.body.toString()}`);
+  const digest = await pushRawManifest(reg, repo, reference ?? sha256Digest(bytes), mediaType, bytes);
   return { digest, bytes };
 }
 
