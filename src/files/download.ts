@@ -13,7 +13,7 @@ import { pipeline } from "node:stream/promises";
 import { classifyError, createHttpStack, type HttpStack, type HttpTimeouts } from "../registry/http.js";
 import { InputError, WorkError } from "../util/errors.js";
 import { countingHasher } from "../util/streams.js";
-import { TransientError, withRetry, type RetryOptions } from "../util/retry.js";
+import { GaveUpError, TransientError, withRetry, type RetryOptions } from "../util/retry.js";
 
 export interface Downloaded {
   size: number;
@@ -46,10 +46,11 @@ export async function download(url: string, file: string, opts: DownloadOptions)
   const http = createHttpStack({ ...(opts.timeouts ? { timeouts: opts.timeouts } : {}) });
   let result: Downloaded;
   try {
+    // The one retry loop of a download: each attempt resumes from what the partial file holds.
     result = await withRetry(() => fetchInto(http, url, partial, { limit, why }, opts.onBytes), opts.retry);
   } catch (err) {
     // A partial is kept to resume after a fault; one refused (too large, not found) is junk.
-    if (!(err instanceof TransientError)) await rm(partial, { force: true });
+    if (!(err instanceof GaveUpError)) await rm(partial, { force: true });
     throw err;
   } finally {
     http.close();
