@@ -31,33 +31,53 @@ export function countingHasher(hash: Hash, onBytes?: (n: number) => void) {
   return { stream, bytes: () => total };
 }
 
-/** What a stream's bytes must be: at most `size` (exactly, at its end) and, when given, this sha256. */
+/**
+ * What a stream's bytes must be: at most `size` (exactly, at its end), or at most `max` when the
+ * size is not known, and, when given, this sha256.
+ */
 export interface ExpectedBytes {
   size?: number;
+  max?: number;
   /** Lowercase hex. */
   sha256?: string;
 }
 
+/** What went through: its size and sha256 (lowercase hex). */
+export interface StreamedBytes {
+  size: number;
+  sha256: string;
+}
+
+export interface CheckFailures {
+  over(): Error;
+  differ(size: number, sha256: string): Error;
+}
+
 /**
- * Passes `source`'s bytes through while counting and hashing them: past `want.size` it fails at
- * once with `over()`, and at its end with `differ(size, sha256hex)` unless both agree with `want`.
- * One check for every "hash while streaming, stop at the declared size" reader.
+ * Passes `source`'s bytes through while counting and hashing them: past `want.size` (or
+ * `want.max`) it fails at once with `over()`, and at its end with `differ(size, sha256hex)`
+ * unless both agree with `want`; it returns what went through. One check for every "hash while
+ * streaming, stop at the declared size" reader and writer.
  */
 export async function* checkedBytes(
-  source: AsyncIterable<unknown>,
+  source: AsyncIterable<unknown> | Iterable<unknown>,
   want: ExpectedBytes,
-  fail: { over(): Error; differ(size: number, sha256: string): Error },
-): AsyncGenerator<Buffer> {
+  fail: CheckFailures,
+  onBytes?: (n: number) => void,
+): AsyncGenerator<Buffer, StreamedBytes> {
   const hash = createHash("sha256");
+  const cap = want.size ?? want.max;
   let size = 0;
   for await (const chunk of source) {
-    const buf = chunk as Buffer;
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array | string);
     size += buf.length;
-    if (want.size !== undefined && size > want.size) throw fail.over();
+    if (cap !== undefined && size > cap) throw fail.over();
     hash.update(buf);
+    onBytes?.(buf.length);
     yield buf;
   }
   const got = hash.digest("hex");
   if ((want.size !== undefined && size !== want.size) || (want.sha256 !== undefined && got !== want.sha256))
     throw fail.differ(size, got);
+  return { size, sha256: got };
 }
