@@ -2,9 +2,10 @@
 import test, { type ExecutionContext } from "ava";
 import { createHash } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { TransientError } from "../src/util/retry.js";
 import os from "node:os";
 import path from "node:path";
-import { writeVerified } from "../src/util/cas.js";
+import { writeResumable, writeVerified, type ResumableWrite } from "../src/util/cas.js";
 import { WorkError } from "../src/util/errors.js";
 
 const CHUNK = Buffer.alloc(64 * 1024, 7);
@@ -121,5 +122,67 @@ test("a source that breaks leaves nothing; a publish step gets the checked tempo
     { message: "refused at publish" },
   );
   t.deepEqual(seen, [{ size: DATA.length, sha256: SHA }]);
+  await rest(t, dir, ["canary"]);
+});
+
+/** A resumable write of DATA whose source breaks after `breakAt` bytes the first time, and records each offset asked. */
+function resumable(
+  dir: string,
+  asked: number[],
+  opts: { breakAt?: number; ignoreRange?: boolean } = {},
+): ResumableWrite {
+  let broken = false;
+  return {
+    partial: path.join(dir, "partial"),
+    open: (offset) => {
+      asked.push(offset);
+      const from = opts.ignoreRange ? 0 : offset;
+      const breakAt = !broken && opts.breakAt !== undefined ? opts.breakAt : undefined;
+      broken ||= breakAt !== undefined;
+      const stream = (async function* () {
+        if (breakAt === undefined) {
+          yield DATA.subarray(from);
+          return;
+        }
+        yield DATA.subarray(from, breakAt);
+        throw new TransientError("connection reset");
+      })();
+      return Promise.resolve({ stream, from });
+    },
+    want: { size: DATA.length, sha256: SHA },
+    fail: { over: () => new WorkError("over"), differ: (size) => new WorkError(`differ at ${size}`) },
+    keep: (err) => err instanceof TransientError,
+  };
+}
+
+test("a resumable write keeps its partial after a transient fault and asks only for the rest", async (t) => {
+  const dir = await folder(t);
+  const file = path.join(dir, "f.bin");
+  const asked: number[] = [];
+  const w = resumable(dir, asked, { breakAt: 1000 });
+  await t.throwsAsync(writeResumable(file, w), { instanceOf: TransientError });
+  t.is((await stat(w.partial)).size, 1000, "the bytes before the fault are kept");
+  t.deepEqual(await writeResumable(file, w), { size: DATA.length, sha256: SHA });
+  t.deepEqual(asked, [0, 1000]);
+  t.true((await readFile(file)).equals(DATA));
+  await rest(t, dir, ["canary", "f.bin"]);
+});
+
+test("a resumable write starts over when the source cannot skip, and drops a partial that fails the check", async (t) => {
+  const dir = await folder(t);
+  const file = path.join(dir, "f.bin");
+  const asked: number[] = [];
+  await writeFile(path.join(dir, "partial"), DATA.subarray(0, 500));
+  t.deepEqual(await writeResumable(file, resumable(dir, asked, { ignoreRange: true })), {
+    size: DATA.length,
+    sha256: SHA,
+  });
+  t.deepEqual(asked, [500]);
+  t.true((await readFile(file)).equals(DATA));
+
+  // Spoilt bytes held from before: the whole is checked, refused, and nothing is kept.
+  await rm(file);
+  await writeFile(path.join(dir, "partial"), Buffer.alloc(500, 0x41));
+  await t.throwsAsync(writeResumable(file, resumable(dir, [])), { message: `differ at ${DATA.length}` });
   await rest(t, dir, ["canary"]);
 });

@@ -4,13 +4,20 @@
  * file is written so that a reader sees nothing, the old file or the whole new one: a temporary
  * name opened exclusively, the bytes hashed and counted as they pass (and checked when the caller
  * knows what they must be), then a rename. Every write of streamed or downloaded content goes
- * through `writeVerified`; a resumable download keeps its own partial file (see layout, files).
+ * through `writeVerified`, or `writeResumable` for a download that keeps a partial file to resume.
  */
-import { createWriteStream } from "node:fs";
-import { chmod, open, rename, rm } from "node:fs/promises";
+import { createHash, type Hash } from "node:crypto";
+import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
+import { chmod, open, rename, rm, stat } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import { InputError, WorkError } from "./errors.js";
-import { checkedBytes, type CheckFailures, type ExpectedBytes, type StreamedBytes } from "./streams.js";
+import {
+  checkedBytes,
+  type CheckedMore,
+  type CheckFailures,
+  type ExpectedBytes,
+  type StreamedBytes,
+} from "./streams.js";
 
 /** The folder of a layout holding its blobs, relative to the layout. */
 export const BLOBS_DIR = "blobs/sha256";
@@ -51,7 +58,6 @@ export async function writeVerified(
 ): Promise<StreamedBytes> {
   const tmp = opts.temp ?? `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const fail = opts.fail ?? defaultFailures(file, opts.want);
-  let written: StreamedBytes | undefined;
   let created = false;
   try {
     // `wx`: a name that exists is someone else's file, never written over (nor removed below).
@@ -60,22 +66,94 @@ export async function writeVerified(
       ...(opts.mode !== undefined ? { mode: opts.mode } : {}),
     });
     out.once("open", () => (created = true));
-    await pipeline(
-      source,
-      async function* (bytes: AsyncIterable<unknown> | Iterable<unknown>) {
-        written = yield* checkedBytes(bytes, opts.want ?? {}, fail, opts.onBytes);
-      },
-      out,
-    );
+    const written = await streamInto(out, source, opts.want ?? {}, fail, {
+      ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
+    });
     if (opts.mode !== undefined) await chmod(tmp, opts.mode);
     if (opts.durable) await fsync(tmp);
-    const done = written as StreamedBytes;
-    await (opts.publish ? opts.publish(tmp, done) : rename(tmp, file));
-    return done;
+    await (opts.publish ? opts.publish(tmp, written) : rename(tmp, file));
+    return written;
   } finally {
     // After the rename there is nothing left to remove; before it, a refused or broken write.
     if (created) await rm(tmp, { force: true });
   }
+}
+
+/**
+ * A download that outlives a fault or a killed run: its bytes go to `partial`, a name of its own
+ * that stays after a failure `keep` accepts, so the next attempt asks only for the rest (Range)
+ * and appends it, hashed after what the partial already held. Whole and checked, it is renamed
+ * to `file`; on any other failure the partial is removed. Not `wx`: the partial is the resume state.
+ */
+export interface ResumableWrite {
+  partial: string;
+  /** Opens the content from `offset`; `from` is where its bytes start: `offset`, or 0 when it could not skip. */
+  open(offset: number): Promise<{ stream: AsyncIterable<unknown>; from: number }>;
+  want: ExpectedBytes;
+  fail: CheckFailures;
+  keep(err: unknown): boolean;
+  onBytes?: (n: number) => void;
+  /** The partial file's write buffer. */
+  highWaterMark?: number;
+}
+
+export async function writeResumable(file: string, w: ResumableWrite): Promise<StreamedBytes> {
+  try {
+    const held = await heldBytes(w.partial, w.want.size);
+    const { stream, from } = await w.open(held.size);
+    const after = from > 0 ? held : { hash: createHash("sha256"), size: 0 };
+    const out = createWriteStream(w.partial, {
+      flags: from > 0 ? "a" : "w",
+      ...(w.highWaterMark !== undefined ? { highWaterMark: w.highWaterMark } : {}),
+    });
+    const written = await streamInto(out, stream, w.want, w.fail, {
+      after,
+      ...(w.onBytes ? { onBytes: w.onBytes } : {}),
+    });
+    await rename(w.partial, file);
+    return written;
+  } catch (err) {
+    if (!w.keep(err)) await rm(w.partial, { force: true });
+    throw err;
+  }
+}
+
+/** What a partial file holds, hashed; nothing when it is empty or not shorter than the whole. */
+async function heldBytes(partial: string, size: number | undefined): Promise<{ hash: Hash; size: number }> {
+  const hash = createHash("sha256");
+  const s = await stat(partial).catch(() => undefined);
+  if (!s || s.size === 0 || (size !== undefined && s.size >= size)) return { hash, size: 0 };
+  for await (const chunk of createReadStream(partial)) hash.update(chunk as Buffer);
+  return { hash, size: s.size };
+}
+
+/** Pipes `source` through the checks into `out`; resolves with what went through once it is all written. */
+async function streamInto(
+  out: WriteStream,
+  source: AsyncIterable<unknown> | Iterable<unknown>,
+  want: ExpectedBytes,
+  fail: CheckFailures,
+  more: CheckedMore,
+): Promise<StreamedBytes> {
+  let written: StreamedBytes | undefined;
+  let failure: { err: unknown } | undefined;
+  await pipeline(
+    source,
+    async function* (bytes: AsyncIterable<unknown> | Iterable<unknown>) {
+      try {
+        written = yield* checkedBytes(bytes, want, fail, more);
+      } catch (err) {
+        // The file still gets every byte that came before the fault: a partial resumes after them.
+        failure = { err };
+      }
+    },
+    out,
+  ).catch((err: unknown) => {
+    // A source stopped by the check reports itself aborted: the check's error says why.
+    throw failure ? failure.err : err;
+  });
+  if (failure) throw failure.err;
+  return written as StreamedBytes;
 }
 
 /** Writes a whole buffer or text the same way: readers see the old or the new file. */

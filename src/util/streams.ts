@@ -48,6 +48,12 @@ export interface StreamedBytes {
   sha256: string;
 }
 
+export interface CheckedMore {
+  onBytes?: (n: number) => void;
+  /** Bytes that came before the source (a partial file resumed), already hashed into `hash`. */
+  after?: { hash: Hash; size: number };
+}
+
 export interface CheckFailures {
   over(): Error;
   differ(size: number, sha256: string): Error;
@@ -63,11 +69,12 @@ export async function* checkedBytes(
   source: AsyncIterable<unknown> | Iterable<unknown>,
   want: ExpectedBytes,
   fail: CheckFailures,
-  onBytes?: (n: number) => void,
+  more: CheckedMore = {},
 ): AsyncGenerator<Buffer, StreamedBytes> {
-  const hash = createHash("sha256");
+  const hash = more.after?.hash ?? createHash("sha256");
   const cap = want.size ?? want.max;
-  let size = 0;
+  const onBytes = more.onBytes;
+  let size = more.after?.size ?? 0;
   for await (const chunk of source) {
     const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array | string);
     size += buf.length;
