@@ -159,11 +159,15 @@ test("a resumable write keeps its partial after a transient fault and asks only 
   const dir = await folder(t);
   const file = path.join(dir, "f.bin");
   const asked: number[] = [];
-  const w = resumable(dir, asked, { breakAt: 1000 });
-  await t.throwsAsync(writeResumable(file, w), { instanceOf: TransientError });
-  t.is((await stat(w.partial)).size, 1000, "the bytes before the fault are kept");
+  const w = resumable(dir, asked, { breakAt: 5000 });
+  // A killed run left 1000 bytes; this run's first attempt breaks after byte 5000.
+  await writeFile(w.partial, DATA.subarray(0, 1000));
+  await t.throwsAsync(writeResumable(file, w), { instanceOf: TransientError, message: "connection reset" });
+  const held = await readFile(w.partial);
+  t.true(held.length >= 1000 && held.length <= 5000, `the partial holds ${held.length} bytes`);
+  t.true(held.equals(DATA.subarray(0, held.length)), "and they are the content's first bytes");
   t.deepEqual(await writeResumable(file, w), { size: DATA.length, sha256: SHA });
-  t.deepEqual(asked, [0, 1000]);
+  t.deepEqual(asked, [1000, held.length], "each attempt asks only for what the partial lacks");
   t.true((await readFile(file)).equals(DATA));
   await rest(t, dir, ["canary", "f.bin"]);
 });

@@ -9,10 +9,11 @@
 import { createHash, type Hash } from "node:crypto";
 import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
 import { chmod, open, rename, rm, stat } from "node:fs/promises";
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { InputError, WorkError } from "./errors.js";
 import {
-  checkedBytes,
+  ByteCheck,
   type CheckedMore,
   type CheckFailures,
   type ExpectedBytes,
@@ -127,7 +128,10 @@ async function heldBytes(partial: string, size: number | undefined): Promise<{ h
   return { hash, size: s.size };
 }
 
-/** Pipes `source` through the checks into `out`; resolves with what went through once it is all written. */
+/**
+ * Pipes `source` through a ByteCheck into `out` (a Transform: the disk writes one chunk while the
+ * next is hashed); resolves with what went through once it is all written.
+ */
 async function streamInto(
   out: WriteStream,
   source: AsyncIterable<unknown> | Iterable<unknown>,
@@ -135,24 +139,32 @@ async function streamInto(
   fail: CheckFailures,
   more: CheckedMore,
 ): Promise<StreamedBytes> {
+  const check = new ByteCheck(want, fail, more);
   let written: StreamedBytes | undefined;
   let failure: { err: unknown } | undefined;
-  await pipeline(
-    source,
-    async function* (bytes: AsyncIterable<unknown> | Iterable<unknown>) {
+  const checked = new Transform({
+    transform(chunk: unknown, _enc, done) {
       try {
-        written = yield* checkedBytes(bytes, want, fail, more);
+        done(null, check.take(chunk));
       } catch (err) {
-        // The file still gets every byte that came before the fault: a partial resumes after them.
         failure = { err };
+        done(err as Error);
       }
     },
-    out,
-  ).catch((err: unknown) => {
+    flush(done) {
+      try {
+        written = check.end();
+        done();
+      } catch (err) {
+        failure = { err };
+        done(err as Error);
+      }
+    },
+  });
+  await pipeline(source, checked, out).catch((err: unknown) => {
     // A source stopped by the check reports itself aborted: the check's error says why.
     throw failure ? failure.err : err;
   });
-  if (failure) throw failure.err;
   return written as StreamedBytes;
 }
 

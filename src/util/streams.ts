@@ -46,31 +46,51 @@ export interface CheckFailures {
 }
 
 /**
- * Passes `source`'s bytes through while counting and hashing them: past `want.size` (or
- * `want.max`) it fails at once with `over()`, and at its end with `differ(size, sha256hex)`
- * unless both agree with `want`; it returns what went through. One check for every "hash while
- * streaming, stop at the declared size" reader and writer.
+ * The check of a stream's bytes, chunk by chunk: past `want.size` (or `want.max`) `take` fails at
+ * once with `over()`, and `end` with `differ(size, sha256hex)` unless both agree with `want`.
+ * One check for every "hash while streaming, stop at the declared size" reader and writer.
  */
+export class ByteCheck {
+  private readonly hash: Hash;
+  private readonly cap: number | undefined;
+  private size: number;
+
+  constructor(
+    private readonly want: ExpectedBytes,
+    private readonly fail: CheckFailures,
+    private readonly more: CheckedMore = {},
+  ) {
+    this.hash = more.after?.hash ?? createHash("sha256");
+    this.cap = want.size ?? want.max;
+    this.size = more.after?.size ?? 0;
+  }
+
+  take(chunk: unknown): Buffer {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array | string);
+    this.size += buf.length;
+    if (this.cap !== undefined && this.size > this.cap) throw this.fail.over();
+    this.hash.update(buf);
+    this.more.onBytes?.(buf.length);
+    return buf;
+  }
+
+  end(): StreamedBytes {
+    const got = this.hash.digest("hex");
+    const { size, sha256 } = this.want;
+    if ((size !== undefined && this.size !== size) || (sha256 !== undefined && got !== sha256))
+      throw this.fail.differ(this.size, got);
+    return { size: this.size, sha256: got };
+  }
+}
+
+/** `source`'s bytes through a ByteCheck, for readers that iterate; returns what went through. */
 export async function* checkedBytes(
   source: AsyncIterable<unknown> | Iterable<unknown>,
   want: ExpectedBytes,
   fail: CheckFailures,
   more: CheckedMore = {},
 ): AsyncGenerator<Buffer, StreamedBytes> {
-  const hash = more.after?.hash ?? createHash("sha256");
-  const cap = want.size ?? want.max;
-  const onBytes = more.onBytes;
-  let size = more.after?.size ?? 0;
-  for await (const chunk of source) {
-    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array | string);
-    size += buf.length;
-    if (cap !== undefined && size > cap) throw fail.over();
-    hash.update(buf);
-    onBytes?.(buf.length);
-    yield buf;
-  }
-  const got = hash.digest("hex");
-  if ((want.size !== undefined && size !== want.size) || (want.sha256 !== undefined && got !== want.sha256))
-    throw fail.differ(size, got);
-  return { size, sha256: got };
+  const check = new ByteCheck(want, fail, more);
+  for await (const chunk of source) yield check.take(chunk);
+  return check.end();
 }
