@@ -96,6 +96,58 @@ test("a registry that stays unavailable fails with the status and the number of 
   t.is(proxy.count("GET", /manifests/), 4);
 });
 
+test("a chunked upload that keeps failing gives up after its own attempts: no loop around it tries again", async (t) => {
+  const { proxy, client } = await bed(t, { monolithicMaxBytes: 512 * KiB, chunkBytes: 1 * MiB });
+  const data = randomBytes(2 * MiB);
+  const desc = blobDesc(data);
+  proxy.addRule({ method: "PATCH", path: UPLOADS, times: 100, fault: { kind: "status", status: 503 } });
+  const err = await t.throwsAsync(client.uploadBlob("fault/upload", desc, opener(data)), {
+    instanceOf: WorkError,
+  });
+  t.regex(
+    err.message,
+    new RegExp(
+      `^upload blob ${desc.digest} of .* to registry ${proxy.host}: PATCH .*: HTTP 503 \\(gave up after 4 attempts\\)$`,
+    ),
+  );
+  // retries: 3 — four PATCHes in one session, a status request before each resend, never a new session.
+  t.is(proxy.count("PATCH", UPLOADS), 4);
+  t.is(proxy.count("GET", UPLOADS), 3);
+  t.is(proxy.count("POST", UPLOADS), 1);
+  t.regex(
+    String((err.cause as Error | undefined)?.message),
+    /HTTP 503$/,
+    "the last fault is kept as the cause",
+  );
+});
+
+test("a blob download counts its breaks and reopens together, and gives up after its attempts", async (t) => {
+  const { proxy, client } = await bed(t);
+  const data = randomBytes(1 * MiB);
+  const desc = blobDesc(data);
+  await client.uploadBlob("fault/upload", desc, opener(data));
+  const blob = new RegExp(`/v2/fault/upload/blobs/${desc.digest}$`);
+  proxy.addRule({ method: "GET", path: blob, fault: { kind: "drop-response", afterBytes: 100 * KiB } });
+  proxy.addRule({ method: "GET", path: blob, times: 100, fault: { kind: "status", status: 503 } });
+  const stream = await client.getBlob("fault/upload", desc.digest);
+  const err = await t.throwsAsync(readAll(stream), { instanceOf: WorkError });
+  t.regex(
+    err.message,
+    new RegExp(`^download blob ${desc.digest} of .*: HTTP 503 \\(gave up after 4 attempts\\)$`),
+  );
+  // retries: 3 — the first GET broke after bytes got through, then three reopens failed: four in
+  // all, not a fresh set of retries for each reopen.
+  t.is(proxy.count("GET", blob), 4);
+  const ranges = proxy.requests.filter((r) => blob.test(r.path)).map((r) => r.headers.range);
+  t.is(ranges[0], undefined);
+  t.regex(String(ranges[1]), /^bytes=[1-9]\d*-$/);
+  t.deepEqual(
+    ranges.slice(1),
+    Array<string | undefined>(3).fill(ranges[1]),
+    "each reopen from the byte reached",
+  );
+});
+
 test("connections dropped in the middle of a manifest or a blob are resumed", async (t) => {
   const { proxy, images, client } = await bed(t);
   const image = images.singleDocker;

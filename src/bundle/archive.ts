@@ -174,14 +174,39 @@ export async function packBundle(
   const split = opts.splitBytes;
   if (split !== undefined && (!Number.isInteger(split) || split < BLOCK))
     throw new InputError(`split size must be a whole number of at least ${BLOCK} bytes`);
+  const planned = await planMembers(dir, file, lockedFiles(lock));
+  const { indexBytes, total } = layOutIndex(planned);
+  // The index takes the lock's mtime, not the clock's: packing the same bundle twice gives the same bytes.
+  const now = planned.find((p) => p.member.path === LOCK_FILE)?.mtime ?? 0;
+  const indexHeader = headerFor(ARCHIVE_INDEX, indexBytes.length, 0o644, now);
+  if (indexHeader.length !== BLOCK) throw new WorkError("archive index header is not one block");
+
+  const sink = new PartSink(file, split);
+  try {
+    await sink.write(indexHeader);
+    await sink.write(indexBytes);
+    await sink.write(Buffer.alloc(padding(indexBytes.length)));
+    for (const p of planned) await writeMember(sink, p);
+    await sink.write(Buffer.alloc(2 * BLOCK));
+    if (sink.bytes !== total)
+      throw new WorkError(`archive layout error: wrote ${sink.bytes}, planned ${total}`);
+    const files = await sink.finish();
+    return { files, bytes: total };
+  } catch (err) {
+    await sink.abort();
+    throw err;
+  }
+}
+
+/** Every file of the bundle but the archive itself, in archive order, with its header and member entry. */
+async function planMembers(dir: string, file: string, known: Map<string, LockedBytes>): Promise<Planned[]> {
   const found: { rel: string; abs: string; stats: Stats }[] = [];
   await walk(dir, "", found);
   const outAbs = path.resolve(file);
   const entries = found
     .filter((f) => !path.resolve(f.abs).startsWith(outAbs))
     .sort((a, b) => rank(a.rel) - rank(b.rel) || (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
-  const known = lockedFiles(lock);
-  const planned: Planned[] = entries.map((e) => {
+  return entries.map((e) => {
     const mode = e.stats.mode & 0o777;
     const mtime = Math.floor(e.stats.mtimeMs / 1000);
     const sha256 = sha256Of(e.rel, known);
@@ -192,12 +217,13 @@ export async function packBundle(
       member: { path: e.rel, size: e.stats.size, offset: 0, mode, ...(sha256 ? { sha256 } : {}) },
     };
   });
+}
 
-  // The index's own size moves every offset after it: iterate until its block count is stable.
-  // The index takes the lock's mtime, not the clock's: packing the same bundle twice gives the same bytes.
-  const now = planned.find((p) => p.member.path === LOCK_FILE)?.mtime ?? 0;
-  let indexBytes: Buffer = Buffer.alloc(0);
-  let total = 0;
+/**
+ * Sets every member's offset and returns the index and the archive's size. The index's own size
+ * moves every offset after it: iterate until its block count is stable.
+ */
+function layOutIndex(planned: Planned[]): { indexBytes: Buffer; total: number } {
   for (let guess = 0, round = 0; ; round++) {
     let pos = BLOCK + guess + padding(guess);
     for (const p of planned) {
@@ -205,55 +231,37 @@ export async function packBundle(
       p.member.offset = pos;
       pos += p.member.size + padding(p.member.size);
     }
-    total = pos + 2 * BLOCK;
+    const total = pos + 2 * BLOCK;
     const index: ArchiveIndex = {
       format: ARCHIVE_FORMAT,
       version: ARCHIVE_VERSION,
       members: planned.map((p) => p.member),
       totalBytes: total,
     };
-    indexBytes = Buffer.from(`${JSON.stringify(index)}\n`);
+    const indexBytes = Buffer.from(`${JSON.stringify(index)}\n`);
     const blocks = (n: number) => Math.ceil(n / BLOCK);
     if (blocks(indexBytes.length) === blocks(guess) && indexBytes.length <= guess) {
       // Pad with spaces to the guessed length, so the offsets and totalBytes hold exactly.
-      indexBytes = Buffer.concat([indexBytes, Buffer.alloc(guess - indexBytes.length, " ")]);
-      break;
+      return { indexBytes: Buffer.concat([indexBytes, Buffer.alloc(guess - indexBytes.length, " ")]), total };
     }
     if (round > 20) throw new WorkError("cannot lay out the archive index");
     guess = Math.max(indexBytes.length, guess);
   }
-  const indexHeader = headerFor(ARCHIVE_INDEX, indexBytes.length, 0o644, now);
-  if (indexHeader.length !== BLOCK) throw new WorkError("archive index header is not one block");
+}
 
-  const sink = new PartSink(file, split);
-  try {
-    await sink.write(indexHeader);
-    await sink.write(indexBytes);
-    await sink.write(Buffer.alloc(padding(indexBytes.length)));
-    for (const p of planned) {
-      await sink.write(p.header);
-      let n = 0;
-      for await (const chunk of createReadStream(p.abs, { highWaterMark: 1 << 20 })) {
-        const buf = chunk as Buffer;
-        n += buf.length;
-        if (n > p.member.size) break;
-        await sink.write(buf);
-      }
-      if (n !== p.member.size)
-        throw new WorkError(
-          `${p.abs} changed while it was packed: ${p.member.size} bytes expected, ${n} read`,
-        );
-      await sink.write(Buffer.alloc(padding(n)));
-    }
-    await sink.write(Buffer.alloc(2 * BLOCK));
-    if (sink.bytes !== total)
-      throw new WorkError(`archive layout error: wrote ${sink.bytes}, planned ${total}`);
-    const files = await sink.finish();
-    return { files, bytes: total };
-  } catch (err) {
-    await sink.abort();
-    throw err;
+/** One member: its header, at most its planned bytes (a file that changed meanwhile fails), padding. */
+async function writeMember(sink: PartSink, p: Planned): Promise<void> {
+  await sink.write(p.header);
+  let n = 0;
+  for await (const chunk of createReadStream(p.abs, { highWaterMark: 1 << 20 })) {
+    const buf = chunk as Buffer;
+    n += buf.length;
+    if (n > p.member.size) break;
+    await sink.write(buf);
   }
+  if (n !== p.member.size)
+    throw new WorkError(`${p.abs} changed while it was packed: ${p.member.size} bytes expected, ${n} read`);
+  await sink.write(Buffer.alloc(padding(n)));
 }
 
 /** Writes bytes into `file.partial`, or into `file.NNN.partial` parts of `split` bytes each. */

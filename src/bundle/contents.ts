@@ -5,12 +5,11 @@
  * so an archive is read in place, each member from its offset, and nothing is unpacked to disk.
  * (`load` opens its layout itself: it also takes a bare OCI layout without a lock.)
  */
-import { createReadStream, createWriteStream } from "node:fs";
-import { chmod, mkdir, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { mkdir, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import { listFiles } from "../util/files.js";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { isArchive, openArchive, type BundleArchive } from "./archive.js";
 import { LOCK_FILE, lockedFiles, readLock, type Lock, type LockedBytes } from "./lock.js";
 import { ArchiveLayout } from "./archiveLayout.js";
@@ -19,7 +18,7 @@ import type { ImageLocation, ImageSource } from "../store/types.js";
 import type { Descriptor, Origin } from "../oci/types.js";
 import { BundleError, InputError, WorkError } from "../util/errors.js";
 import { resolveInside } from "../util/paths.js";
-import { BLOBS_DIR, blobRel } from "../util/cas.js";
+import { BLOBS_DIR, blobRel, writeVerified } from "../util/cas.js";
 import { checkedBytes, readAll } from "../util/streams.js";
 
 /** Where the image layout's blobs are inside a bundle, and one blob's member path. */
@@ -165,15 +164,7 @@ export async function extractFile(bundle: BundleContents, rel: string, dest: str
   const info = await bundle.stat(rel);
   if (!info) missing(bundle.where, rel);
   await mkdir(path.dirname(dest), { recursive: true });
-  const tmp = `${dest}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  try {
-    await pipeline(bundle.open(rel), createWriteStream(tmp, { mode: info.mode }));
-    await chmod(tmp, info.mode);
-    await rename(tmp, dest);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await writeVerified(dest, bundle.open(rel), { mode: info.mode });
 }
 
 /** Copies the bundle's folder `prefix` (e.g. `charts/owdev`) to `dest`, file by file. */

@@ -5,20 +5,19 @@
  * modes the lock lists, gzip without a name or time), so two prepares write the same bytes and
  * the artifact keeps its digest from one upload to the next.
  */
-import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { Readable } from "node:stream";
+import { pipeline, Readable } from "node:stream";
 import { createGzip } from "node:zlib";
 import { Header, Pax } from "tar";
 import type { LockChart, LockChartArchive, LockChartFile } from "../bundle/lock.js";
 import { chartMirror } from "../config/mirror.js";
 import type { MirrorConfig } from "../config/model.js";
-import { writeAtomic } from "../util/cas.js";
+import { writeVerified } from "../util/cas.js";
 import { WorkError } from "../util/errors.js";
 import type { Reporter } from "../util/reporter.js";
-import { checkedBytes, countingHasher } from "../util/streams.js";
+import { checkedBytes } from "../util/streams.js";
 import { MAX_CHART_YAML, readChartYaml } from "./metadata.js";
 
 /** Every entry's mtime: a fixed one, so the bytes do not depend on when the chart was copied. */
@@ -62,12 +61,12 @@ export async function packageChart(
   version: string,
 ): Promise<LockChartArchive> {
   const rel = `charts/${chart.name}-${version}.tgz`;
-  const hash = createHash("sha256");
-  const hasher = countingHasher(hash);
   const root = path.join(dir, ...chart.path.split("/"));
   const entries = tarEntries(root, chart.name, chart.files ?? []);
-  await writeAtomic(path.join(dir, ...rel.split("/")), [Readable.from(entries), createGzip(), hasher.stream]);
-  return { path: rel, size: hasher.bytes(), sha256: hash.digest("hex") };
+  // The callback form returns the gzip stream, destroyed with the error if a file cannot be read.
+  const gzipped = pipeline(Readable.from(entries), createGzip(), () => {});
+  const written = await writeVerified(path.join(dir, ...rel.split("/")), gzipped);
+  return { path: rel, ...written };
 }
 
 /** The tar stream: each file's header (a pax header first for a long name), bytes and padding. */

@@ -9,7 +9,6 @@
  */
 import type { LimitFunction } from "p-limit";
 import { InputError, StoppedError, WorkError } from "../util/errors.js";
-import { withRetry, type RetryOptions } from "../util/retry.js";
 import { parseConfig, parseManifest } from "../oci/parse.js";
 import { formatPlatform, platformMatches, sha256Digest } from "../oci/types.js";
 import type { Descriptor, ImageIndex, ImageManifest, Platform, RawManifest } from "../oci/types.js";
@@ -91,13 +90,11 @@ export interface CopyEvents {
   onPlanned?(image: string, bytes: number): void;
   /** Bytes of a blob stored, each counted once: a successful copy's sum equals what was planned. */
   onBytes?(image: string, n: number): void;
-  onRetry?(image: string, what: string, err: unknown, attempt: number): void;
 }
 
 export interface EngineOptions {
   /** Shared by all images, so the number of blobs in flight is bounded overall. */
   blobLimit: LimitFunction;
-  retry?: RetryOptions;
   events?: CopyEvents;
   /** Once aborted (an earlier image failed), no new blob starts. */
   signal?: AbortSignal;
@@ -334,14 +331,9 @@ export class CopyEngine {
       events?.onBytes?.(name, step);
     };
     const open = (offset: number) => req.source.openBlob(req.from, blob, offset);
-    await withRetry(
-      // copyBlobs asked the target just now; after a failed attempt the target looks again.
-      (attempt) => req.target.putBlob(req.to, blob, open, onBytes, { checkedAbsent: attempt === 0 }),
-      {
-        ...this.opts.retry,
-        onRetry: (err, attempt) => this.opts.events?.onRetry?.(name, `blob ${blob.digest}`, err, attempt),
-      },
-    );
+    // copyBlobs asked the target just now. The stores' reader and writer retry their own
+    // transfers (util/retry.ts says who retries what): what fails here is final.
+    await req.target.putBlob(req.to, blob, open, onBytes, { checkedAbsent: true });
     // Bytes planned that did not have to move: the target had them by then (another image's
     // put of the same blob, a mount, a partial file from a killed run).
     if (counted < blob.size) events?.onPlanned?.(name, counted - blob.size);

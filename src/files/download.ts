@@ -5,15 +5,12 @@
  * runs under the same connect, response and rate limits as every other HTTP transfer.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { classifyError, createHttpStack, type HttpStack, type HttpTimeouts } from "../registry/http.js";
-import { InputError, WorkError } from "../util/errors.js";
-import { countingHasher } from "../util/streams.js";
-import { TransientError, withRetry, type RetryOptions } from "../util/retry.js";
+import { writeResumable, type ResumableWrite } from "../util/cas.js";
+import { BundleError, InputError, WorkError } from "../util/errors.js";
+import { GaveUpError, TransientError, withRetry, type RetryOptions } from "../util/retry.js";
 
 export interface Downloaded {
   size: number;
@@ -41,28 +38,34 @@ export interface DownloadOptions extends DownloadLimits {
 export async function download(url: string, file: string, opts: DownloadOptions): Promise<Downloaded> {
   const partial = path.join(opts.partialDir, createHash("sha256").update(file).digest("hex").slice(0, 32));
   await mkdir(opts.partialDir, { recursive: true });
+  await mkdir(path.dirname(file), { recursive: true });
   const limit = opts.size ?? opts.maxBytes ?? DEFAULT_MAX_DOWNLOAD;
   const why = opts.size !== undefined ? "the size recorded with its pin" : "--max-download";
   const http = createHttpStack({ ...(opts.timeouts ? { timeouts: opts.timeouts } : {}) });
-  let result: Downloaded;
-  try {
-    result = await withRetry(() => fetchInto(http, url, partial, { limit, why }, opts.onBytes), opts.retry);
-  } catch (err) {
+  const write: ResumableWrite = {
+    partial,
+    open: (have) => request(http, url, have, { limit, why }),
+    want: { max: limit, ...(opts.sha256 ? { sha256: opts.sha256 } : {}) },
+    fail: {
+      over: () => tooLarge(url, { limit, why }, "it goes on past that"),
+      differ: (size, sha256) =>
+        new WorkError(
+          `${url}: expected sha256 ${opts.sha256}, got ${sha256} (${size} bytes); nothing was kept`,
+        ),
+    },
     // A partial is kept to resume after a fault; one refused (too large, not found) is junk.
-    if (!(err instanceof TransientError)) await rm(partial, { force: true });
+    keep: (err) => err instanceof TransientError,
+    ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
+  };
+  try {
+    // The one retry loop of a download: each attempt resumes from what the partial file holds.
+    return await withRetry(() => resumeInto(file, write, url), opts.retry);
+  } catch (err) {
+    if (!(err instanceof GaveUpError)) await rm(partial, { force: true });
     throw err;
   } finally {
     http.close();
   }
-  if (opts.sha256 && result.sha256 !== opts.sha256) {
-    await rm(partial, { force: true });
-    throw new WorkError(
-      `${url}: expected sha256 ${opts.sha256}, got ${result.sha256} (${result.size} bytes); nothing was kept`,
-    );
-  }
-  await mkdir(path.dirname(file), { recursive: true });
-  await rename(partial, file);
-  return result;
 }
 
 interface Limit {
@@ -71,17 +74,18 @@ interface Limit {
   why: string;
 }
 
-/** One attempt: resumes after what the partial file holds when the server honours Range. */
-async function fetchInto(
-  http: HttpStack,
-  url: string,
-  partial: string,
-  limit: Limit,
-  onBytes?: (n: number) => void,
-): Promise<Downloaded> {
-  const have = (await stat(partial).catch(() => undefined))?.size ?? 0;
-  const hash = createHash("sha256");
-  if (have > 0) for await (const chunk of createReadStream(partial)) hash.update(chunk as Buffer);
+/** One attempt; a stream cut off, slowed or timed out is said in words and worth another try. */
+async function resumeInto(file: string, write: ResumableWrite, url: string): Promise<Downloaded> {
+  try {
+    return await writeResumable(file, write);
+  } catch (err) {
+    if (err instanceof BundleError || err instanceof TransientError) throw err;
+    throw asTransient(err, url, "download interrupted: ");
+  }
+}
+
+/** Asks for the bytes from `have` on; a server that ignores Range sends them all (`from` 0). */
+async function request(http: HttpStack, url: string, have: number, limit: Limit) {
   // A download carries no credentials: redirects (to a release's storage, say) are followed.
   const stream = http.stream(url, {
     method: "GET",
@@ -106,26 +110,11 @@ async function fetchInto(
     throw fail(new TransientError(`${url}: the server answered ${status}`));
   if (status === 404) throw fail(new InputError(`${url}: not found (404)`));
   if (status !== 200 && status !== 206) throw fail(new WorkError(`${url}: the server answered ${status}`));
-  const resumed = status === 206;
-  const start = resumed ? have : 0;
+  const from = status === 206 ? have : 0;
   const declared = Number(response.headers["content-length"]);
-  if (Number.isSafeInteger(declared) && start + declared > limit.limit)
-    throw fail(tooLarge(url, limit, `it announces ${start + declared} bytes`));
-  // A server that ignores Range sends it all again: hash and write from the start.
-  const fresh = resumed ? hash : createHash("sha256");
-  const counter = countingHasher(fresh, onBytes);
-  try {
-    await pipeline(
-      stream,
-      capped(limit.limit - start, () => tooLarge(url, limit, "it goes on past that")),
-      counter.stream,
-      createWriteStream(partial, { flags: resumed ? "a" : "w" }),
-    );
-  } catch (err) {
-    if (err instanceof WorkError) throw err;
-    throw asTransient(err, url, "download interrupted: ");
-  }
-  return { size: start + counter.bytes(), sha256: fresh.digest("hex") };
+  if (Number.isSafeInteger(declared) && from + declared > limit.limit)
+    throw fail(tooLarge(url, limit, `it announces ${from + declared} bytes`));
+  return { stream, from };
 }
 
 function tooLarge(url: string, limit: Limit, detail: string): WorkError {
@@ -133,17 +122,6 @@ function tooLarge(url: string, limit: Limit, detail: string): WorkError {
     `${url}: larger than ${limit.limit} bytes (${limit.why}); ${detail}; nothing was kept` +
       (limit.why === "--max-download" ? ", raise --max-download if the file is that large" : ""),
   );
-}
-
-/** Passes at most `max` bytes; one more is the error `over` makes. */
-function capped(max: number, over: () => Error): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      seen += chunk.length;
-      cb(seen > max ? over() : null, seen > max ? undefined : chunk);
-    },
-  });
 }
 
 /** A timeout or a slow or broken transfer, said in words, worth another try. */

@@ -9,14 +9,14 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import type { Method } from "got";
-import { BundleError, InputError, WorkError } from "../util/errors.js";
-import { TransientError, withRetry, type RetryOptions } from "../util/retry.js";
+import { InputError, WorkError } from "../util/errors.js";
+import type { RetryOptions } from "../util/retry.js";
 import {
-  classifyError,
   createHttpStack,
   header,
   isTransientStatus,
   MAX_SMALL_BODY,
+  retryRequest,
   transientStatusError,
   type BufferedResponse,
   type HttpStack,
@@ -170,29 +170,19 @@ export class FileServerClient {
   }
 
   /**
-   * `fn` under withRetry, its 5xx answers and dropped connections retried. What escapes is a
-   * BundleError saying what was being done.
+   * `fn` under withRetry, the one retry loop of a file-server request: its 5xx answers and
+   * dropped connections retried. What escapes is a BundleError saying what was being done.
    */
-  private async retrying(what: string, fn: () => Promise<BufferedResponse>): Promise<BufferedResponse> {
-    const retry = this.opts.retry ?? {};
-    try {
-      return await withRetry(async () => {
-        try {
-          const res = await fn();
-          if (isTransientStatus(res.statusCode)) throw transientStatusError(what, res);
-          return res;
-        } catch (err) {
-          throw classifyError(err, what);
-        }
-      }, retry);
-    } catch (err) {
-      if (!(err instanceof TransientError)) {
-        if (err instanceof BundleError) throw err;
-        throw new WorkError(`${what}: ${(err as Error).message}`);
-      }
-      const message = err.message.startsWith(what) ? err.message : `${what}: ${err.message}`;
-      throw new WorkError(`${message} (gave up after ${(retry.retries ?? 5) + 1} attempts)`);
-    }
+  private retrying(what: string, fn: () => Promise<BufferedResponse>): Promise<BufferedResponse> {
+    return retryRequest(
+      what,
+      async () => {
+        const res = await fn();
+        if (isTransientStatus(res.statusCode)) throw transientStatusError(what, res);
+        return res;
+      },
+      this.opts.retry ?? {},
+    );
   }
 }
 

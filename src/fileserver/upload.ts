@@ -4,12 +4,13 @@
  * place. Each upload has its own temporary file and rename is atomic, so readers and
  * concurrent uploads of the same path always see one whole upload, never a mix.
  */
-import { createHash, randomUUID } from "node:crypto";
-import { createWriteStream, type Stats } from "node:fs";
-import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import type { Stats } from "node:fs";
+import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { Transform, type Readable } from "node:stream";
-import { finished, pipeline } from "node:stream/promises";
+import { PassThrough, type Readable } from "node:stream";
+import { finished } from "node:stream/promises";
+import { writeVerified } from "../util/cas.js";
 import { checkParent, PathRejected, TEMP_DIR } from "./paths.js";
 
 /** An upload refused for what it sent (its digest, its size): the status and what the client is told. */
@@ -48,65 +49,56 @@ export function tempDir(root: string): string {
 
 /** Streams `body` to a temporary file, checks it, and renames it to the target. */
 export async function storeUpload(body: Readable, up: UploadTarget): Promise<StoredUpload> {
-  const temp = path.join(tempDir(up.root), randomUUID());
   await mkdir(tempDir(up.root), { recursive: true, mode: 0o700 }); // in case someone removed it
-  try {
-    const sha256 = await receive(body, temp, up);
-    if (sha256 !== up.sha256)
-      throw new UploadRefused(400, `sha256 mismatch: declared ${up.sha256}, received ${sha256}`);
-    const version = await flush(temp);
-    await mkdir(path.dirname(up.target), { recursive: true }).catch((err: NodeJS.ErrnoException) => {
-      // Another upload put a file where this one needs a folder since the path was checked.
-      if (err.code === "EEXIST" || err.code === "ENOTDIR")
-        throw new PathRejected(409, "a file stands where the path needs a folder");
-      throw err;
-    });
-    const file = await checkParent(up.root, up.target);
-    await up.beforeRename?.(file, version);
-    await rename(temp, file).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === "EISDIR" || err.code === "ENOTEMPTY" || err.code === "ENOTDIR")
-        throw new PathRejected(409, "a folder stands where the file should go");
-      throw err;
-    });
-    return { file, version };
-  } finally {
-    // After the rename there is nothing left to remove; before it, a refused or cut-off upload.
-    await rm(temp, { force: true });
-  }
-}
-
-/** Writes the body to `temp`, stopping at maxBytes; resolves with the sha256 of what came. */
-async function receive(body: Readable, temp: string, up: UploadTarget): Promise<string> {
-  const hash = createHash("sha256");
-  let received = 0;
-  const meter = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      received += chunk.length;
-      if (received > up.maxBytes)
-        return done(new UploadRefused(413, `the body is larger than the limit of ${up.maxBytes} bytes`));
-      hash.update(chunk);
-      up.onBytes?.(chunk.length);
-      done(null, chunk);
+  let stored: StoredUpload | undefined;
+  await writeVerified(up.target, detached(body), {
+    temp: path.join(tempDir(up.root), randomUUID()),
+    want: { sha256: up.sha256, max: up.maxBytes },
+    fail: {
+      over: () => new UploadRefused(413, `the body is larger than the limit of ${up.maxBytes} bytes`),
+      differ: (_size, got) =>
+        new UploadRefused(400, `sha256 mismatch: declared ${up.sha256}, received ${got}`),
+    },
+    mode: 0o644,
+    // Made durable before the rename publishes them: the server answers 201 right after.
+    durable: true,
+    ...(up.onBytes ? { onBytes: up.onBytes } : {}),
+    publish: async (temp) => {
+      stored = await publish(temp, up);
     },
   });
-  const written = pipeline(meter, createWriteStream(temp, { flags: "wx", mode: 0o644 }));
-  // Not pipeline(body, …): on a refusal it would destroy the request, and the socket with it,
-  // before the 413 could be sent. `pipe` only unpipes, leaving the body unread.
-  body.pipe(meter);
-  finished(body).catch((err: Error) => meter.destroy(err));
-  await written;
-  return hash.digest("hex");
+  return stored as StoredUpload;
 }
 
-/** Makes the bytes durable before the rename publishes them, and returns their stat. */
-async function flush(temp: string): Promise<Stats> {
-  const handle = await open(temp, "r+");
-  try {
-    await handle.sync();
-    return await handle.stat();
-  } finally {
-    await handle.close();
-  }
+/**
+ * The body as a stream of its own: a refusal ends this one, not the request, whose socket must
+ * stay open for the 413 (pipeline(body, …) would destroy it). `pipe` only unpipes, leaving the
+ * body unread.
+ */
+function detached(body: Readable): PassThrough {
+  const pass = new PassThrough();
+  body.pipe(pass);
+  finished(body).catch((err: Error) => pass.destroy(err));
+  return pass;
+}
+
+/** Renames the checked bytes to the target, whose folder may have changed since it was checked. */
+async function publish(temp: string, up: UploadTarget): Promise<StoredUpload> {
+  const version = await stat(temp);
+  await mkdir(path.dirname(up.target), { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+    // Another upload put a file where this one needs a folder since the path was checked.
+    if (err.code === "EEXIST" || err.code === "ENOTDIR")
+      throw new PathRejected(409, "a file stands where the path needs a folder");
+    throw err;
+  });
+  const file = await checkParent(up.root, up.target);
+  await up.beforeRename?.(file, version);
+  await rename(temp, file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "EISDIR" || err.code === "ENOTEMPTY" || err.code === "ENOTDIR")
+      throw new PathRejected(409, "a folder stands where the file should go");
+    throw err;
+  });
+  return { file, version };
 }
 
 /**

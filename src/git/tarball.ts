@@ -14,14 +14,11 @@
  *
  * Written to a temporary name while hashed, then renamed: a file under the final name is whole.
  */
-import { createWriteStream } from "node:fs";
-import { chmod, mkdir, mkdtemp, rename, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { createHash } from "node:crypto";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { c } from "tar";
+import { writeVerified } from "../util/cas.js";
 import { WorkError } from "../util/errors.js";
 import { describeCommit, gitAt, requireCommit } from "./exec.js";
 import { materializeTree } from "./tree.js";
@@ -107,38 +104,21 @@ export async function packAtomic(
   mtime: Date,
   outFile: string,
 ): Promise<ArchiveResult> {
-  const tmp = `${outFile}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const hash = createHash("sha256");
-  let size = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      size += chunk.length;
-      cb(null, chunk);
-    },
-  });
-  try {
-    await mkdir(path.dirname(outFile), { recursive: true });
-    const pack = c(
-      {
-        cwd,
-        portable: true,
-        noDirRecurse: true,
-        strict: true,
-        mtime,
-        gzip: { ...GZIP },
-        // Portable mode drops folders' mtimes; keep the commit date on every entry.
-        onWriteEntry: (entry) => {
-          entry.noMtime = false;
-        },
+  await mkdir(path.dirname(outFile), { recursive: true });
+  const pack = c(
+    {
+      cwd,
+      portable: true,
+      noDirRecurse: true,
+      strict: true,
+      mtime,
+      gzip: { ...GZIP },
+      // Portable mode drops folders' mtimes; keep the commit date on every entry.
+      onWriteEntry: (entry) => {
+        entry.noMtime = false;
       },
-      paths,
-    );
-    await pipeline(pack, tap, createWriteStream(tmp));
-    await rename(tmp, outFile);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
-  return { size, sha256: hash.digest("hex") };
+    },
+    paths,
+  );
+  return writeVerified(outFile, pack);
 }

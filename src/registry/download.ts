@@ -4,13 +4,12 @@
  * and in order. A stream that ends short of its Content-Length is an error, never an end.
  */
 import { Readable } from "node:stream";
-import { setTimeout as sleep } from "node:timers/promises";
 import { WorkError } from "../util/errors.js";
-import { TransientError } from "../util/retry.js";
+import { Attempts, TransientError } from "../util/retry.js";
 import { repositoryScope } from "./auth.js";
 import { blobNotFound, unexpectedStatus } from "./errors.js";
 import { classifyError, header } from "./http.js";
-import { backoffMs, type Transport } from "./transport.js";
+import type { Transport } from "./transport.js";
 
 export interface BlobWhere {
   repo: string;
@@ -31,8 +30,10 @@ interface Opened {
 
 export async function downloadBlob(t: Transport, w: BlobWhere, offset: number): Promise<Readable> {
   const what = `download blob ${w.digest} of ${w.name} from registry ${t.endpoint.host}`;
-  const first = await t.retrying(what, () => request(t, w, offset));
-  return Readable.from(bytesFrom(t, w, offset, first, what), { objectMode: false });
+  // One count for the whole download: the first request, every break and every reopen.
+  const attempts = new Attempts(t.retry, what);
+  const first = await t.retrying(what, () => request(t, w, offset), attempts);
+  return Readable.from(bytesFrom(t, w, offset, first, attempts, what), { objectMode: false });
 }
 
 async function request(t: Transport, w: BlobWhere, from: number): Promise<Opened> {
@@ -66,11 +67,16 @@ async function request(t: Transport, w: BlobWhere, from: number): Promise<Opened
 }
 
 /** Yields the blob's bytes from `offset`, reopening at the current position after a transient fault. */
-async function* bytesFrom(t: Transport, w: BlobWhere, offset: number, first: Opened, what: string) {
-  const retries = t.retry.retries ?? 5;
+async function* bytesFrom(
+  t: Transport,
+  w: BlobWhere,
+  offset: number,
+  first: Opened,
+  attempts: Attempts,
+  what: string,
+) {
   let pos = offset;
   let current = first;
-  let failures = 0;
   let posAtFailure = -1;
   for (;;) {
     try {
@@ -90,14 +96,11 @@ async function* bytesFrom(t: Transport, w: BlobWhere, offset: number, first: Ope
       checkComplete(what, pos, current.total);
       return;
     } catch (err) {
-      const e = classifyError(err, what);
       // Bytes got through since the last fault: the connection works, start counting anew.
-      if (pos > posAtFailure) failures = 0;
+      if (pos > posAtFailure) attempts.progressed();
       posAtFailure = pos;
-      if (!(e instanceof TransientError) || failures >= retries) throw finalError(e, failures + 1);
-      failures++;
-      await sleep(backoffMs(e, failures, t.retry));
-      current = await t.retrying(what, () => request(t, w, pos));
+      await attempts.failed(classifyError(err, what));
+      current = await t.retrying(what, () => request(t, w, pos), attempts);
     }
   }
 }
@@ -118,12 +121,6 @@ function checkComplete(what: string, pos: number, total: number | undefined): vo
   if (total === undefined || pos === total) return;
   if (pos < total) throw new TransientError(`${what}: the connection ended after ${pos} of ${total} bytes`);
   throw new WorkError(`${what}: received ${pos} bytes, more than the ${total} announced`);
-}
-
-function finalError(e: Error, attempts: number): Error {
-  if (!(e instanceof TransientError)) return e;
-  // Without `cause`, so no outer retry loop takes it for transient again.
-  return new WorkError(`${e.message} (gave up after ${attempts} attempts)`);
 }
 
 function contentLength(headers: Record<string, string | string[] | undefined>): number | undefined {

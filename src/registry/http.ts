@@ -11,7 +11,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import got, { type Got, type Method, type Request, type Response } from "got";
 import { BundleError, InputError, WorkError } from "../util/errors.js";
-import { isTransient, TransientError } from "../util/retry.js";
+import { Attempts, isTransient, TransientError, withRetry, type RetryOptions } from "../util/retry.js";
 import { fsReason } from "../util/files.js";
 
 export interface HttpOptions {
@@ -192,6 +192,34 @@ export function classifyError(err: unknown, what: string): Error {
   if (code === "ENOTFOUND") return new NetworkError(`${what}: host not found (${code})`, { cause: plain });
   const suffix = code && !message.includes(code) ? ` (${code})` : "";
   return new TransientError(`${what}: ${message}${suffix}`, undefined, { cause: plain });
+}
+
+/**
+ * `fn` under withRetry, its failures classified: the one loop of a request's owner (util/retry.ts
+ * says who that is). What escapes is a BundleError that names `what`.
+ */
+export async function retryRequest<T>(
+  what: string,
+  fn: () => Promise<T>,
+  retry: RetryOptions | Attempts,
+): Promise<T> {
+  try {
+    return await withRetry(
+      async () => {
+        try {
+          return await fn();
+        } catch (err) {
+          throw classifyError(err, what);
+        }
+      },
+      retry,
+      what,
+    );
+  } catch (err) {
+    if (err instanceof BundleError && !(err instanceof NetworkError)) throw err;
+    const message = (err as Error).message;
+    throw new WorkError(message.startsWith(what) ? message : `${what}: ${message}`, { cause: err });
+  }
 }
 
 export function header(res: Pick<Response, "headers">, name: string): string | undefined {

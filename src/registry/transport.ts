@@ -1,13 +1,14 @@
 /**
  * One registry's requests: authentication (answering 401 challenges, once), redirects followed
  * by hand so credentials never leave the registry's origin, 5xx/429 turned into
- * TransientError, and `retrying` to run a whole operation under withRetry.
+ * TransientError, and `retrying` to run a whole request under withRetry (util/retry.ts says
+ * who retries what).
  */
 import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import type { Method } from "got";
-import { BundleError, WorkError } from "../util/errors.js";
-import { TransientError, withRetry, type RetryOptions } from "../util/retry.js";
+import { WorkError } from "../util/errors.js";
+import { Attempts, TransientError, type RetryOptions } from "../util/retry.js";
 import type { Authenticator } from "./auth.js";
 import { sameOrigin, type RegistryEndpoint } from "./endpoint.js";
 import {
@@ -15,7 +16,7 @@ import {
   header,
   isTransientStatus,
   MAX_SMALL_BODY,
-  NetworkError,
+  retryRequest,
   transientStatusError,
   type HttpStack,
 } from "./http.js";
@@ -67,29 +68,12 @@ export class Transport {
   }
 
   /**
-   * Runs `fn` under withRetry. Whatever escapes is a BundleError: TransientError that
-   * outlived its retries becomes a WorkError saying so, prefixed with `what`.
+   * Runs `fn` under withRetry: the one retry loop of a registry request. Whatever escapes is a
+   * BundleError prefixed with `what`; a TransientError that outlived its retries a GaveUpError.
+   * A download that reopens passes its own `attempts`, so a reopen counts with its stream's faults.
    */
-  async retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    const retries = this.retry.retries ?? 5;
-    try {
-      return await withRetry(async () => {
-        try {
-          return await fn();
-        } catch (err) {
-          throw classifyError(err, what);
-        }
-      }, this.retry);
-    } catch (err) {
-      // No `cause` on these: isTransient looks into causes, and an outer retry loop must not
-      // start over what was already retried here. The message says it all.
-      if (err instanceof NetworkError) throw new WorkError(`${what}: ${err.message}`);
-      if (err instanceof BundleError) throw err;
-      const message = (err as Error).message;
-      throw new WorkError(
-        `${message.startsWith(what) ? message : `${what}: ${message}`} (gave up after ${retries + 1} attempts)`,
-      );
-    }
+  retrying<T>(what: string, fn: () => Promise<T>, attempts = new Attempts(this.retry, what)): Promise<T> {
+    return retryRequest(what, fn, attempts);
   }
 
   absolute(url: string): string {
@@ -258,14 +242,4 @@ async function readSome(stream: Readable, limit: number): Promise<Buffer> {
     // a broken error body still leaves the status to report
   }
   return Buffer.concat(chunks).subarray(0, limit);
-}
-
-/**
- * The pause before retry `attempt` (1-based), as withRetry waits: doubling from the base with
- * jitter, capped at 10 s, or the server's Retry-After. For loops that resume rather than restart.
- */
-export function backoffMs(err: unknown, attempt: number, retry: RetryOptions): number {
-  if (err instanceof TransientError && err.retryAfterMs !== undefined) return err.retryAfterMs;
-  const base = retry.baseDelayMs ?? 200;
-  return Math.min(10_000, base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
 }

@@ -5,14 +5,13 @@
  * goes on from there; if the session itself is lost, the upload starts over.
  */
 import { Readable } from "node:stream";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Descriptor } from "../oci/types.js";
 import { WorkError } from "../util/errors.js";
-import { TransientError } from "../util/retry.js";
+import { Attempts, TransientError } from "../util/retry.js";
 import { repositoryScope } from "./auth.js";
 import { unexpectedStatus } from "./errors.js";
-import { classifyError, header } from "./http.js";
-import { backoffMs, type Exchange, type Transport } from "./transport.js";
+import { header } from "./http.js";
+import type { Exchange, Transport } from "./transport.js";
 
 export type BlobOpener = (offset: number) => Promise<Readable>;
 
@@ -44,6 +43,13 @@ interface Upload {
 interface Session {
   location: string;
   offset: number;
+  /** The closing PUT went out: its fault may mean the blob is stored already. */
+  finishing?: boolean;
+}
+
+/** The registry no longer knows the upload: the next attempt starts a new one. */
+class SessionLost extends TransientError {
+  override name = "SessionLost";
 }
 
 const OCTET = "application/octet-stream";
@@ -65,17 +71,41 @@ export async function uploadBlob(
     what: `upload blob ${desc.digest} of ${where.name} to registry ${t.endpoint.host}`,
     scopes: [repositoryScope(where.repo, ["pull", "push"])],
   };
-  let attempt = 0;
-  await t.retrying(up.what, async () => {
-    // A lost answer to the final PUT leaves the blob stored: look before sending it all again.
-    if (attempt++ > 0 && (await blobExists(up))) return;
-    const session = await start(up);
-    const res =
-      desc.size <= tuning.monolithicMaxBytes
-        ? await putWhole(up, session)
-        : await putChunks(up, session, tuning);
-    checkStored(up, res);
-  });
+  const attempts = new Attempts(t.retry, up.what);
+  const state: Attempted = { tried: false, confirmed: 0 };
+  await t.retrying(up.what, () => tryUpload(up, state, tuning, attempts), attempts);
+}
+
+/** What earlier attempts of an upload left: the session, if it goes on, and the bytes it held. */
+interface Attempted {
+  session?: Session;
+  tried: boolean;
+  confirmed: number;
+}
+
+/** One attempt: a new session, or the last one from where the registry says it stands. */
+async function tryUpload(up: Upload, st: Attempted, tuning: UploadTuning, attempts: Attempts) {
+  const monolithic = up.desc.size <= tuning.monolithicMaxBytes;
+  try {
+    if (st.session === undefined) {
+      // A lost answer to the final PUT leaves the blob stored: look before sending it all again.
+      if (st.tried && (await blobExists(up))) return;
+      st.tried = true;
+      st.session = await start(up);
+    } else {
+      await refreshSession(up, st.session);
+      // The registry took more bytes since the last fault: the link works, count anew.
+      if (st.session.offset > st.confirmed) {
+        st.confirmed = st.session.offset;
+        attempts.progressed();
+      }
+    }
+    checkStored(up, monolithic ? await putWhole(up, st.session) : await putChunks(up, st.session, tuning));
+  } catch (err) {
+    // Chunks go on from what the registry holds; a whole PUT, or a lost session, starts over.
+    if (monolithic || err instanceof SessionLost || st.session?.finishing) st.session = undefined;
+    throw err;
+  }
 }
 
 async function blobExists(up: Upload): Promise<boolean> {
@@ -109,23 +139,10 @@ async function putWhole(up: Upload, session: Session): Promise<Exchange> {
   }
 }
 
+/** PATCHes what the session lacks, then closes it; a fault in the closing PUT starts over. */
 async function putChunks(up: Upload, session: Session, tuning: UploadTuning): Promise<Exchange> {
-  const retries = up.t.retry.retries ?? 5;
-  let failures = 0;
-  let confirmed = 0;
-  for (;;) {
-    try {
-      await sendChunks(up, session, tuning.chunkBytes);
-      break;
-    } catch (err) {
-      const e = classifyError(err, up.what);
-      if (!(e instanceof TransientError) || failures >= retries) throw e;
-      await sleep(backoffMs(e, ++failures, up.t.retry));
-      await refreshSession(up, session);
-      // The registry took more bytes since the last fault: the link works, count anew.
-      if (session.offset > confirmed) [confirmed, failures] = [session.offset, 0];
-    }
-  }
+  await sendChunks(up, session, tuning.chunkBytes);
+  session.finishing = true;
   return up.t.send({
     method: "PUT",
     url: withDigest(session.location, up.desc.digest),
@@ -179,7 +196,7 @@ async function sendChunks(up: Upload, session: Session, chunkBytes: number): Pro
 async function refreshSession(up: Upload, session: Session): Promise<void> {
   const res = await up.t.send({ method: "GET", url: session.location, scopes: up.scopes });
   if (res.status === 404 || res.status === 400) {
-    throw new TransientError(
+    throw new SessionLost(
       `${up.what}: the registry lost the upload session (HTTP ${res.status}), starting over`,
     );
   }
@@ -192,7 +209,7 @@ async function refreshSession(up: Upload, session: Session): Promise<void> {
 
 function checkStored(up: Upload, res: Exchange): void {
   if (res.status === 404) {
-    throw new TransientError(`${up.what}: the registry lost the upload session (HTTP 404), starting over`);
+    throw new SessionLost(`${up.what}: the registry lost the upload session (HTTP 404), starting over`);
   }
   if (res.status !== 201) throw unexpectedStatus(up.what, res);
   const stored = header(res, "docker-content-digest");

@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { chmod, cp, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { cp, mkdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { listFiles } from "../util/files.js";
 import type { Definition, GitItem, RemoteChartSource, TemplateItem } from "../config/model.js";
@@ -23,7 +23,7 @@ import type {
   LockNpm,
   LockTemplate,
 } from "../bundle/lock.js";
-import { writeAtomic } from "../util/cas.js";
+import { writeAtomic, writeVerified } from "../util/cas.js";
 import type { Reporter } from "../util/reporter.js";
 import { InputError, type SourcePos } from "../util/errors.js";
 import { resolveInside } from "../util/paths.js";
@@ -244,10 +244,7 @@ async function carryTool(dir: string, tool: CarriedTool, previous?: Lock): Promi
     if ((await sha256File(tool.source)) === before.sha256) return before;
   }
   await mkdir(path.dirname(dest), { recursive: true });
-  await cp(tool.source, `${dest}.tmp`);
-  await chmod(`${dest}.tmp`, 0o755);
-  await rename(`${dest}.tmp`, dest);
-  return { path: tool.path, size: (await stat(dest)).size, sha256: await sha256File(dest) };
+  return { path: tool.path, ...(await writeVerified(dest, createReadStream(tool.source), { mode: 0o755 })) };
 }
 
 /** The archive's extension: what `extract` can unpack. */
@@ -325,13 +322,9 @@ async function pruneFiles(dir: string, keep: Set<string>): Promise<void> {
     if (!keep.has(rel)) await rm(path.join(root, rel), { force: true });
 }
 
-/** Written under a temporary name with its mode set (chmod, since umask trims writeFile's), then renamed. */
 async function writeFileMode(file: string, text: string, mode: number): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, text);
-  await chmod(tmp, mode);
-  await rename(tmp, file);
+  await writeAtomic(file, text, mode);
 }
 
 async function sizeOf(file: string): Promise<number | undefined> {

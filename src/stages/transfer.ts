@@ -10,7 +10,7 @@ import { CopyEngine, type CopiedImage, type CopiedReferrer, type CopyRequest } f
 import type { LockImage, LockReferrer } from "../bundle/lock.js";
 import type { JobOutcome, Reporter } from "../util/reporter.js";
 import type { ImageLocation } from "../store/types.js";
-import { InputError, StoppedError, WorkError, firstLine } from "../util/errors.js";
+import { InputError, StoppedError, WorkError } from "../util/errors.js";
 import { formatBytes } from "../util/format.js";
 
 export interface TransferLimits {
@@ -57,8 +57,6 @@ export async function transferImages(
     events: {
       onPlanned: (image, n) => reports.get(image)?.planned(n),
       onBytes: (image, n) => reports.get(image)?.moved(n),
-      onRetry: (image, what, err, attempt) =>
-        out.debug(`${image}: retrying ${what} (attempt ${attempt}): ${firstLine(err)}`),
     },
   });
   const outcomes = await out.runJobs(

@@ -83,26 +83,45 @@ async function verifyImages(
   problems: VerifyProblem[],
   checked: VerifyReport["checked"],
 ): Promise<void> {
-  const omittedBlobs = new Set(updateOf(lock)?.omittedBlobs ?? []);
   if (lock.images.length === 0 && (await bundle.list("images")).length === 0) return;
+  const entries = await layoutEntries(bundle, problems);
+  if (!entries) return;
+  const wanted = wantedBlobs(lock, entries, problems);
+  const omittedBlobs = new Set(updateOf(lock)?.omittedBlobs ?? []);
+  await forEachLimit([...wanted.values()], CONCURRENCY, (blob) =>
+    checkBlob(bundle, blob, omittedBlobs, problems, checked),
+  );
+  await extraBlobs(bundle, wanted, problems);
+}
+
+type IndexEntry = { digest: string; annotations?: Record<string, string> };
+
+/** The layout's index.json entries ([] when it cannot be read); undefined when there is no layout. */
+async function layoutEntries(
+  bundle: BundleContents,
+  problems: VerifyProblem[],
+): Promise<IndexEntry[] | undefined> {
   let layout: LayoutSource;
   try {
     layout = await bundle.images();
   } catch (err) {
     problems.push({ kind: "missing", item: "images/", detail: (err as Error).message });
-    return;
+    return undefined;
   }
-  let entries: { digest: string; annotations?: Record<string, string> }[] = [];
   try {
-    entries = (await layout.readIndex()).manifests;
+    return (await layout.readIndex()).manifests;
   } catch (err) {
     problems.push({
       kind: "missing",
       item: "images/index.json",
       detail: `cannot be read: ${(err as Error).message}`,
     });
+    return [];
   }
+}
 
+/** Every blob the lock's images use, each once with all its uses; an image index.json misnames is a problem. */
+function wantedBlobs(lock: Lock, entries: IndexEntry[], problems: VerifyProblem[]): Map<string, WantedBlob> {
   const wanted = new Map<string, WantedBlob>();
   const want = (digest: string, size: number, use: string) => {
     const w = wanted.get(digest);
@@ -134,34 +153,49 @@ async function verifyImages(
       for (const item of referrerParts(r)) want(item.digest, item.size, use);
     }
   }
+  return wanted;
+}
 
-  await forEachLimit([...wanted.values()], CONCURRENCY, async (blob) => {
-    const item = `blob ${blob.digest} (${blob.uses.join(", ")})`;
-    if (!DIGEST_PATTERN.test(blob.digest)) {
-      problems.push({ kind: "mismatch", item, detail: "the lock's digest is not a sha256 digest" });
-      return;
-    }
-    const got = await hashFile(bundle, imageBlobMember(blob.digest));
-    if (!got && omittedBlobs.has(blob.digest)) return; // an update bundle leaves it to the site
-    if (!got) {
-      problems.push({
-        kind: "missing",
-        item,
-        detail: `${imageBlobMember(blob.digest)} is missing`,
-      });
-      return;
-    }
-    checked.blobs++;
-    checked.bytes += got.size;
-    const actual = `sha256:${got.sha256}`;
-    if (got.size !== blob.size || actual !== blob.digest)
-      problems.push({
-        kind: "mismatch",
-        item,
-        detail: `expected ${blob.size} bytes with digest ${blob.digest}, got ${got.size} bytes with digest ${actual}`,
-      });
-  });
+/** Hashes one blob of the layout against the lock. */
+async function checkBlob(
+  bundle: BundleContents,
+  blob: WantedBlob,
+  omittedBlobs: Set<string>,
+  problems: VerifyProblem[],
+  checked: VerifyReport["checked"],
+): Promise<void> {
+  const item = `blob ${blob.digest} (${blob.uses.join(", ")})`;
+  if (!DIGEST_PATTERN.test(blob.digest)) {
+    problems.push({ kind: "mismatch", item, detail: "the lock's digest is not a sha256 digest" });
+    return;
+  }
+  const got = await hashFile(bundle, imageBlobMember(blob.digest));
+  if (!got && omittedBlobs.has(blob.digest)) return; // an update bundle leaves it to the site
+  if (!got) {
+    problems.push({
+      kind: "missing",
+      item,
+      detail: `${imageBlobMember(blob.digest)} is missing`,
+    });
+    return;
+  }
+  checked.blobs++;
+  checked.bytes += got.size;
+  const actual = `sha256:${got.sha256}`;
+  if (got.size !== blob.size || actual !== blob.digest)
+    problems.push({
+      kind: "mismatch",
+      item,
+      detail: `expected ${blob.size} bytes with digest ${blob.digest}, got ${got.size} bytes with digest ${actual}`,
+    });
+}
 
+/** Blobs in the layout that no image of the lock uses (a writer's temporary names aside). */
+async function extraBlobs(
+  bundle: BundleContents,
+  wanted: Map<string, WantedBlob>,
+  problems: VerifyProblem[],
+): Promise<void> {
   const present = (await bundle.list(IMAGE_BLOBS_DIR)).map((rel) => path.posix.basename(rel));
   const known = new Set([...wanted.keys()].map((d) => d.slice("sha256:".length)));
   for (const name of present.sort()) {

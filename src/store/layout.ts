@@ -5,14 +5,11 @@
  * sees a partial blob, and a blob under its final name is whole. A killed run leaves only
  * partial files, which the next run resumes. `index.json` is replaced atomically.
  */
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { createHash, type Hash } from "node:crypto";
 import { WorkError } from "../util/errors.js";
-import { countingHasher } from "../util/streams.js";
 import { isTransient } from "../util/retry.js";
 import { resolveInside } from "../util/paths.js";
 import { digestHex, sha256Digest, type Descriptor, type Origin, type RawManifest } from "../oci/types.js";
@@ -26,7 +23,7 @@ import type {
   ManifestHead,
   ManifestRole,
 } from "./types.js";
-import { BLOBS_DIR, blobRel, writeAtomic } from "../util/cas.js";
+import { BLOBS_DIR, blobRel, writeAtomic, writeResumable, type ResumableWrite } from "../util/cas.js";
 
 export const REF_NAME = "org.opencontainers.image.ref.name";
 /**
@@ -130,54 +127,29 @@ export class OciLayout implements ImageSource, ImageTarget {
     if (await this.hasBlob(loc, desc)) return;
     const partial = this.partialPath(desc.digest);
     await mkdir(path.dirname(partial), { recursive: true });
-    const resumed = await this.fetchInto(partial, desc, open, onBytes, true).catch(async (err: unknown) => {
+    let resumed = false;
+    const write: ResumableWrite = {
+      partial,
+      open: async (offset) => {
+        resumed = offset > 0;
+        return { stream: await open(offset), from: offset };
+      },
+      want: { size: desc.size, sha256: digestHex(desc.digest) },
+      fail: {
+        over: () => corrupt(loc, desc, `more than ${desc.size} bytes`),
+        differ: (size, sha256) => corrupt(loc, desc, `${size} bytes with digest sha256:${sha256}`),
+      },
       // A partial is kept to resume after a fault; after a refusal (a blob past its size) it is junk.
-      if (!isTransient(err)) await rm(partial, { force: true });
-      throw err;
+      keep: isTransient,
+      highWaterMark: WRITE_BUFFER,
+      ...(onBytes ? { onBytes } : {}),
+    };
+    const blob = this.blobPath(desc.digest);
+    await writeResumable(blob, write).catch((err: unknown) => {
+      // A resumed blob that fails the check may have been spoilt before the kill: once more from 0.
+      if (!(err instanceof CorruptBlob) || !resumed) throw err;
+      return writeResumable(blob, write);
     });
-    // A resumed blob that fails the check may have been spoilt before the kill: once more from 0.
-    const got =
-      resumed.ok || !resumed.resumed ? resumed : await this.fetchInto(partial, desc, open, onBytes, false);
-    if (!got.ok) {
-      await rm(partial, { force: true });
-      throw new WorkError(
-        `blob ${desc.digest} of ${loc.name} is corrupt: expected ${desc.size} bytes, got ${got.size} bytes ` +
-          `with digest ${got.digest}; nothing was stored`,
-      );
-    }
-    await rename(partial, this.blobPath(desc.digest));
-  }
-
-  /** Streams the blob into `partial` (after what is there, when resuming) while hashing it. */
-  private async fetchInto(
-    partial: string,
-    desc: Descriptor,
-    open: BlobOpener,
-    onBytes: ((n: number) => void) | undefined,
-    resume: boolean,
-  ) {
-    const hash = createHash("sha256");
-    const offset = resume ? await this.resumeOffset(partial, desc, hash) : 0;
-    const counter = countingHasher(hash, onBytes);
-    await pipeline(
-      await open(offset),
-      counter.stream,
-      createWriteStream(partial, { flags: offset > 0 ? "a" : "w", highWaterMark: WRITE_BUFFER }),
-    );
-    const size = offset + counter.bytes();
-    const digest = `sha256:${hash.digest("hex")}`;
-    return { ok: size === desc.size && digest === desc.digest, size, digest, resumed: offset > 0 };
-  }
-
-  /** Bytes a killed run already wrote (hashed again here), or 0 to start over. */
-  private async resumeOffset(partial: string, desc: Descriptor, hash: Hash): Promise<number> {
-    const s = await stat(partial).catch(() => undefined);
-    if (!s || s.size === 0 || s.size >= desc.size) {
-      if (s) await rm(partial, { force: true });
-      return 0;
-    }
-    for await (const chunk of createReadStream(partial)) hash.update(chunk as Buffer);
-    return s.size;
   }
 
   async openBlob(loc: ImageLocation, desc: Descriptor, offset = 0): Promise<Readable> {
@@ -355,6 +327,17 @@ export async function readLayoutManifest(loc: ImageLocation, r: LayoutReader): P
     mediaType: entry ? sourceMediaType(entry) : mediaTypeOf(bytes),
     origin: r.blobOrigin(digest),
   };
+}
+
+/** A blob whose bytes are not what its descriptor says: never stored. */
+class CorruptBlob extends WorkError {
+  override name = "CorruptBlob";
+}
+
+function corrupt(loc: ImageLocation, desc: Descriptor, got: string): CorruptBlob {
+  return new CorruptBlob(
+    `blob ${desc.digest} of ${loc.name} is corrupt: expected ${desc.size} bytes, got ${got}; nothing was stored`,
+  );
 }
 
 function sourceMediaType(entry: Descriptor): string {

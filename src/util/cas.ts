@@ -1,13 +1,24 @@
 /**
  * Content addressing in one place, as npm's cacache keeps its path.js and write.js: where a
  * digest lives in an image layout (`blobs/sha256/<hex>`, the only digest → path map), and how a
- * file is written so that a reader sees nothing, the old file or the whole new one (a temporary
- * name, then a rename).
+ * file is written so that a reader sees nothing, the old file or the whole new one: a temporary
+ * name opened exclusively, the bytes hashed and counted as they pass (and checked when the caller
+ * knows what they must be), then a rename. Every write of streamed or downloaded content goes
+ * through `writeVerified`, or `writeResumable` for a download that keeps a partial file to resume.
  */
-import { rename, rm, writeFile } from "node:fs/promises";
-import { createWriteStream } from "node:fs";
+import { createHash, type Hash } from "node:crypto";
+import { createReadStream, createWriteStream, type WriteStream } from "node:fs";
+import { chmod, open, rename, rm, stat } from "node:fs/promises";
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { InputError } from "./errors.js";
+import { InputError, WorkError } from "./errors.js";
+import {
+  ByteCheck,
+  type CheckedMore,
+  type CheckFailures,
+  type ExpectedBytes,
+  type StreamedBytes,
+} from "./streams.js";
 
 /** The folder of a layout holding its blobs, relative to the layout. */
 export const BLOBS_DIR = "blobs/sha256";
@@ -21,22 +32,164 @@ export function blobRel(digest: string): string {
   return `${BLOBS_DIR}/${hex}`;
 }
 
+export interface VerifiedWrite {
+  /** What the bytes must be; without it they are only hashed and counted. */
+  want?: ExpectedBytes;
+  /** The errors for bytes past the size and for a size or sha256 that differs; default WorkErrors. */
+  fail?: CheckFailures;
+  onBytes?: (n: number) => void;
+  /** The file's mode, set with chmod too (the umask trims what open sets). */
+  mode?: number;
+  /** fsync before the rename: for files a running server publishes (the file server's uploads). */
+  durable?: boolean;
+  /** Where the bytes go first; default beside the file, on its filesystem, so the rename is atomic. */
+  temp?: string;
+  /** Puts the checked temporary file in place; default a rename to the file. */
+  publish?: (temp: string, written: StreamedBytes) => Promise<void>;
+}
+
 /**
- * Writes a file under a temporary name, then renames it: readers see the old or the new file.
- * Streams (a source and its transforms) are written as they come; a failing one leaves nothing
- * under either name.
+ * Writes `source` to `file` as described above; the temporary file is removed on any failure,
+ * so nothing half-written or unverified is ever left under either name. Returns size and sha256.
  */
-export async function writeAtomic(
+export async function writeVerified(
   file: string,
-  data: string | Buffer | (NodeJS.ReadableStream | NodeJS.ReadWriteStream)[],
-): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  source: AsyncIterable<unknown> | Iterable<unknown>,
+  opts: VerifiedWrite = {},
+): Promise<StreamedBytes> {
+  const tmp = opts.temp ?? `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const fail = opts.fail ?? defaultFailures(file, opts.want);
+  let created = false;
   try {
-    if (Array.isArray(data)) await pipeline([...data, createWriteStream(tmp, { flags: "wx" })]);
-    else await writeFile(tmp, data, { flag: "wx" });
-    await rename(tmp, file);
+    // `wx`: a name that exists is someone else's file, never written over (nor removed below).
+    const out = createWriteStream(tmp, {
+      flags: "wx",
+      ...(opts.mode !== undefined ? { mode: opts.mode } : {}),
+    });
+    out.once("open", () => (created = true));
+    const written = await streamInto(out, source, opts.want ?? {}, fail, {
+      ...(opts.onBytes ? { onBytes: opts.onBytes } : {}),
+    });
+    if (opts.mode !== undefined) await chmod(tmp, opts.mode);
+    if (opts.durable) await fsync(tmp);
+    await (opts.publish ? opts.publish(tmp, written) : rename(tmp, file));
+    return written;
+  } finally {
+    // After the rename there is nothing left to remove; before it, a refused or broken write.
+    if (created) await rm(tmp, { force: true });
+  }
+}
+
+/**
+ * A download that outlives a fault or a killed run: its bytes go to `partial`, a name of its own
+ * that stays after a failure `keep` accepts, so the next attempt asks only for the rest (Range)
+ * and appends it, hashed after what the partial already held. Whole and checked, it is renamed
+ * to `file`; on any other failure the partial is removed. Not `wx`: the partial is the resume state.
+ */
+export interface ResumableWrite {
+  partial: string;
+  /** Opens the content from `offset`; `from` is where its bytes start: `offset`, or 0 when it could not skip. */
+  open(offset: number): Promise<{ stream: AsyncIterable<unknown>; from: number }>;
+  want: ExpectedBytes;
+  fail: CheckFailures;
+  keep(err: unknown): boolean;
+  onBytes?: (n: number) => void;
+  /** The partial file's write buffer. */
+  highWaterMark?: number;
+}
+
+export async function writeResumable(file: string, w: ResumableWrite): Promise<StreamedBytes> {
+  try {
+    const held = await heldBytes(w.partial, w.want.size);
+    const { stream, from } = await w.open(held.size);
+    const after = from > 0 ? held : { hash: createHash("sha256"), size: 0 };
+    const out = createWriteStream(w.partial, {
+      flags: from > 0 ? "a" : "w",
+      ...(w.highWaterMark !== undefined ? { highWaterMark: w.highWaterMark } : {}),
+    });
+    const written = await streamInto(out, stream, w.want, w.fail, {
+      after,
+      ...(w.onBytes ? { onBytes: w.onBytes } : {}),
+    });
+    await rename(w.partial, file);
+    return written;
   } catch (err) {
-    await rm(tmp, { force: true });
+    if (!w.keep(err)) await rm(w.partial, { force: true });
     throw err;
+  }
+}
+
+/** What a partial file holds, hashed; nothing when it is empty or not shorter than the whole. */
+async function heldBytes(partial: string, size: number | undefined): Promise<{ hash: Hash; size: number }> {
+  const hash = createHash("sha256");
+  const s = await stat(partial).catch(() => undefined);
+  if (!s || s.size === 0 || (size !== undefined && s.size >= size)) return { hash, size: 0 };
+  for await (const chunk of createReadStream(partial)) hash.update(chunk as Buffer);
+  return { hash, size: s.size };
+}
+
+/**
+ * Pipes `source` through a ByteCheck into `out` (a Transform: the disk writes one chunk while the
+ * next is hashed); resolves with what went through once it is all written.
+ */
+async function streamInto(
+  out: WriteStream,
+  source: AsyncIterable<unknown> | Iterable<unknown>,
+  want: ExpectedBytes,
+  fail: CheckFailures,
+  more: CheckedMore,
+): Promise<StreamedBytes> {
+  const check = new ByteCheck(want, fail, more);
+  let written: StreamedBytes | undefined;
+  let failure: { err: unknown } | undefined;
+  const checked = new Transform({
+    transform(chunk: unknown, _enc, done) {
+      try {
+        done(null, check.take(chunk));
+      } catch (err) {
+        failure = { err };
+        done(err as Error);
+      }
+    },
+    flush(done) {
+      try {
+        written = check.end();
+        done();
+      } catch (err) {
+        failure = { err };
+        done(err as Error);
+      }
+    },
+  });
+  await pipeline(source, checked, out).catch((err: unknown) => {
+    // A source stopped by the check reports itself aborted: the check's error says why.
+    throw failure ? failure.err : err;
+  });
+  return written as StreamedBytes;
+}
+
+/** Writes a whole buffer or text the same way: readers see the old or the new file. */
+export async function writeAtomic(file: string, data: string | Buffer, mode?: number): Promise<void> {
+  await writeVerified(file, [Buffer.from(data)], mode !== undefined ? { mode } : {});
+}
+
+function defaultFailures(file: string, want: ExpectedBytes | undefined): CheckFailures {
+  const limit = want?.size ?? want?.max;
+  return {
+    over: () => new WorkError(`${file}: more than the ${limit} bytes expected; nothing was kept`),
+    differ: (size, sha256) =>
+      new WorkError(
+        `${file}: expected ${want?.size ?? "any number of"} bytes with sha256 ${want?.sha256 ?? "any"}, ` +
+          `got ${size} bytes with sha256 ${sha256}; nothing was kept`,
+      ),
+  };
+}
+
+async function fsync(file: string): Promise<void> {
+  const handle = await open(file, "r+");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }

@@ -1,5 +1,5 @@
 import { createHash, type Hash } from "node:crypto";
-import { Transform, type Readable } from "node:stream";
+import type { Readable } from "node:stream";
 import { WorkError } from "./errors.js";
 
 /** Reads a small stream whole (manifests, configs), refusing more than `limit` bytes. */
@@ -17,47 +17,80 @@ export async function readAll(stream: Readable, limit: number): Promise<Buffer> 
   return Buffer.concat(chunks);
 }
 
-/** Passes bytes through while hashing and counting them. */
-export function countingHasher(hash: Hash, onBytes?: (n: number) => void) {
-  let total = 0;
-  const stream = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      total += chunk.length;
-      onBytes?.(chunk.length);
-      cb(null, chunk);
-    },
-  });
-  return { stream, bytes: () => total };
-}
-
-/** What a stream's bytes must be: at most `size` (exactly, at its end) and, when given, this sha256. */
+/**
+ * What a stream's bytes must be: at most `size` (exactly, at its end), or at most `max` when the
+ * size is not known, and, when given, this sha256.
+ */
 export interface ExpectedBytes {
   size?: number;
+  max?: number;
   /** Lowercase hex. */
   sha256?: string;
 }
 
+/** What went through: its size and sha256 (lowercase hex). */
+export interface StreamedBytes {
+  size: number;
+  sha256: string;
+}
+
+export interface CheckedMore {
+  onBytes?: (n: number) => void;
+  /** Bytes that came before the source (a partial file resumed), already hashed into `hash`. */
+  after?: { hash: Hash; size: number };
+}
+
+export interface CheckFailures {
+  over(): Error;
+  differ(size: number, sha256: string): Error;
+}
+
 /**
- * Passes `source`'s bytes through while counting and hashing them: past `want.size` it fails at
- * once with `over()`, and at its end with `differ(size, sha256hex)` unless both agree with `want`.
- * One check for every "hash while streaming, stop at the declared size" reader.
+ * The check of a stream's bytes, chunk by chunk: past `want.size` (or `want.max`) `take` fails at
+ * once with `over()`, and `end` with `differ(size, sha256hex)` unless both agree with `want`.
+ * One check for every "hash while streaming, stop at the declared size" reader and writer.
  */
-export async function* checkedBytes(
-  source: AsyncIterable<unknown>,
-  want: ExpectedBytes,
-  fail: { over(): Error; differ(size: number, sha256: string): Error },
-): AsyncGenerator<Buffer> {
-  const hash = createHash("sha256");
-  let size = 0;
-  for await (const chunk of source) {
-    const buf = chunk as Buffer;
-    size += buf.length;
-    if (want.size !== undefined && size > want.size) throw fail.over();
-    hash.update(buf);
-    yield buf;
+export class ByteCheck {
+  private readonly hash: Hash;
+  private readonly cap: number | undefined;
+  private size: number;
+
+  constructor(
+    private readonly want: ExpectedBytes,
+    private readonly fail: CheckFailures,
+    private readonly more: CheckedMore = {},
+  ) {
+    this.hash = more.after?.hash ?? createHash("sha256");
+    this.cap = want.size ?? want.max;
+    this.size = more.after?.size ?? 0;
   }
-  const got = hash.digest("hex");
-  if ((want.size !== undefined && size !== want.size) || (want.sha256 !== undefined && got !== want.sha256))
-    throw fail.differ(size, got);
+
+  take(chunk: unknown): Buffer {
+    const buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array | string);
+    this.size += buf.length;
+    if (this.cap !== undefined && this.size > this.cap) throw this.fail.over();
+    this.hash.update(buf);
+    this.more.onBytes?.(buf.length);
+    return buf;
+  }
+
+  end(): StreamedBytes {
+    const got = this.hash.digest("hex");
+    const { size, sha256 } = this.want;
+    if ((size !== undefined && this.size !== size) || (sha256 !== undefined && got !== sha256))
+      throw this.fail.differ(this.size, got);
+    return { size: this.size, sha256: got };
+  }
+}
+
+/** `source`'s bytes through a ByteCheck, for readers that iterate; returns what went through. */
+export async function* checkedBytes(
+  source: AsyncIterable<unknown> | Iterable<unknown>,
+  want: ExpectedBytes,
+  fail: CheckFailures,
+  more: CheckedMore = {},
+): AsyncGenerator<Buffer, StreamedBytes> {
+  const check = new ByteCheck(want, fail, more);
+  for await (const chunk of source) yield check.take(chunk);
+  return check.end();
 }
