@@ -104,6 +104,13 @@ test("the standalone bundle runs alone: --help, --version, lint, and a usage err
 
   const usage = await bundle("no-such-command");
   t.is(usage.code, 2, usage.stderr);
+
+  // Built-ins come through require(): an ES import of node:http would load Node's internal undici
+  // at every start. The only ES imports left are the banner's three.
+  const text = await readFile(path.join(dir, "bundle.mjs"), "utf8");
+  const imports = [...text.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]);
+  t.deepEqual(imports, ["node:module", "node:url", "node:path"]);
+  t.regex(text, /require\("node:http"\)/);
 });
 
 test("the standalone bundle prepares with --with-tool; the carried copy uploads with the source's digest", async (t) => {

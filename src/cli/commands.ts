@@ -96,7 +96,11 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     ...def.images.filter((i) => i.source === "registry").map((i) => i.ref.registry),
     ...def.charts.flatMap((c) => (c.source.kind === "oci" ? [parseOciRef(c.source.ref).host] : [])),
   ];
-  const access = await registryAccess(flags, hosts, retryLogger(out));
+  // Prepare's only target is the bundle's layout, which hashes every blob as it writes it (a
+  // resumed prefix too) and refuses one whose size or digest is not the descriptor's before it
+  // gets its name; the download stops at the descriptor's size. A second sha256 pass in the
+  // source store would cost as much as the copy on two cores and check nothing more.
+  const access = await registryAccess(flags, hosts, retryLogger(out), { verifyBlobs: false });
   const daemon = await lazyDaemonSource(
     path.resolve(flags.output ?? path.join("bundle-out", def.name), ".docker-export"),
     def.images.some((i) => i.source === "docker"),

@@ -6,6 +6,7 @@
  */
 import { realpathSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { setFlagsFromString } from "node:v8";
 import { Command, CommanderError } from "commander";
 import { BundleError, DefinitionError, formatDiagnostic } from "../util/errors.js";
 import { Output, type OutputOptions } from "./output.js";
@@ -443,8 +444,19 @@ function defineLint(program: Command, out: () => Output): void {
   });
 }
 
+/**
+ * V8 doubles its young generation (up to 16 MiB semi-spaces) while a program allocates fast, as
+ * a copy does with every chunk. Kept at its first 1 MiB, each scavenge touches less memory: a
+ * prepare of 20 images (210 MB) peaked at 111 MB instead of 150 MB and took 22 % less CPU
+ * (medians of 7, interleaved). The flag is read when the space would grow, so setting it now works.
+ */
+function keepYoungGenerationSmall(): void {
+  setFlagsFromString("--semi-space-growth-factor=1");
+}
+
 /** Runs the CLI and returns the exit code; never calls process.exit itself, so tests can call it. */
 export async function run(argv: string[]): Promise<number> {
+  keepYoungGenerationSmall();
   let output: Output | undefined;
   const program = buildProgram(() => (output ??= new Output(program.opts<OutputOptions>())));
   try {

@@ -41,15 +41,14 @@ export class RegistryAccess {
     private readonly options: RegistryClientOptions,
     /** Registry host → mirror URL. */
     private readonly mirrors: Map<string, string>,
+    private readonly storeOptions: { verifyBlobs?: boolean } = {},
   ) {}
 
   /** The store for a registry given as `host[:port]` or a URL. */
   store(registry: string): RegistryStore {
     let store = this.stores.get(registry);
     if (!store) {
-      // Blobs read are checked against their descriptor here too, though the layout hashes as it
-      // writes: a registry target may trust what it is sent less than we would like.
-      store = new RegistryStore(new RegistryClient(registry, this.options));
+      store = new RegistryStore(new RegistryClient(registry, this.options), this.storeOptions);
       this.stores.set(registry, store);
     }
     return store;
@@ -70,6 +69,7 @@ export async function registryAccess(
   flags: RegistryFlags,
   loginHosts: string[],
   onRetry?: (err: unknown, attempt: number, delayMs: number) => void,
+  storeOptions: { verifyBlobs?: boolean } = {},
 ): Promise<RegistryAccess> {
   let credentials: CredentialSource = dockerConfigCredentials();
   if (flags.username !== undefined || flags.passwordStdin) {
@@ -99,7 +99,7 @@ export async function registryAccess(
     timeouts: httpTimeouts(flags),
     retry: { ...envRetry(), ...(onRetry ? { onRetry } : {}) },
   };
-  return new RegistryAccess(options, parseMirrors(flags.mirror ?? []));
+  return new RegistryAccess(options, parseMirrors(flags.mirror ?? []), storeOptions);
 }
 
 /** `BUNDLE_RETRIES`: how often transient faults are retried (tests set few, to fail fast). */
