@@ -46,7 +46,9 @@ export async function startContainerd(): Promise<TestContainerd> {
   );
   const child = spawn("sh", ["-c", WATCHDOG_SCRIPT, "sh", "-c", config, "--log-level", "error"], {
     stdio: ["pipe", "ignore", "pipe"],
-    env: { ...process.env, TESTBED_CONTAINERD_DIR: dir },
+    // TMPDIR inside the folder removed at stop: under load dockerd asks its containerd for a
+    // stack dump (SIGUSR1), which containerd writes to TMPDIR as containerd.<pid>.stacks.log.
+    env: { ...process.env, TESTBED_CONTAINERD_DIR: dir, TMPDIR: dir },
     detached: true,
   });
   const stderr = captureTail(child, 8192);

@@ -60,7 +60,9 @@ async function startIn(dir: string, opts: StartDockerdOptions): Promise<TestDock
   const args = await daemonArgs(dir, socketPath, opts);
   const child = spawn("sh", ["-c", WATCHDOG_SCRIPT, "sh", ...args], {
     stdio: ["pipe", "ignore", "pipe"],
-    env: { ...process.env, TESTBED_DOCKERD_DIR: dir },
+    // TMPDIR inside the folder removed at stop: under load dockerd asks its containerd for a
+    // stack dump (SIGUSR1), which containerd writes to TMPDIR as containerd.<pid>.stacks.log.
+    env: { ...process.env, TESTBED_DOCKERD_DIR: dir, TMPDIR: dir },
     // Own process group, so a last-resort kill reaches dockerd under the shell as well.
     detached: true,
   });
