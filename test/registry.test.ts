@@ -15,7 +15,7 @@ import { resolveEndpoint } from "../src/registry/endpoint.js";
 import { rangeEnd, withDigest } from "../src/registry/upload.js";
 import { RegistryStore } from "../src/store/registry.js";
 import { InputError, WorkError } from "../src/util/errors.js";
-import { makeLayer, seedStandardImages, sha256Digest, type PushedImage } from "./helpers/images.js";
+import { makeLayer, pushBlob, seedStandardImages, sha256Digest, type PushedImage } from "./helpers/images.js";
 import { freePort } from "./helpers/ports.js";
 import { startRegistry, type StartRegistryOptions, type TestRegistry } from "./helpers/registry.js";
 import { skopeoInspectRaw } from "./helpers/skopeo.js";
@@ -255,6 +255,24 @@ test("blob streams hash to their digests, and a read from an offset gives the ta
   const tail = await readAll(await client.getBlob(images.singleOci.repo, layer.digest, 1000));
   t.true(tail.equals(layer.bytes.subarray(1000)));
   t.is(await client.headBlob(images.singleOci.repo, sha256Digest("absent")), undefined);
+});
+
+test("a blob stream its reader drops lets go of its connection: the next download on the one socket arrives whole", async (t) => {
+  const registry = await registryFor(t);
+  // Larger than every stream buffer on the way, so the drop comes mid-transfer.
+  const bytes = Buffer.alloc(8 << 20, "blob body path ");
+  const blob = await pushBlob(registry, "body/path", bytes);
+  const client = clientFor(t, registry.host, { maxSockets: 1 });
+  const dropped = await client.getBlob("body/path", blob.digest, 0, "body/path", blob.size);
+  const first = await dropped[Symbol.asyncIterator]().next();
+  t.false(first.done);
+  t.true((first.value as Buffer).equals(bytes.subarray(0, (first.value as Buffer).length)));
+  dropped.destroy();
+  t.true(dropped.destroyed);
+  // Were the dropped response still holding the only socket, this would wait for its idle timeout.
+  const again = await readAll(await client.getBlob("body/path", blob.digest, 0, "body/path", blob.size));
+  t.is(again.length, bytes.length);
+  t.is(sha256Digest(again), blob.digest);
 });
 
 test("the store checks blob digests and answers hasManifest and hasBlob", async (t) => {

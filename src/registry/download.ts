@@ -33,7 +33,7 @@ export async function downloadBlob(t: Transport, w: BlobWhere, offset: number): 
   // One count for the whole download: the first request, every break and every reopen.
   const attempts = new Attempts(t.retry, what);
   const first = await t.retrying(what, () => request(t, w, offset), attempts);
-  return Readable.from(bytesFrom(t, w, offset, first, attempts, what), { objectMode: false });
+  return new BlobBody(t, w, offset, first, attempts, what);
 }
 
 async function request(t: Transport, w: BlobWhere, from: number): Promise<Opened> {
@@ -66,42 +66,101 @@ async function request(t: Transport, w: BlobWhere, from: number): Promise<Opened
   throw unexpectedStatus(`download blob ${w.digest} of ${w.name} (from byte ${from})`, res);
 }
 
-/** Yields the blob's bytes from `offset`, reopening at the current position after a transient fault. */
-async function* bytesFrom(
-  t: Transport,
-  w: BlobWhere,
-  offset: number,
-  first: Opened,
-  attempts: Attempts,
-  what: string,
-) {
-  let pos = offset;
-  let current = first;
-  let posAtFailure = -1;
-  for (;;) {
-    try {
-      let skip = current.skip;
-      for await (const raw of current.stream) {
-        let chunk = raw as Buffer;
-        if (skip > 0) {
-          const dropped = Math.min(skip, chunk.length);
-          skip -= dropped;
-          chunk = chunk.subarray(dropped);
-          if (chunk.length === 0) continue;
-        }
-        pos += chunk.length;
-        if (w.size !== undefined && pos > w.size) throw pastSize(what, w.size);
-        yield chunk;
-      }
-      checkComplete(what, pos, current.total);
-      return;
-    } catch (err) {
-      // Bytes got through since the last fault: the connection works, start counting anew.
-      if (pos > posAtFailure) attempts.progressed();
-      posAtFailure = pos;
-      await attempts.failed(classifyError(err, what));
-      current = await t.retrying(what, () => request(t, w, pos), attempts);
+/**
+ * The blob's bytes from `offset`, reopening at the current position after a transient fault.
+ * Each response's chunks are pushed on as they arrive, the response paused while the reader is
+ * behind: an async generator here (a promise per chunk, twice) cost more CPU than the copy.
+ */
+class BlobBody extends Readable {
+  private source: Readable | undefined;
+  /** Bytes of the current response to drop first (a server that ignored our Range). */
+  private skip = 0;
+  private total: number | undefined;
+  private posAtFailure = -1;
+
+  constructor(
+    private readonly t: Transport,
+    private readonly w: BlobWhere,
+    private pos: number,
+    first: Opened,
+    private readonly attempts: Attempts,
+    private readonly what: string,
+  ) {
+    super();
+    this.attach(first);
+  }
+
+  override _read(): void {
+    this.source?.resume();
+  }
+
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    this.detach();
+    done(err);
+  }
+
+  private attach(opened: Opened): void {
+    const source = opened.stream;
+    this.source = source;
+    this.skip = opened.skip;
+    this.total = opened.total;
+    source.on("data", this.onData);
+    source.on("end", this.onEnd);
+    source.on("error", this.onError);
+  }
+
+  /** Stops listening to the current response and drops it; its later errors are of no interest. */
+  private detach(): void {
+    const source = this.source;
+    if (!source) return;
+    this.source = undefined;
+    source.off("data", this.onData);
+    source.off("end", this.onEnd);
+    source.off("error", this.onError);
+    source.on("error", () => undefined);
+    source.destroy();
+  }
+
+  private readonly onData = (raw: unknown): void => {
+    let chunk = raw as Buffer;
+    if (this.skip > 0) {
+      const dropped = Math.min(this.skip, chunk.length);
+      this.skip -= dropped;
+      chunk = chunk.subarray(dropped);
+      if (chunk.length === 0) return;
     }
+    this.pos += chunk.length;
+    if (this.w.size !== undefined && this.pos > this.w.size)
+      return this.fault(pastSize(this.what, this.w.size));
+    if (!this.push(chunk)) this.source?.pause();
+  };
+
+  private readonly onEnd = (): void => {
+    try {
+      checkComplete(this.what, this.pos, this.total);
+    } catch (err) {
+      return this.fault(err);
+    }
+    this.detach();
+    this.push(null);
+  };
+
+  private readonly onError = (err: unknown): void => this.fault(err);
+
+  private fault(err: unknown): void {
+    this.detach();
+    this.reopen(err).catch((e: unknown) => this.destroy(e as Error));
+  }
+
+  private async reopen(err: unknown): Promise<void> {
+    // Bytes got through since the last fault: the connection works, start counting anew.
+    if (this.pos > this.posAtFailure) this.attempts.progressed();
+    this.posAtFailure = this.pos;
+    await this.attempts.failed(classifyError(err, this.what));
+    if (this.destroyed) return;
+    const next = await this.t.retrying(this.what, () => request(this.t, this.w, this.pos), this.attempts);
+    if (this.destroyed) next.stream.destroy();
+    else this.attach(next);
   }
 }
 
