@@ -401,3 +401,148 @@ test.serial(
     );
   },
 );
+
+/** Every file under `dir`, recursively, with its bytes. */
+async function allFiles(dir: string): Promise<{ file: string; bytes: Buffer }[]> {
+  const out: { file: string; bytes: Buffer }[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!e.isFile()) continue;
+    const file = path.join(e.parentPath, e.name);
+    out.push({ file, bytes: await readFile(file) });
+  }
+  return out;
+}
+
+test.serial(
+  "a Helm repository behind a password: credentials as for images, to its own origin only",
+  async (t) => {
+    const auth = { username: "charts", password: "Pa55-for-the-charts-only" };
+    // lib is redirected to the open repository, web's index entry names it: both another origin.
+    const secure = await serveHelmRepo(path.join(root, "secure-repo"), {
+      auth,
+      redirects: { "/lib-0.1.0.tgz": `${repo.url}lib-0.1.0.tgz` },
+    });
+    t.teardown(() => secure.close());
+    await cp(repo.dir, secure.dir, { recursive: true });
+    const index = await readFile(path.join(secure.dir, "index.yaml"), "utf8");
+    t.true(index.includes("- web-1.2.3.tgz"));
+    await writeFile(
+      path.join(secure.dir, "index.yaml"),
+      index.replace("- web-1.2.3.tgz", `- ${repo.url}web-1.2.3.tgz`),
+    );
+    const host = new URL(secure.url).host;
+    const charts = (name: string, version: string) => [
+      `  - repo: ${secure.url}`,
+      `    name: ${name}`,
+      `    version: ${version}`,
+    ];
+    await writeFile(
+      path.join(root, "secure.yml"),
+      [
+        "name: secure",
+        "charts:",
+        ...charts("web", "1.2.3"),
+        ...charts("app", "2.0.0"),
+        ...charts("lib", "0.1.0"),
+      ].join("\n"),
+    );
+    const run = (env: Record<string, string>, args: string[] = [], input?: string) =>
+      runCli(["prepare", "-f", "secure.yml", "-o", "secure-out", ...args], {
+        cwd: root,
+        env: { BUNDLE_CACHE_DIR: path.join(root, "cache"), ...env },
+        ...(input !== undefined ? { input } : {}),
+      });
+
+    const none = await run({ DOCKER_CONFIG: path.join(root, "no-docker-config") });
+    t.is(none.code, 1, none.stderr);
+    t.regex(
+      none.stderr,
+      new RegExp(
+        `${secure.url}index\\.yaml: the server answered 401; no credentials for ${host}; give them as for images: docker login ${host}`,
+      ),
+    );
+    t.notRegex(none.stderr, /\n\s+at /, "no stack trace");
+
+    const wrong = await run(
+      { DOCKER_CONFIG: path.join(root, "no-docker-config") },
+      ["--username", auth.username, "--password-stdin"],
+      "not-the-password\n",
+    );
+    t.is(wrong.code, 1, wrong.stderr);
+    t.regex(
+      wrong.stderr,
+      new RegExp(`${secure.url}index\\.yaml: the server answered 401; it refused user "charts"`),
+    );
+    t.false((wrong.stdout + wrong.stderr).includes("not-the-password"));
+    await t.throwsAsync(stat(path.join(root, "secure-out", "bundle.lock.json")));
+
+    const dockerConfig = path.join(root, "docker-config");
+    await mkdir(dockerConfig, { recursive: true });
+    const basic = Buffer.from(`${auth.username}:${auth.password}`).toString("base64");
+    await writeFile(
+      path.join(dockerConfig, "config.json"),
+      JSON.stringify({ auths: { [host]: { auth: basic } } }),
+    );
+    const [securePast, openPast] = [secure.requests.length, repo.requests.length];
+    const ok = await run({ DOCKER_CONFIG: dockerConfig });
+    t.is(ok.code, 0, ok.stderr);
+
+    const lock = await readLockOf("secure-out");
+    for (const [name, file] of [
+      ["web", "web-1.2.3.tgz"],
+      ["app", "app-2.0.0.tgz"],
+      ["lib", "lib-0.1.0.tgz"],
+    ] as const)
+      t.is(
+        lock.charts.find((c) => c.name === name)?.archive?.sha256,
+        await sha256(path.join(secure.dir, file)),
+        name,
+      );
+    // Every request to the repository carried its credentials; none to the other origin did.
+    t.deepEqual(secure.requests.slice(securePast).sort(), [
+      "/app-2.0.0.tgz",
+      "/index.yaml",
+      "/lib-0.1.0.tgz",
+    ]);
+    t.deepEqual(
+      secure.authorizations.slice(securePast),
+      secure.requests.slice(securePast).map(() => `Basic ${basic}`),
+    );
+    // lib twice: the chart redirected here, and app's dependency, which names this repository.
+    t.deepEqual(repo.requests.slice(openPast).sort(), [
+      "/index.yaml",
+      "/lib-0.1.0.tgz",
+      "/lib-0.1.0.tgz",
+      "/web-1.2.3.tgz",
+    ]);
+    t.deepEqual(
+      repo.authorizations.slice(openPast),
+      repo.requests.slice(openPast).map(() => undefined),
+    );
+    // The password is nowhere: not in the bundle's files (lock, archives, work folders), not in the output.
+    const files = await allFiles(path.join(root, "secure-out"));
+    t.true(files.some((f) => f.file.endsWith("bundle.lock.json")));
+    for (const secret of [auth.password, basic])
+      for (const { file, bytes } of files) t.false(bytes.includes(secret), `${secret} in ${file}`);
+    for (const r of [none, wrong, ok]) t.false((r.stdout + r.stderr).includes(auth.password));
+    t.is(await readFile(path.join(root, "canary.txt"), "utf8"), CANARY);
+  },
+);
+
+test.serial("a password in a repository's URL is a lint error, not written anywhere", async (t) => {
+  const lines = [
+    "name: userinfo",
+    "charts:",
+    `  - repo: http://me:Secret-In-Url@127.0.0.1:9/`,
+    "    name: web",
+    "    version: 1.2.3",
+  ];
+  await writeFile(path.join(root, "userinfo.yml"), lines.join("\n"));
+  const r = await runCli(["lint", "-f", "userinfo.yml"], { cwd: root });
+  t.is(r.code, 2, r.stderr);
+  t.regex(
+    r.stderr,
+    /userinfo\.yml:3:\d+ charts\[0\]\.repo: a user or password in a Helm repository's URL would be written to the lock/,
+  );
+  t.false((r.stdout + r.stderr).includes("Secret-In-Url"));
+});

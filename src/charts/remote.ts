@@ -191,6 +191,11 @@ async function dependenciesOf(chartDir: string, chart: string): Promise<Dependen
     if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(name))
       throw new WorkError(`${what}: its Chart.yaml has a dependency whose name is not a plain name`);
     const remote = /^(https?|oci):\/\//.test(repository);
+    if (remote && /^[a-z]+:\/\/[^/]*@/i.test(repository))
+      throw new WorkError(
+        `${what}: dependency ${name} names its repository with a user or password, which the lock would keep; ` +
+          "give credentials as for images (docker login, or --username with --password-stdin)",
+      );
     if (remote && !EXACT_VERSION.test(version))
       throw new InputError(
         `${what}: dependency ${name} asks for version "${version}" of ${repository}, a range and no Chart.lock to pin it; ` +

@@ -11,7 +11,7 @@ import { readLock } from "../bundle/lock.js";
 import { resolveEndpoint } from "../registry/endpoint.js";
 import { formatBytes, parseByteSize, table } from "../util/format.js";
 import { InputError, WorkError, firstLine } from "../util/errors.js";
-import type { Definition, ImageItem } from "../config/model.js";
+import type { ChartSource, Definition, ImageItem } from "../config/model.js";
 import type { Output } from "./output.js";
 import path from "node:path";
 import { readFile, rm, stat } from "node:fs/promises";
@@ -70,6 +70,12 @@ function retryLogger(out: Output) {
     out.debug(`retrying (attempt ${attempt + 1}, in ${Math.round(delayMs)} ms): ${firstLine(err)}`);
 }
 
+/** The host a chart comes from when it comes from a server: what Docker's config and --username key by. */
+function chartHost(source: ChartSource): string[] {
+  if (source.kind === "oci") return [parseOciRef(source.ref).host];
+  return source.kind === "repo" ? [new URL(source.url).host] : [];
+}
+
 export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<void> {
   // A private repository without a credential helper would wait on a password prompt nobody
   // sees behind the progress display: fail instead, naming the URL.
@@ -91,10 +97,10 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     valuesFiles: flags.values ?? [],
     ...(flags.allowOutside ? { allowOutside: true } : {}),
   });
-  // Which registries the images come from decides where --username applies.
+  // Which registries (and Helm repositories) the images and charts come from decides where --username applies.
   const hosts = [
     ...def.images.filter((i) => i.source === "registry").map((i) => i.ref.registry),
-    ...def.charts.flatMap((c) => (c.source.kind === "oci" ? [parseOciRef(c.source.ref).host] : [])),
+    ...def.charts.flatMap((c) => chartHost(c.source)),
   ];
   // Prepare's only target is the bundle's layout, which hashes every blob as it writes it (a
   // resumed prefix too) and refuses one whose size or digest is not the descriptor's before it
@@ -119,6 +125,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     ...(old && update ? { siteLayers: update.lockLayers(old) } : {}),
     ...(verifyKeys ? { verifyKeys } : {}),
     chartRegistry: (host) => access.store(host).client,
+    ...(access.credentials ? { chartCredentials: access.credentials } : {}),
     ...(flags.referrers === false ? { noReferrers: true } : {}),
   }).finally(() => daemon.dispose());
   if (flags.since) await makeUpdate(result.dir, flags.since, out);

@@ -148,7 +148,7 @@ function definePrepare(program: Command, out: () => Output): void {
     "bundle prepare -f bundle.yml -o /media/usb/openwhisk",
     "bundle prepare --mirror docker.io=http://127.0.0.1:5001",
     "bundle prepare --verify-key cosign.pub",
-    "bundle prepare --username me --password-stdin < pw   # also for an oci:// chart's registry",
+    "bundle prepare --username me --password-stdin < pw   # also for a chart's Helm repository or oci:// registry",
   );
   prepare.action(async (opts: PrepareFlags) => {
     const { prepareCommand } = await import("./commands.js");

@@ -54,6 +54,12 @@ export class RegistryAccess {
     return store;
   }
 
+  /** The credentials of every registry, by host: Helm repositories take theirs from here too. */
+  get credentials(): CredentialSource | undefined {
+    const c = this.options.credentials;
+    return typeof c === "function" ? c : undefined;
+  }
+
   /** Where to pull images of `host` from: its mirror first when `--mirror` names one. */
   source(host: string): ImageSource {
     const mirror = this.mirrors.get(host);
