@@ -546,3 +546,60 @@ test.serial("a password in a repository's URL is a lint error, not written anywh
   );
   t.false((r.stdout + r.stderr).includes("Secret-In-Url"));
 });
+
+test.serial(
+  "--mirror applies to an oci:// chart's registry: the mirror first, the registry where it lacks the chart",
+  async (t) => {
+    const mirror = await startRegistry();
+    t.teardown(() => mirror.stop());
+    const home = path.join(root, "helm");
+    await writeChart(path.join(root, "src", "only"), {
+      "Chart.yaml": "apiVersion: v2\nname: only\nversion: 0.5.0\n",
+      "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: only\n",
+    });
+    const packaged = path.join(root, "mirror-oci", "only-0.5.0.tgz");
+    await helm(home, ["package", path.join(root, "src", "only"), "-d", path.dirname(packaged)]);
+    const pushed = await helm(home, ["push", packaged, `oci://${mirror.host}/charts`, "--plain-http"]);
+    const digest = /Digest: (sha256:[a-f0-9]{64})/.exec(pushed)?.[1] ?? "none";
+    const lines = ["name: mirrored", "charts:"];
+    for (const [name, version] of [
+      ["only", "0.5.0"],
+      ["tool", "0.3.0"],
+    ])
+      lines.push(`  - oci: oci://${upstream.host}/charts/${name}`, `    version: ${version}`);
+    await writeFile(path.join(root, "mirror.yml"), lines.join("\n"));
+    const run = (args: string[]) =>
+      runCli(["prepare", "-f", "mirror.yml", "-o", "mirror-out", ...args], {
+        cwd: root,
+        env: { BUNDLE_CACHE_DIR: path.join(root, "cache") },
+      });
+
+    // Only the mirror has `only`: without --mirror the chart is not found at its registry.
+    const without = await run([]);
+    t.is(without.code, 1, without.stderr);
+    t.regex(without.stderr, new RegExp(`oci://${upstream.host}/charts/only:0\\.5\\.0 not found`));
+
+    const r = await run(["--mirror", `${upstream.host}=http://${mirror.host}`]);
+    t.is(r.code, 0, r.stderr);
+    t.regex(
+      r.stderr,
+      new RegExp(`✔ chart only 0\\.5\\.0 from http://${mirror.host}/v2/charts/only/blobs/sha256:`),
+    );
+    t.regex(
+      r.stderr,
+      new RegExp(`✔ chart tool 0\\.3\\.0 from http://${upstream.host}/v2/charts/tool/blobs/sha256:`),
+    );
+    const lock = await readLockOf("mirror-out");
+    const only = lock.charts.find((c) => c.name === "only");
+    // The lock names the chart as the definition does: the mirror is where it was read, not what it is.
+    t.deepEqual(only?.origin, {
+      kind: "oci",
+      ref: `oci://${upstream.host}/charts/only`,
+      version: "0.5.0",
+      digest,
+      sha256: await sha256(packaged),
+    });
+    t.is(await sha256(path.join(root, "mirror-out", "charts", "only-0.5.0.tgz")), await sha256(packaged));
+    t.is(await readFile(path.join(root, "canary.txt"), "utf8"), CANARY);
+  },
+);

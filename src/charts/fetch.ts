@@ -17,6 +17,7 @@ import { download, DEFAULT_MAX_DOWNLOAD, type DownloadAuth, type DownloadLimits 
 import { HELM_CHART_LAYER } from "../oci/mediaTypes.js";
 import { basicAuthorization } from "../registry/auth.js";
 import type { RegistryClient } from "../registry/client.js";
+import { NotFoundError } from "../registry/errors.js";
 import { describeCredentials, type CredentialSource } from "../registry/credentials.js";
 import { InputError, WorkError } from "../util/errors.js";
 import { checkedBytes } from "../util/streams.js";
@@ -27,6 +28,8 @@ export interface FetchOptions {
   downloads: DownloadLimits;
   /** A client for an OCI registry host, with the credentials images use. */
   registry: (host: string) => RegistryClient;
+  /** A client for the `--mirror` of an OCI registry host, when it has one: asked first, as for images. */
+  mirror?: (host: string) => RegistryClient | undefined;
   /** Repository indexes read so far in this run, by URL: charts and subcharts of one repository read it once. */
   indexes: Map<string, Promise<unknown>>;
   /** Credentials by host, as images find theirs: a Helm repository's host gets them as Basic auth. */
@@ -208,10 +211,9 @@ async function fetchFromOci(
   opts: FetchOptions,
 ): Promise<FetchedChart & { indexPins: Pin[] }> {
   const { host, repo } = parseOciRef(source.ref);
-  const client = opts.registry(host);
   // Helm writes `+` of a SemVer build as `_` in a tag, which cannot hold a `+`.
   const tag = source.version.replaceAll("+", "_");
-  const manifest = await client.getManifest(repo, tag, `${source.ref}:${tag}`);
+  const { client, manifest } = await ociManifest(host, { repo, tag, name: `${source.ref}:${tag}` }, opts);
   // A moved tag is refused before its blob is read.
   const manifestUrl = `${client.endpoint.baseUrl}/v2/${repo}/manifests/${tag}`;
   const digestPins = pins.filter((p) => p.digest !== undefined);
@@ -254,6 +256,27 @@ async function fetchFromOci(
     sha256,
   };
   return { file, size: layer.size, sha256, url, origin, indexPins: [] };
+}
+
+/**
+ * The manifest `name`'s tag names, from the host's `--mirror` when it has it, else from the host
+ * (a mirror lacking it is not an error, as for images); the blob comes from the same registry.
+ */
+async function ociManifest(
+  host: string,
+  { repo, tag, name }: { repo: string; tag: string; name: string },
+  opts: FetchOptions,
+) {
+  const mirror = opts.mirror?.(host);
+  if (mirror) {
+    try {
+      return { client: mirror, manifest: await mirror.getManifest(repo, tag, name) };
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+  }
+  const client = opts.registry(host);
+  return { client, manifest: await client.getManifest(repo, tag, name) };
 }
 
 /** `oci://127.0.0.1:5000/charts/x` → host and repository. */

@@ -126,6 +126,7 @@ export async function prepareCommand(flags: PrepareFlags, out: Output): Promise<
     ...(verifyKeys ? { verifyKeys } : {}),
     chartRegistry: (host) => access.store(host).client,
     ...(access.credentials ? { chartCredentials: access.credentials } : {}),
+    chartMirror: (host) => access.mirrorClient(host),
     ...(flags.referrers === false ? { noReferrers: true } : {}),
   }).finally(() => daemon.dispose());
   if (flags.since) await makeUpdate(result.dir, flags.since, out);

@@ -111,7 +111,11 @@ function definePrepare(program: Command, out: () => Output): void {
       "--platform <LIST>",
       "comma-separated platforms (default: the definition's, else linux/amd64,linux/arm64)",
     )
-    .option("--mirror <SRC=URL>", "pull images of registry SRC from URL first (repeatable)", collect)
+    .option(
+      "--mirror <SRC=URL>",
+      "pull images and oci:// charts of registry SRC from URL first (repeatable)",
+      collect,
+    )
     .option("--archive <FILE>", "also write the bundle as one tar file (its index first, blobs as they are)")
     .option("--split <SIZE>", "with --archive: parts of at most SIZE (e.g. 4G), FILE.000, FILE.001, …")
     .option("--continue-on-error", "keep going past a failed item and list every failure at the end")

@@ -64,6 +64,8 @@ export interface FilesOptions {
   downloads?: DownloadLimits;
   /** A client for the OCI registry a chart comes from, with the credentials images use. */
   chartRegistry?: (host: string) => RegistryClient;
+  /** The `--mirror` of an OCI chart's registry, when it has one. */
+  chartMirror?: (host: string) => RegistryClient | undefined;
   /** Credentials by host for a Helm repository that asks for a password. */
   chartCredentials?: CredentialSource;
 }
@@ -189,6 +191,7 @@ async function prepareRemote(
     downloads: opts.downloads ?? {},
     indexes,
     ...(opts.chartCredentials ? { credentials: opts.chartCredentials } : {}),
+    ...(opts.chartMirror ? { mirror: opts.chartMirror } : {}),
     registry: (host) => {
       if (!registry) throw new InputError(`chart ${name}: no registry access to fetch ${host} with`);
       return registry(host);

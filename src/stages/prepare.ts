@@ -55,6 +55,8 @@ export interface PrepareOptions {
   verifyKeys?: VerifyKey[];
   /** A client for the OCI registry a chart comes from (`oci://host/…`), with the credentials images use. */
   chartRegistry?: (host: string) => RegistryClient;
+  /** The `--mirror` of an OCI chart's registry, asked first, as for images. */
+  chartMirror?: (host: string) => RegistryClient | undefined;
   /** Credentials by host, as images find theirs, for Helm repositories that ask for a password. */
   chartCredentials?: CredentialSource;
   /** Leave signatures, SBOMs and attestations behind (`--no-referrers`); default: carry them. */
@@ -98,6 +100,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     ...(previous ? { previous } : {}),
     ...(opts.chartRegistry ? { chartRegistry: opts.chartRegistry } : {}),
     ...(opts.chartCredentials ? { chartCredentials: opts.chartCredentials } : {}),
+    ...(opts.chartMirror ? { chartMirror: opts.chartMirror } : {}),
   });
   const lock: Lock = {
     lockVersion: LOCK_VERSION,
