@@ -603,3 +603,74 @@ test.serial(
     t.is(await readFile(path.join(root, "canary.txt"), "utf8"), CANARY);
   },
 );
+
+test.serial(
+  "subcharts of subcharts are fetched where helm looks for them, pinned; a cycle is exit 1 naming it",
+  async (t) => {
+    const nested = await serveHelmRepo(path.join(root, "nested-repo"));
+    t.teardown(() => nested.close());
+    const src = path.join(root, "nested-src");
+    const dep = (name: string) => `  - name: ${name}\n    version: 1.0.0\n    repository: ${nested.url}\n`;
+    // top needs mid, mid needs base; each archived without its subcharts. loop-a and loop-b need each other.
+    const charts: Record<string, string> = {
+      top: `dependencies:\n${dep("mid")}`,
+      mid: `dependencies:\n${dep("base")}`,
+      base: "",
+      "loop-a": `dependencies:\n${dep("loop-b")}`,
+      "loop-b": `dependencies:\n${dep("loop-a")}`,
+    };
+    // c0 → c1 → … → c9: nine levels of subcharts, one more than MAX_SUBCHART_DEPTH.
+    for (let i = 0; i <= 9; i++) charts[`c${i}`] = i < 9 ? `dependencies:\n${dep(`c${i + 1}`)}` : "";
+    for (const [name, deps] of Object.entries(charts)) {
+      await writeChart(path.join(src, name), {
+        "Chart.yaml": `apiVersion: v2\nname: ${name}\nversion: 1.0.0\n${deps}`,
+      });
+      await tar.c(
+        { gzip: true, file: path.join(nested.dir, `${name}-1.0.0.tgz`), cwd: src, portable: true },
+        [name],
+      );
+    }
+    await helm(path.join(root, "helm"), ["repo", "index", nested.dir]);
+    const def = (name: string) =>
+      ["name: nested", "charts:", `  - repo: ${nested.url}`, `    name: ${name}`, "    version: 1.0.0"].join(
+        "\n",
+      );
+    await writeFile(path.join(root, "nested.yml"), def("top"));
+    const r = await prepare("nested-out", "nested.yml");
+    t.is(r.code, 0, r.stderr);
+    const sha = (name: string) => sha256(path.join(nested.dir, `${name}-1.0.0.tgz`));
+    const lock = await readLockOf("nested-out");
+    t.deepEqual(lock.charts[0]?.origin?.dependencies, [
+      { name: "mid", version: "1.0.0", repository: nested.url, sha256: await sha("mid") },
+      { name: "base", version: "1.0.0", repository: nested.url, sha256: await sha("base"), parent: "mid" },
+    ]);
+    // mid is unpacked to hold base, as helm loads a subchart's own charts/; base stays as fetched.
+    const top = path.join(root, "nested-out", "charts", "top", "charts");
+    t.deepEqual((await readdir(top)).sort(), ["mid"]);
+    t.regex(await readFile(path.join(top, "mid", "Chart.yaml"), "utf8"), /name: mid/);
+    t.is(await sha256(path.join(top, "mid", "charts", "base-1.0.0.tgz")), await sha("base"));
+    // The real helm renders the chart with the whole tree in place.
+    await helm(path.join(root, "helm"), ["template", "x", path.join(root, "nested-out", "charts", "top")]);
+    const inspect = await runCli(["inspect", "nested-out"], { cwd: root });
+    t.regex(inspect.stdout, /top +1\.0\.0 .* mid 1\.0\.0, mid\/base 1\.0\.0/);
+    const again = await prepare("nested-out", "nested.yml");
+    t.is(again.code, 0, again.stderr);
+    t.deepEqual((await readLockOf("nested-out")).charts, lock.charts);
+
+    await writeFile(path.join(root, "loop.yml"), def("loop-a"));
+    const loop = await prepare("loop-out", "loop.yml");
+    t.is(loop.code, 1, loop.stderr);
+    t.regex(
+      loop.stderr,
+      /chart loop-a 1\.0\.0 → loop-b 1\.0\.0 → loop-a 1\.0\.0: the subcharts form a cycle/,
+    );
+    t.notRegex(loop.stderr, /\n\s+at /, "no stack trace");
+    await t.throwsAsync(stat(path.join(root, "loop-out", "bundle.lock.json")));
+
+    await writeFile(path.join(root, "deep.yml"), def("c0"));
+    const deep = await prepare("deep-out", "deep.yml");
+    t.is(deep.code, 1, deep.stderr);
+    const chain = Array.from({ length: 10 }, (_, i) => `c${i} 1\\.0\\.0`).join(" → ");
+    t.regex(deep.stderr, new RegExp(`chart ${chain}: subcharts nested more than 8 deep`));
+  },
+);
