@@ -401,3 +401,276 @@ test.serial(
     );
   },
 );
+
+/** Every file under `dir`, recursively, with its bytes. */
+async function allFiles(dir: string): Promise<{ file: string; bytes: Buffer }[]> {
+  const out: { file: string; bytes: Buffer }[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!e.isFile()) continue;
+    const file = path.join(e.parentPath, e.name);
+    out.push({ file, bytes: await readFile(file) });
+  }
+  return out;
+}
+
+test.serial(
+  "a Helm repository behind a password: credentials as for images, to its own origin only",
+  async (t) => {
+    const auth = { username: "charts", password: "Pa55-for-the-charts-only" };
+    // lib is redirected to the open repository, web's index entry names it: both another origin.
+    const secure = await serveHelmRepo(path.join(root, "secure-repo"), {
+      auth,
+      redirects: { "/lib-0.1.0.tgz": `${repo.url}lib-0.1.0.tgz` },
+    });
+    t.teardown(() => secure.close());
+    await cp(repo.dir, secure.dir, { recursive: true });
+    const index = await readFile(path.join(secure.dir, "index.yaml"), "utf8");
+    t.true(index.includes("- web-1.2.3.tgz"));
+    await writeFile(
+      path.join(secure.dir, "index.yaml"),
+      index.replace("- web-1.2.3.tgz", `- ${repo.url}web-1.2.3.tgz`),
+    );
+    const host = new URL(secure.url).host;
+    const charts = (name: string, version: string) => [
+      `  - repo: ${secure.url}`,
+      `    name: ${name}`,
+      `    version: ${version}`,
+    ];
+    await writeFile(
+      path.join(root, "secure.yml"),
+      [
+        "name: secure",
+        "charts:",
+        ...charts("web", "1.2.3"),
+        ...charts("app", "2.0.0"),
+        ...charts("lib", "0.1.0"),
+      ].join("\n"),
+    );
+    const run = (env: Record<string, string>, args: string[] = [], input?: string) =>
+      runCli(["prepare", "-f", "secure.yml", "-o", "secure-out", ...args], {
+        cwd: root,
+        env: { BUNDLE_CACHE_DIR: path.join(root, "cache"), ...env },
+        ...(input !== undefined ? { input } : {}),
+      });
+
+    const none = await run({ DOCKER_CONFIG: path.join(root, "no-docker-config") });
+    t.is(none.code, 1, none.stderr);
+    t.regex(
+      none.stderr,
+      new RegExp(
+        `${secure.url}index\\.yaml: the server answered 401; no credentials for ${host}; give them as for images: docker login ${host}`,
+      ),
+    );
+    t.notRegex(none.stderr, /\n\s+at /, "no stack trace");
+
+    const wrong = await run(
+      { DOCKER_CONFIG: path.join(root, "no-docker-config") },
+      ["--username", auth.username, "--password-stdin"],
+      "not-the-password\n",
+    );
+    t.is(wrong.code, 1, wrong.stderr);
+    t.regex(
+      wrong.stderr,
+      new RegExp(`${secure.url}index\\.yaml: the server answered 401; it refused user "charts"`),
+    );
+    t.false((wrong.stdout + wrong.stderr).includes("not-the-password"));
+    await t.throwsAsync(stat(path.join(root, "secure-out", "bundle.lock.json")));
+
+    const dockerConfig = path.join(root, "docker-config");
+    await mkdir(dockerConfig, { recursive: true });
+    const basic = Buffer.from(`${auth.username}:${auth.password}`).toString("base64");
+    await writeFile(
+      path.join(dockerConfig, "config.json"),
+      JSON.stringify({ auths: { [host]: { auth: basic } } }),
+    );
+    const [securePast, openPast] = [secure.requests.length, repo.requests.length];
+    const ok = await run({ DOCKER_CONFIG: dockerConfig });
+    t.is(ok.code, 0, ok.stderr);
+
+    const lock = await readLockOf("secure-out");
+    for (const [name, file] of [
+      ["web", "web-1.2.3.tgz"],
+      ["app", "app-2.0.0.tgz"],
+      ["lib", "lib-0.1.0.tgz"],
+    ] as const)
+      t.is(
+        lock.charts.find((c) => c.name === name)?.archive?.sha256,
+        await sha256(path.join(secure.dir, file)),
+        name,
+      );
+    // Every request to the repository carried its credentials; none to the other origin did.
+    t.deepEqual(secure.requests.slice(securePast).sort(), [
+      "/app-2.0.0.tgz",
+      "/index.yaml",
+      "/lib-0.1.0.tgz",
+    ]);
+    t.deepEqual(
+      secure.authorizations.slice(securePast),
+      secure.requests.slice(securePast).map(() => `Basic ${basic}`),
+    );
+    // lib twice: the chart redirected here, and app's dependency, which names this repository.
+    t.deepEqual(repo.requests.slice(openPast).sort(), [
+      "/index.yaml",
+      "/lib-0.1.0.tgz",
+      "/lib-0.1.0.tgz",
+      "/web-1.2.3.tgz",
+    ]);
+    t.deepEqual(
+      repo.authorizations.slice(openPast),
+      repo.requests.slice(openPast).map(() => undefined),
+    );
+    // The password is nowhere: not in the bundle's files (lock, archives, work folders), not in the output.
+    const files = await allFiles(path.join(root, "secure-out"));
+    t.true(files.some((f) => f.file.endsWith("bundle.lock.json")));
+    for (const secret of [auth.password, basic])
+      for (const { file, bytes } of files) t.false(bytes.includes(secret), `${secret} in ${file}`);
+    for (const r of [none, wrong, ok]) t.false((r.stdout + r.stderr).includes(auth.password));
+    t.is(await readFile(path.join(root, "canary.txt"), "utf8"), CANARY);
+  },
+);
+
+test.serial("a password in a repository's URL is a lint error, not written anywhere", async (t) => {
+  const lines = [
+    "name: userinfo",
+    "charts:",
+    `  - repo: http://me:Secret-In-Url@127.0.0.1:9/`,
+    "    name: web",
+    "    version: 1.2.3",
+  ];
+  await writeFile(path.join(root, "userinfo.yml"), lines.join("\n"));
+  const r = await runCli(["lint", "-f", "userinfo.yml"], { cwd: root });
+  t.is(r.code, 2, r.stderr);
+  t.regex(
+    r.stderr,
+    /userinfo\.yml:3:\d+ charts\[0\]\.repo: a user or password in a Helm repository's URL would be written to the lock/,
+  );
+  t.false((r.stdout + r.stderr).includes("Secret-In-Url"));
+});
+
+test.serial(
+  "--mirror applies to an oci:// chart's registry: the mirror first, the registry where it lacks the chart",
+  async (t) => {
+    const mirror = await startRegistry();
+    t.teardown(() => mirror.stop());
+    const home = path.join(root, "helm");
+    await writeChart(path.join(root, "src", "only"), {
+      "Chart.yaml": "apiVersion: v2\nname: only\nversion: 0.5.0\n",
+      "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: only\n",
+    });
+    const packaged = path.join(root, "mirror-oci", "only-0.5.0.tgz");
+    await helm(home, ["package", path.join(root, "src", "only"), "-d", path.dirname(packaged)]);
+    const pushed = await helm(home, ["push", packaged, `oci://${mirror.host}/charts`, "--plain-http"]);
+    const digest = /Digest: (sha256:[a-f0-9]{64})/.exec(pushed)?.[1] ?? "none";
+    const lines = ["name: mirrored", "charts:"];
+    for (const [name, version] of [
+      ["only", "0.5.0"],
+      ["tool", "0.3.0"],
+    ])
+      lines.push(`  - oci: oci://${upstream.host}/charts/${name}`, `    version: ${version}`);
+    await writeFile(path.join(root, "mirror.yml"), lines.join("\n"));
+    const run = (args: string[]) =>
+      runCli(["prepare", "-f", "mirror.yml", "-o", "mirror-out", ...args], {
+        cwd: root,
+        env: { BUNDLE_CACHE_DIR: path.join(root, "cache") },
+      });
+
+    // Only the mirror has `only`: without --mirror the chart is not found at its registry.
+    const without = await run([]);
+    t.is(without.code, 1, without.stderr);
+    t.regex(without.stderr, new RegExp(`oci://${upstream.host}/charts/only:0\\.5\\.0 not found`));
+
+    const r = await run(["--mirror", `${upstream.host}=http://${mirror.host}`]);
+    t.is(r.code, 0, r.stderr);
+    t.regex(
+      r.stderr,
+      new RegExp(`✔ chart only 0\\.5\\.0 from http://${mirror.host}/v2/charts/only/blobs/sha256:`),
+    );
+    t.regex(
+      r.stderr,
+      new RegExp(`✔ chart tool 0\\.3\\.0 from http://${upstream.host}/v2/charts/tool/blobs/sha256:`),
+    );
+    const lock = await readLockOf("mirror-out");
+    const only = lock.charts.find((c) => c.name === "only");
+    // The lock names the chart as the definition does: the mirror is where it was read, not what it is.
+    t.deepEqual(only?.origin, {
+      kind: "oci",
+      ref: `oci://${upstream.host}/charts/only`,
+      version: "0.5.0",
+      digest,
+      sha256: await sha256(packaged),
+    });
+    t.is(await sha256(path.join(root, "mirror-out", "charts", "only-0.5.0.tgz")), await sha256(packaged));
+    t.is(await readFile(path.join(root, "canary.txt"), "utf8"), CANARY);
+  },
+);
+
+test.serial(
+  "subcharts of subcharts are fetched where helm looks for them, pinned; a cycle is exit 1 naming it",
+  async (t) => {
+    const nested = await serveHelmRepo(path.join(root, "nested-repo"));
+    t.teardown(() => nested.close());
+    const src = path.join(root, "nested-src");
+    const dep = (name: string) => `  - name: ${name}\n    version: 1.0.0\n    repository: ${nested.url}\n`;
+    // top needs mid, mid needs base; each archived without its subcharts. loop-a and loop-b need each other.
+    const charts: Record<string, string> = {
+      top: `dependencies:\n${dep("mid")}`,
+      mid: `dependencies:\n${dep("base")}`,
+      base: "",
+      "loop-a": `dependencies:\n${dep("loop-b")}`,
+      "loop-b": `dependencies:\n${dep("loop-a")}`,
+    };
+    // c0 → c1 → … → c9: nine levels of subcharts, one more than MAX_SUBCHART_DEPTH.
+    for (let i = 0; i <= 9; i++) charts[`c${i}`] = i < 9 ? `dependencies:\n${dep(`c${i + 1}`)}` : "";
+    for (const [name, deps] of Object.entries(charts)) {
+      await writeChart(path.join(src, name), {
+        "Chart.yaml": `apiVersion: v2\nname: ${name}\nversion: 1.0.0\n${deps}`,
+      });
+      await tar.c(
+        { gzip: true, file: path.join(nested.dir, `${name}-1.0.0.tgz`), cwd: src, portable: true },
+        [name],
+      );
+    }
+    await helm(path.join(root, "helm"), ["repo", "index", nested.dir]);
+    const def = (name: string) =>
+      ["name: nested", "charts:", `  - repo: ${nested.url}`, `    name: ${name}`, "    version: 1.0.0"].join(
+        "\n",
+      );
+    await writeFile(path.join(root, "nested.yml"), def("top"));
+    const r = await prepare("nested-out", "nested.yml");
+    t.is(r.code, 0, r.stderr);
+    const sha = (name: string) => sha256(path.join(nested.dir, `${name}-1.0.0.tgz`));
+    const lock = await readLockOf("nested-out");
+    t.deepEqual(lock.charts[0]?.origin?.dependencies, [
+      { name: "mid", version: "1.0.0", repository: nested.url, sha256: await sha("mid") },
+      { name: "base", version: "1.0.0", repository: nested.url, sha256: await sha("base"), parent: "mid" },
+    ]);
+    // mid is unpacked to hold base, as helm loads a subchart's own charts/; base stays as fetched.
+    const top = path.join(root, "nested-out", "charts", "top", "charts");
+    t.deepEqual((await readdir(top)).sort(), ["mid"]);
+    t.regex(await readFile(path.join(top, "mid", "Chart.yaml"), "utf8"), /name: mid/);
+    t.is(await sha256(path.join(top, "mid", "charts", "base-1.0.0.tgz")), await sha("base"));
+    // The real helm renders the chart with the whole tree in place.
+    await helm(path.join(root, "helm"), ["template", "x", path.join(root, "nested-out", "charts", "top")]);
+    const inspect = await runCli(["inspect", "nested-out"], { cwd: root });
+    t.regex(inspect.stdout, /top +1\.0\.0 .* mid 1\.0\.0, mid\/base 1\.0\.0/);
+    const again = await prepare("nested-out", "nested.yml");
+    t.is(again.code, 0, again.stderr);
+    t.deepEqual((await readLockOf("nested-out")).charts, lock.charts);
+
+    await writeFile(path.join(root, "loop.yml"), def("loop-a"));
+    const loop = await prepare("loop-out", "loop.yml");
+    t.is(loop.code, 1, loop.stderr);
+    t.regex(
+      loop.stderr,
+      /chart loop-a 1\.0\.0 → loop-b 1\.0\.0 → loop-a 1\.0\.0: the subcharts form a cycle/,
+    );
+    t.notRegex(loop.stderr, /\n\s+at /, "no stack trace");
+    await t.throwsAsync(stat(path.join(root, "loop-out", "bundle.lock.json")));
+
+    await writeFile(path.join(root, "deep.yml"), def("c0"));
+    const deep = await prepare("deep-out", "deep.yml");
+    t.is(deep.code, 1, deep.stderr);
+    const chain = Array.from({ length: 10 }, (_, i) => `c${i} 1\\.0\\.0`).join(" → ");
+    t.regex(deep.stderr, new RegExp(`chart ${chain}: subcharts nested more than 8 deep`));
+  },
+);

@@ -173,6 +173,8 @@ export interface LockChartDependency {
   sha256: string;
   /** For an OCI dependency, its manifest's digest. */
   digest?: string;
+  /** A subchart's subchart: the folders it lies under from the chart's `charts/`, e.g. `lib` or `lib/common`. */
+  parent?: string;
 }
 
 export interface LockChartArchive {

@@ -70,6 +70,7 @@ const ChartDependency = Type.Object({
   repository: Type.String({ minLength: 1 }),
   sha256: Sha256,
   digest: Type.Optional(Digest),
+  parent: Type.Optional(Type.String({ minLength: 1 })),
 });
 
 const LockSchema = Type.Object({

@@ -13,9 +13,12 @@ import { pipeline } from "node:stream/promises";
 import { parse as parseYaml } from "yaml";
 import type { RemoteChartSource } from "../config/model.js";
 import type { LockChartOrigin } from "../bundle/lock.js";
-import { download, DEFAULT_MAX_DOWNLOAD, type DownloadLimits } from "../files/download.js";
+import { download, DEFAULT_MAX_DOWNLOAD, type DownloadAuth, type DownloadLimits } from "../files/download.js";
 import { HELM_CHART_LAYER } from "../oci/mediaTypes.js";
+import { basicAuthorization } from "../registry/auth.js";
 import type { RegistryClient } from "../registry/client.js";
+import { NotFoundError } from "../registry/errors.js";
+import { describeCredentials, type CredentialSource } from "../registry/credentials.js";
 import { InputError, WorkError } from "../util/errors.js";
 import { checkedBytes } from "../util/streams.js";
 
@@ -25,8 +28,12 @@ export interface FetchOptions {
   downloads: DownloadLimits;
   /** A client for an OCI registry host, with the credentials images use. */
   registry: (host: string) => RegistryClient;
+  /** A client for the `--mirror` of an OCI registry host, when it has one: asked first, as for images. */
+  mirror?: (host: string) => RegistryClient | undefined;
   /** Repository indexes read so far in this run, by URL: charts and subcharts of one repository read it once. */
   indexes: Map<string, Promise<unknown>>;
+  /** Credentials by host, as images find theirs: a Helm repository's host gets them as Basic auth. */
+  credentials?: CredentialSource;
 }
 
 /** A chart archive in a work file, checked, and where it came from. */
@@ -101,13 +108,15 @@ async function fetchFromRepo(
 ): Promise<FetchedChart & { indexPins: Pin[] }> {
   const base = source.url.endsWith("/") ? source.url : `${source.url}/`;
   const indexUrl = new URL("index.yaml", base).toString();
-  if (!opts.indexes.has(indexUrl)) opts.indexes.set(indexUrl, readIndex(indexUrl, opts));
+  const auth = await repoAuth(base, opts.credentials);
+  if (!opts.indexes.has(indexUrl)) opts.indexes.set(indexUrl, readIndex(indexUrl, auth, opts));
   const entry = findEntry(await opts.indexes.get(indexUrl), source, indexUrl);
   const url = new URL(entry.urls[0] ?? "", base).toString();
   const file = workFile(opts, `${source.chart}-${source.version}.tgz`);
   const got = await download(url, file, {
     ...opts.downloads,
     partialDir: path.join(opts.workDir, "partial"),
+    auth,
   });
   return {
     file,
@@ -124,11 +133,34 @@ async function fetchFromRepo(
   };
 }
 
-async function readIndex(indexUrl: string, opts: FetchOptions): Promise<unknown> {
+/**
+ * Basic auth for the repository's origin only, from the credentials images use (as helm sends
+ * them, before any challenge). A chart URL or redirect to another origin goes without.
+ */
+async function repoAuth(base: string, credentials: CredentialSource | undefined): Promise<DownloadAuth> {
+  const { origin, host } = new URL(base);
+  const creds = await credentials?.(host);
+  if (creds && "password" in creds)
+    return {
+      origin,
+      header: basicAuthorization(creds.username, creds.password),
+      denied: `it refused ${describeCredentials(creds)}, given for ${host}`,
+    };
+  const why = creds
+    ? `the credentials for ${host} are an identity token, not a user and password`
+    : `no credentials for ${host}`;
+  return {
+    origin,
+    denied: `${why}; give them as for images: docker login ${host} (or a credential helper), or --username with --password-stdin`,
+  };
+}
+
+async function readIndex(indexUrl: string, auth: DownloadAuth, opts: FetchOptions): Promise<unknown> {
   const file = workFile(opts, `index-${Date.now()}-${process.pid}.yaml`);
   try {
     await download(indexUrl, file, {
       ...opts.downloads,
+      auth,
       maxBytes: Math.min(MAX_INDEX_BYTES, opts.downloads.maxBytes ?? DEFAULT_MAX_DOWNLOAD),
       partialDir: path.join(opts.workDir, "partial"),
     });
@@ -179,10 +211,9 @@ async function fetchFromOci(
   opts: FetchOptions,
 ): Promise<FetchedChart & { indexPins: Pin[] }> {
   const { host, repo } = parseOciRef(source.ref);
-  const client = opts.registry(host);
   // Helm writes `+` of a SemVer build as `_` in a tag, which cannot hold a `+`.
   const tag = source.version.replaceAll("+", "_");
-  const manifest = await client.getManifest(repo, tag, `${source.ref}:${tag}`);
+  const { client, manifest } = await ociManifest(host, { repo, tag, name: `${source.ref}:${tag}` }, opts);
   // A moved tag is refused before its blob is read.
   const manifestUrl = `${client.endpoint.baseUrl}/v2/${repo}/manifests/${tag}`;
   const digestPins = pins.filter((p) => p.digest !== undefined);
@@ -225,6 +256,27 @@ async function fetchFromOci(
     sha256,
   };
   return { file, size: layer.size, sha256, url, origin, indexPins: [] };
+}
+
+/**
+ * The manifest `name`'s tag names, from the host's `--mirror` when it has it, else from the host
+ * (a mirror lacking it is not an error, as for images); the blob comes from the same registry.
+ */
+async function ociManifest(
+  host: string,
+  { repo, tag, name }: { repo: string; tag: string; name: string },
+  opts: FetchOptions,
+) {
+  const mirror = opts.mirror?.(host);
+  if (mirror) {
+    try {
+      return { client: mirror, manifest: await mirror.getManifest(repo, tag, name) };
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+  }
+  const client = opts.registry(host);
+  return { client, manifest: await client.getManifest(repo, tag, name) };
 }
 
 /** `oci://127.0.0.1:5000/charts/x` → host and repository. */

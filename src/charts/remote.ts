@@ -49,7 +49,7 @@ export async function prepareRemoteChart(
   }
   const archive = `charts/${name}-${source.version}.tgz`;
   await rename(got.file, path.join(opts.dir, ...archive.split("/")));
-  const dependencies = await fetchDependencies(chartDir, name, opts);
+  const dependencies = await fetchDependencies(chartDir, { chain: [`${name} ${version}`] }, opts);
   opts.out.info(
     `  ✔ chart ${name} ${version} from ${got.url} (sha256 ${got.sha256.slice(0, 12)}) → charts/${name}/`,
   );
@@ -177,8 +177,7 @@ interface Dependency {
  * The Chart.yaml's dependencies, each version from Chart.lock when it has one, else the
  * Chart.yaml's, which must then be exact: a range would pick whatever is newest at prepare.
  */
-async function dependenciesOf(chartDir: string, chart: string): Promise<Dependency[]> {
-  const what = `chart ${chart}`;
+async function dependenciesOf(chartDir: string, what: string): Promise<Dependency[]> {
   const list = (await readChartYaml(chartDir, "Chart.yaml", what))?.dependencies;
   const locked = (await readChartYaml(chartDir, "Chart.lock", what))?.dependencies;
   const lockedList = Array.isArray(locked) ? (locked as Partial<Record<keyof Dependency, unknown>>[]) : [];
@@ -191,6 +190,11 @@ async function dependenciesOf(chartDir: string, chart: string): Promise<Dependen
     if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(name))
       throw new WorkError(`${what}: its Chart.yaml has a dependency whose name is not a plain name`);
     const remote = /^(https?|oci):\/\//.test(repository);
+    if (remote && /^[a-z]+:\/\/[^/]*@/i.test(repository))
+      throw new WorkError(
+        `${what}: dependency ${name} names its repository with a user or password, which the lock would keep; ` +
+          "give credentials as for images (docker login, or --username with --password-stdin)",
+      );
     if (remote && !EXACT_VERSION.test(version))
       throw new InputError(
         `${what}: dependency ${name} asks for version "${version}" of ${repository}, a range and no Chart.lock to pin it; ` +
@@ -200,44 +204,124 @@ async function dependenciesOf(chartDir: string, chart: string): Promise<Dependen
   });
 }
 
-/** Subcharts from http(s) or OCI repositories, fetched unless the archive holds them; file:// ones must be there. */
+/** Subcharts of subcharts deeper than this are refused: real charts nest two or three levels. */
+export const MAX_SUBCHART_DEPTH = 8;
+
+/**
+ * Where the walk down a chart's subcharts is: the charts above, as `name version`, for the cycle
+ * guard and messages, and the subchart folders from the top chart (`lib/common`) for the lock.
+ */
+interface Walk {
+  chain: string[];
+  parent?: string;
+}
+
+/**
+ * Subcharts from http(s) or OCI repositories, fetched unless the archive holds them; file:// ones
+ * must be there. Each subchart's own subcharts are walked the same way, down to MAX_SUBCHART_DEPTH.
+ */
 async function fetchDependencies(
   chartDir: string,
-  chart: string,
+  walk: Walk,
   opts: RemoteChartOptions,
 ): Promise<LockChartDependency[]> {
   const out: LockChartDependency[] = [];
-  for (const dep of await dependenciesOf(chartDir, chart)) {
-    const tgz = `${dep.name}-${dep.version}.tgz`;
-    const present = await Promise.all(
-      [tgz, dep.name].map((n) =>
-        lstat(path.join(chartDir, "charts", n)).then(
-          () => true,
-          () => false,
-        ),
-      ),
-    );
-    if (present.some(Boolean)) continue;
-    const repo = dep.repository;
-    if (!/^(https?|oci):\/\//.test(repo))
+  const what = `chart ${walk.chain.join(" → ")}`;
+  for (const dep of await dependenciesOf(chartDir, what)) {
+    const chain = [...walk.chain, `${dep.name} ${dep.version}`];
+    if (walk.chain.includes(`${dep.name} ${dep.version}`))
+      throw new WorkError(`chart ${chain.join(" → ")}: the subcharts form a cycle`);
+    if (chain.length > MAX_SUBCHART_DEPTH + 1)
       throw new WorkError(
-        `chart ${chart}: dependency ${dep.name} (${repo || "no repository"}) is not in the chart's charts/ folder` +
-          (repo.startsWith("file://") || repo === ""
-            ? ""
-            : "; write its repository as an https:// or oci:// URL"),
+        `chart ${chain.join(" → ")}: subcharts nested more than ${MAX_SUBCHART_DEPTH} deep`,
       );
-    const source: RemoteChartSource = repo.startsWith("oci://")
-      ? { kind: "oci", ref: `${repo.replace(/\/+$/, "")}/${dep.name}`, version: dep.version }
-      : { kind: "repo", url: repo, chart: dep.name, version: dep.version };
-    const before = opts.previous?.origin?.dependencies?.find(
-      (d) => d.name === dep.name && d.version === dep.version && d.repository === repo,
-    );
-    const got = await fetchChart(source, before ? [{ sha256: before.sha256, by: EARLIER }] : [], opts);
-    await mkdir(path.join(chartDir, "charts"), { recursive: true });
-    await rename(got.file, path.join(chartDir, "charts", tgz));
-    const digest = got.origin.kind === "oci" ? { digest: got.origin.digest } : {};
-    out.push({ name: dep.name, version: dep.version, repository: repo, sha256: got.sha256, ...digest });
-    opts.out.info(`  ✔ dependency ${dep.name} ${dep.version} of chart ${chart} from ${got.url}`);
+    const held = await heldAs(chartDir, dep);
+    if (!held) out.push(await fetchDependency(chartDir, dep, what, walk.parent, opts));
+    const parent = walk.parent ? `${walk.parent}/${dep.name}` : dep.name;
+    out.push(...(await subchartDependencies(chartDir, dep, { chain, parent }, opts)));
   }
   return out;
+}
+
+/** How the chart's charts/ folder holds a subchart: unpacked, packed, as something else, or not at all. */
+async function heldAs(
+  chartDir: string,
+  dep: Dependency,
+): Promise<"folder" | "archive" | "other" | undefined> {
+  const [archive, folder] = await Promise.all(
+    [`${dep.name}-${dep.version}.tgz`, dep.name].map((n) =>
+      lstat(path.join(chartDir, "charts", n)).then(
+        (s) => s,
+        () => undefined,
+      ),
+    ),
+  );
+  if (folder?.isDirectory()) return "folder";
+  if (archive?.isFile()) return "archive";
+  return archive || folder ? "other" : undefined;
+}
+
+/**
+ * A subchart's own subcharts. A packed one is unpacked to look inside; it stays packed (the
+ * bytes its pin names) unless something had to be fetched into it, then it stays a folder.
+ */
+async function subchartDependencies(
+  chartDir: string,
+  dep: Dependency,
+  walk: Walk,
+  opts: RemoteChartOptions,
+): Promise<LockChartDependency[]> {
+  const folder = path.join(chartDir, "charts", dep.name);
+  const held = await heldAs(chartDir, dep);
+  if (held === "folder") return fetchDependencies(folder, walk, opts);
+  if (held !== "archive") return [];
+  const archive = path.join(chartDir, "charts", `${dep.name}-${dep.version}.tgz`);
+  const max = opts.downloads.maxBytes ?? DEFAULT_MAX_DOWNLOAD;
+  await unpackChart(archive, folder, `chart ${walk.chain.join(" → ")}`, max);
+  let fetched: LockChartDependency[];
+  try {
+    fetched = await fetchDependencies(folder, walk, opts);
+  } catch (err) {
+    await rm(folder, { recursive: true, force: true });
+    throw err;
+  }
+  // Helm would load both: one of the two goes.
+  await rm(fetched.length > 0 ? archive : folder, { recursive: true, force: true });
+  return fetched;
+}
+
+/** One subchart from its repository into `charts/<dep>-<version>.tgz`, pinned by an earlier prepare's lock. */
+async function fetchDependency(
+  chartDir: string,
+  dep: Dependency,
+  what: string,
+  parent: string | undefined,
+  opts: RemoteChartOptions,
+): Promise<LockChartDependency> {
+  const repo = dep.repository;
+  if (!/^(https?|oci):\/\//.test(repo))
+    throw new WorkError(
+      `${what}: dependency ${dep.name} (${repo || "no repository"}) is not in the chart's charts/ folder` +
+        (repo.startsWith("file://") || repo === ""
+          ? ""
+          : "; write its repository as an https:// or oci:// URL"),
+    );
+  const source: RemoteChartSource = repo.startsWith("oci://")
+    ? { kind: "oci", ref: `${repo.replace(/\/+$/, "")}/${dep.name}`, version: dep.version }
+    : { kind: "repo", url: repo, chart: dep.name, version: dep.version };
+  const before = opts.previous?.origin?.dependencies?.find(
+    (d) => d.name === dep.name && d.version === dep.version && d.repository === repo && d.parent === parent,
+  );
+  const got = await fetchChart(source, before ? [{ sha256: before.sha256, by: EARLIER }] : [], opts);
+  await mkdir(path.join(chartDir, "charts"), { recursive: true });
+  await rename(got.file, path.join(chartDir, "charts", `${dep.name}-${dep.version}.tgz`));
+  opts.out.info(`  ✔ dependency ${dep.name} ${dep.version} of ${what} from ${got.url}`);
+  return {
+    name: dep.name,
+    version: dep.version,
+    repository: repo,
+    sha256: got.sha256,
+    ...(got.origin.kind === "oci" ? { digest: got.origin.digest } : {}),
+    ...(parent ? { parent } : {}),
+  };
 }

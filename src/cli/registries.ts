@@ -54,6 +54,18 @@ export class RegistryAccess {
     return store;
   }
 
+  /** The credentials of every registry, by host: Helm repositories take theirs from here too. */
+  get credentials(): CredentialSource | undefined {
+    const c = this.options.credentials;
+    return typeof c === "function" ? c : undefined;
+  }
+
+  /** The client of `host`'s `--mirror` (an `oci://` chart's registry, say), if it has one. */
+  mirrorClient(host: string): RegistryClient | undefined {
+    const mirror = this.mirrors.get(resolveEndpoint(host).host);
+    return mirror ? this.store(mirror).client : undefined;
+  }
+
   /** Where to pull images of `host` from: its mirror first when `--mirror` names one. */
   source(host: string): ImageSource {
     const mirror = this.mirrors.get(host);

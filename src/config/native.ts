@@ -259,6 +259,11 @@ function remoteChart(
   }
   if (c.repo !== undefined && c.name === undefined)
     return void problems.add(at, "a chart from a Helm repository needs the chart's name");
+  if (c.repo !== undefined && /^[a-z]+:\/\/[^/]*@/i.test(c.repo))
+    return void problems.add(
+      [...at, "repo"],
+      "a user or password in a Helm repository's URL would be written to the lock: give them as for images (docker login HOST, or --username with --password-stdin)",
+    );
   const name = c.name ?? c.oci?.split("/").pop() ?? "";
   if (!problems.try([...at, c.name !== undefined ? "name" : "oci"], () => segmentName(name, "a chart name")))
     return undefined;

@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
+import { sameOrigin } from "../registry/endpoint.js";
 import { classifyError, createHttpStack, type HttpStack, type HttpTimeouts } from "../registry/http.js";
 import { writeResumable, type ResumableWrite } from "../util/cas.js";
 import { BundleError, InputError, WorkError } from "../util/errors.js";
@@ -33,6 +34,16 @@ export interface DownloadOptions extends DownloadLimits {
   size?: number;
   partialDir: string;
   onBytes?: (n: number) => void;
+  /** Credentials for one origin (a Helm repository's); a download has none otherwise. */
+  auth?: DownloadAuth;
+}
+
+export interface DownloadAuth {
+  /** `http://host:port`: only requests to it carry `header`, redirects included. */
+  origin: string;
+  header?: string;
+  /** Said after a 401 or 403 from that origin: which credentials were sent, or how to give some. */
+  denied: string;
 }
 
 export async function download(url: string, file: string, opts: DownloadOptions): Promise<Downloaded> {
@@ -44,7 +55,7 @@ export async function download(url: string, file: string, opts: DownloadOptions)
   const http = createHttpStack({ ...(opts.timeouts ? { timeouts: opts.timeouts } : {}) });
   const write: ResumableWrite = {
     partial,
-    open: (have) => request(http, url, have, { limit, why }),
+    open: (have) => request(http, url, have, { limit, why }, opts.auth),
     want: { max: limit, ...(opts.sha256 ? { sha256: opts.sha256 } : {}) },
     fail: {
       over: () => tooLarge(url, { limit, why }, "it goes on past that"),
@@ -85,14 +96,15 @@ async function resumeInto(file: string, write: ResumableWrite, url: string): Pro
 }
 
 /** Asks for the bytes from `have` on; a server that ignores Range sends them all (`from` 0). */
-async function request(http: HttpStack, url: string, have: number, limit: Limit) {
-  // A download carries no credentials: redirects (to a release's storage, say) are followed.
+async function request(http: HttpStack, url: string, have: number, limit: Limit, auth?: DownloadAuth) {
+  // Redirects (to a release's storage, say) are followed; credentials stay with their origin.
   const stream = http.stream(url, {
     method: "GET",
     headers: have > 0 ? { range: `bytes=${have}-` } : {},
     followRedirect: true,
+    ...(auth?.header ? { authorization: { origin: auth.origin, header: auth.header } } : {}),
   });
-  const response = await new Promise<{ statusCode: number; headers: Record<string, unknown> }>(
+  const response = await new Promise<{ statusCode: number; headers: Record<string, unknown>; url: string }>(
     (resolve, reject) => {
       stream.once("response", resolve);
       stream.once("error", reject);
@@ -109,6 +121,8 @@ async function request(http: HttpStack, url: string, have: number, limit: Limit)
   if (status >= 500 || status === 429)
     throw fail(new TransientError(`${url}: the server answered ${status}`));
   if (status === 404) throw fail(new InputError(`${url}: not found (404)`));
+  if ((status === 401 || status === 403) && auth && sameOrigin(response.url, auth.origin))
+    throw fail(new WorkError(`${url}: the server answered ${status}; ${auth.denied}`));
   if (status !== 200 && status !== 206) throw fail(new WorkError(`${url}: the server answered ${status}`));
   const from = status === 206 ? have : 0;
   const declared = Number(response.headers["content-length"]);

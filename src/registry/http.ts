@@ -9,10 +9,11 @@ import https from "node:https";
 import tls from "node:tls";
 import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
-import got, { type Got, type Method, type Request, type Response } from "got";
+import got, { type Got, type Method, type NormalizedOptions, type Request, type Response } from "got";
 import { BundleError, InputError, WorkError } from "../util/errors.js";
 import { Attempts, isTransient, TransientError, withRetry, type RetryOptions } from "../util/retry.js";
 import { fsReason } from "../util/files.js";
+import { sameOrigin } from "./endpoint.js";
 
 export interface HttpOptions {
   /** Accept TLS certificates that do not verify (`--insecure`). */
@@ -72,8 +73,19 @@ export interface BufferedRequest {
 export interface StreamRequest {
   method: Method;
   headers?: Record<string, string>;
-  /** Only for requests that carry no credentials (downloads): redirects are ours otherwise. */
+  /**
+   * For downloads, which carry no credentials or only `authorization`: the registry client
+   * follows its redirects itself.
+   */
   followRedirect?: boolean;
+  /** An Authorization header sent only to `origin`, on redirects too: a hop elsewhere goes without. */
+  authorization?: OriginAuthorization;
+}
+
+export interface OriginAuthorization {
+  /** `http://host:port`, as URL.origin writes it. */
+  origin: string;
+  header: string;
 }
 
 export interface HttpStack {
@@ -118,10 +130,15 @@ export function createHttpStack(opts: HttpOptions): HttpStack {
     got: instance,
     request: (url, req) => bufferedRequest(instance, t, url, req),
     stream(url, req) {
+      const auth = req.authorization;
       const stream = instance.stream(url, {
         method: req.method,
-        headers: req.headers ?? {},
+        headers: {
+          ...req.headers,
+          ...(auth && sameOrigin(url, auth.origin) ? { authorization: auth.header } : {}),
+        },
         followRedirect: req.followRedirect ?? false,
+        ...(auth ? { hooks: { beforeRedirect: [(next) => keepToOrigin(next, auth)] } } : {}),
       });
       const stop = watchRate(
         stream,
@@ -139,6 +156,15 @@ export function createHttpStack(opts: HttpOptions): HttpStack {
       httpsAgent.destroy();
     },
   };
+}
+
+/**
+ * Before each redirect: the header goes only to its origin. got drops it on a change of host or
+ * port, but not of scheme (https to http on the same host would send it in the clear).
+ */
+function keepToOrigin(next: Pick<NormalizedOptions, "url" | "headers">, auth: OriginAuthorization): void {
+  if (next.url !== undefined && sameOrigin(next.url, auth.origin)) next.headers.authorization = auth.header;
+  else delete next.headers.authorization;
 }
 
 function readCaFile(file: string): string {

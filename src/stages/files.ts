@@ -10,6 +10,7 @@ import path from "node:path";
 import { listFiles } from "../util/files.js";
 import type { Definition, GitItem, RemoteChartSource, TemplateItem } from "../config/model.js";
 import type { RegistryClient } from "../registry/client.js";
+import type { CredentialSource } from "../registry/credentials.js";
 import { destPath } from "../config/model.js";
 import { isSiteValue } from "../config/values.js";
 import { templateVariables } from "../templates/variables.js";
@@ -63,6 +64,10 @@ export interface FilesOptions {
   downloads?: DownloadLimits;
   /** A client for the OCI registry a chart comes from, with the credentials images use. */
   chartRegistry?: (host: string) => RegistryClient;
+  /** The `--mirror` of an OCI chart's registry, when it has one. */
+  chartMirror?: (host: string) => RegistryClient | undefined;
+  /** Credentials by host for a Helm repository that asks for a password. */
+  chartCredentials?: CredentialSource;
 }
 
 export async function prepareFiles(def: Definition, dir: string, opts: FilesOptions): Promise<FilesResult> {
@@ -185,6 +190,8 @@ async function prepareRemote(
     workDir: path.join(dir, ".partial", "charts"),
     downloads: opts.downloads ?? {},
     indexes,
+    ...(opts.chartCredentials ? { credentials: opts.chartCredentials } : {}),
+    ...(opts.chartMirror ? { mirror: opts.chartMirror } : {}),
     registry: (host) => {
       if (!registry) throw new InputError(`chart ${name}: no registry access to fetch ${host} with`);
       return registry(host);

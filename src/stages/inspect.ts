@@ -240,6 +240,8 @@ function chartSource(name: string, o: LockChartOrigin): InspectReport["chartSour
     version: o.version,
     from: o.kind === "repo" ? `${o.url} (${o.name})` : o.ref,
     pin: o.kind === "repo" ? `sha256:${o.sha256}` : o.digest,
-    dependencies: (o.dependencies ?? []).map((d) => `${d.name} ${d.version}`),
+    dependencies: (o.dependencies ?? []).map(
+      (d) => `${d.parent ? `${d.parent}/` : ""}${d.name} ${d.version}`,
+    ),
   };
 }

@@ -10,6 +10,7 @@ import type { Definition, ImageItem } from "../config/model.js";
 import { DefinitionError, formatDiagnostic, formatPos, InputError } from "../util/errors.js";
 import { NotFoundError } from "../registry/errors.js";
 import type { RegistryClient } from "../registry/client.js";
+import type { CredentialSource } from "../registry/credentials.js";
 import { OciLayout } from "../store/layout.js";
 import type { ImageSource, ImageTarget } from "../store/types.js";
 import {
@@ -54,6 +55,10 @@ export interface PrepareOptions {
   verifyKeys?: VerifyKey[];
   /** A client for the OCI registry a chart comes from (`oci://host/…`), with the credentials images use. */
   chartRegistry?: (host: string) => RegistryClient;
+  /** The `--mirror` of an OCI chart's registry, asked first, as for images. */
+  chartMirror?: (host: string) => RegistryClient | undefined;
+  /** Credentials by host, as images find theirs, for Helm repositories that ask for a password. */
+  chartCredentials?: CredentialSource;
   /** Leave signatures, SBOMs and attestations behind (`--no-referrers`); default: carry them. */
   noReferrers?: boolean;
 }
@@ -94,6 +99,8 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
     ...(opts.tools ? { tools: opts.tools } : {}),
     ...(previous ? { previous } : {}),
     ...(opts.chartRegistry ? { chartRegistry: opts.chartRegistry } : {}),
+    ...(opts.chartCredentials ? { chartCredentials: opts.chartCredentials } : {}),
+    ...(opts.chartMirror ? { chartMirror: opts.chartMirror } : {}),
   });
   const lock: Lock = {
     lockVersion: LOCK_VERSION,

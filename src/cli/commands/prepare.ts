@@ -7,7 +7,7 @@ import type { Command } from "commander";
 import os from "node:os";
 import path from "node:path";
 import { DEFAULT_DEFINITION } from "../../config/defaults.js";
-import type { Definition, ImageItem } from "../../config/model.js";
+import type { ChartSource, Definition, ImageItem } from "../../config/model.js";
 import type { GitOps } from "../../stages/files.js";
 import type { PrepareResult } from "../../stages/prepare.js";
 import type { DockerDaemonSource } from "../../store/docker.js";
@@ -61,7 +61,11 @@ export function define(program: Command, out: LazyOutput): void {
       "--platform <LIST>",
       "comma-separated platforms (default: the definition's, else linux/amd64,linux/arm64)",
     )
-    .option("--mirror <SRC=URL>", "pull images of registry SRC from URL first (repeatable)", collect)
+    .option(
+      "--mirror <SRC=URL>",
+      "pull images and oci:// charts of registry SRC from URL first (repeatable)",
+      collect,
+    )
     .option("--archive <FILE>", "also write the bundle as one tar file (its index first, blobs as they are)")
     .option("--split <SIZE>", "with --archive: parts of at most SIZE (e.g. 4G), FILE.000, FILE.001, …")
     .option("--continue-on-error", "keep going past a failed item and list every failure at the end")
@@ -98,7 +102,7 @@ export function define(program: Command, out: LazyOutput): void {
     "bundle prepare -f bundle.yml -o /media/usb/openwhisk",
     "bundle prepare --mirror docker.io=http://127.0.0.1:5001",
     "bundle prepare --verify-key cosign.pub",
-    "bundle prepare --username me --password-stdin < pw   # also for an oci:// chart's registry",
+    "bundle prepare --username me --password-stdin < pw   # also for a chart's Helm repository or oci:// registry",
   );
   prepare.action((opts: PrepareFlags) => runPrepare(opts, out()));
 }
@@ -139,6 +143,8 @@ async function runPrepare(flags: PrepareFlags, out: Output): Promise<void> {
     ...(siteLayers ? { siteLayers } : {}),
     ...(verifyKeys ? { verifyKeys } : {}),
     chartRegistry: (host) => access.store(host).client,
+    ...(access.credentials ? { chartCredentials: access.credentials } : {}),
+    chartMirror: (host) => access.mirrorClient(host),
     ...(flags.referrers === false ? { noReferrers: true } : {}),
   }).finally(() => daemon.dispose());
   await finish(result, flags, signKey, out);
@@ -168,12 +174,16 @@ async function readVerifyKeys(files: string[]) {
   return Promise.all(files.map(async (f) => parseVerifyKey(await readKeyFile(f, "--verify-key"), f)));
 }
 
-/** Which registries the images and oci:// charts come from decides where --username applies. */
+/** Which registries (and Helm repositories) the images and charts come from decides where --username applies. */
 async function loginHosts(def: Definition): Promise<string[]> {
   const { parseOciRef } = await import("../../charts/fetch.js");
+  const chartHost = (source: ChartSource): string[] => {
+    if (source.kind === "oci") return [parseOciRef(source.ref).host];
+    return source.kind === "repo" ? [new URL(source.url).host] : [];
+  };
   return [
     ...def.images.filter((i) => i.source === "registry").map((i) => i.ref.registry),
-    ...def.charts.flatMap((c) => (c.source.kind === "oci" ? [parseOciRef(c.source.ref).host] : [])),
+    ...def.charts.flatMap((c) => chartHost(c.source)),
   ];
 }
 
