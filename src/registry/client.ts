@@ -60,6 +60,8 @@ export class RegistryClient {
   private readonly http: HttpStack;
   private readonly transport: Transport;
   private readonly tuning: UploadTuning;
+  /** Set by the first 404, 405 or 501 from the referrers API: the tag schema is used from then on. */
+  private noReferrersApi = false;
 
   constructor(registry: string | RegistryEndpoint, opts: RegistryClientOptions = {}) {
     this.endpoint = typeof registry === "string" ? resolveEndpoint(registry) : registry;
@@ -175,6 +177,8 @@ export class RegistryClient {
     digest: string,
     name = this.imageName(repo, digest),
   ): Promise<Buffer | undefined> {
+    // The spec forbids a 404 from a registry with the API: one answer says it for every repository.
+    if (this.noReferrersApi) return undefined;
     const what = `list referrers of ${name} at registry ${this.host}`;
     const res = await this.transport.retrying(what, () =>
       this.transport.send({
@@ -184,7 +188,10 @@ export class RegistryClient {
         headers: { accept: OCI_INDEX },
       }),
     );
-    if ([404, 405, 501].includes(res.status)) return undefined;
+    if ([404, 405, 501].includes(res.status)) {
+      this.noReferrersApi = true;
+      return undefined;
+    }
     if (res.status !== 200) throw unexpectedStatus(what, res);
     return res.body;
   }
