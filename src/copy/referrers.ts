@@ -27,11 +27,14 @@ export async function findReferrers(
   from: ImageLocation,
   subjects: string[],
 ): Promise<FoundReferrers> {
+  // One tag list instead of four questions per subject, where the repository has few tags.
+  const tags = await source.listTags?.(from);
+  const maybe = (tag: string) => tags === undefined || tags.has(tag);
   const perSubject = await Promise.all(
     [...new Set(subjects)].map(async (subject) => {
       const [listed, tagged] = await Promise.all([
-        listedReferrers(source, from, subject),
-        cosignReferrers(source, from, subject),
+        listedReferrers(source, from, subject, maybe),
+        cosignReferrers(source, from, subject, maybe),
       ]);
       return { subject, listed, tagged };
     }),
@@ -49,11 +52,16 @@ export async function findReferrers(
 }
 
 /** The referrers API's list, or the tag schema's index where the source has no API. */
-async function listedReferrers(source: ImageSource, from: ImageLocation, subject: string) {
+async function listedReferrers(
+  source: ImageSource,
+  from: ImageLocation,
+  subject: string,
+  maybe: (tag: string) => boolean,
+) {
   const api = await source.listReferrers?.(from, subject);
   if (api) return api;
   const at = { ...from, reference: referrersTag(subject) };
-  if (!(await source.headManifest(at))) return [];
+  if (!maybe(at.reference) || !(await source.headManifest(at))) return [];
   const index = await parseManifest(from.name, await source.getManifest(at));
   return "manifests" in index ? index.manifests : [];
 }
@@ -62,8 +70,9 @@ async function cosignReferrers(
   source: ImageSource,
   from: ImageLocation,
   subject: string,
+  maybe: (tag: string) => boolean,
 ): Promise<ReferrerRef[]> {
-  const tags = COSIGN_SUFFIXES.map((s) => `${referrersTag(subject)}.${s}`);
+  const tags = COSIGN_SUFFIXES.map((s) => `${referrersTag(subject)}.${s}`).filter(maybe);
   const heads = await Promise.all(tags.map((tag) => source.headManifest({ ...from, reference: tag })));
   return tags.flatMap((tag, i) => {
     const head = heads[i];

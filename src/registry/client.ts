@@ -196,6 +196,32 @@ export class RegistryClient {
     return res.body;
   }
 
+  /**
+   * The repository's tags when one page of `n` holds them all, so that a caller can skip asking
+   * for tags that are not there (cosign's, the tag schema's); undefined when the list is longer
+   * (a `Link` to a next page), refused or not understood: then the caller asks tag by tag.
+   */
+  async tagsIfFew(repo: string, name: string, n = 1000): Promise<Set<string> | undefined> {
+    const what = `list tags of ${name} at registry ${this.host}`;
+    const res = await this.transport.retrying(what, () =>
+      this.transport.send({
+        method: "GET",
+        url: `/v2/${repo}/tags/list?n=${n}`,
+        scopes: [repositoryScope(repo, ["pull"])],
+      }),
+    );
+    if (res.status !== 200 || header(res, "link") !== undefined) return undefined;
+    let tags: unknown;
+    try {
+      tags = (JSON.parse(res.body.toString("utf8")) as { tags?: unknown }).tags ?? [];
+    } catch {
+      return undefined;
+    }
+    if (!Array.isArray(tags) || tags.length >= n || !tags.every((t) => typeof t === "string"))
+      return undefined;
+    return new Set(tags as string[]);
+  }
+
   /** The blob's size when the repository holds it (0 if the registry does not say), else undefined. */
   async headBlob(repo: string, digest: string): Promise<number | undefined> {
     const what = `check blob ${digest} in ${repo} at registry ${this.host}`;

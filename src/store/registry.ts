@@ -127,6 +127,10 @@ export class RegistryStore implements ImageSource, ImageTarget, BlobHolders {
     return this.client.putManifest(loc.repository, loc.reference, manifest, loc.name);
   }
 
+  listTags(loc: ImageLocation): Promise<Set<string> | undefined> {
+    return this.client.tagsIfFew(loc.repository, loc.name);
+  }
+
   async listReferrers(loc: ImageLocation, subject: string): Promise<Descriptor[] | undefined> {
     const body = await this.client.referrers(loc.repository, subject, loc.name);
     if (!body) return undefined;
@@ -245,6 +249,12 @@ export class MirroredSource implements ImageSource {
   async listReferrers(loc: ImageLocation, subject: string): Promise<Descriptor[] | undefined> {
     const store = this.servedBy.get(loc.repository) ?? this.mirror;
     return store.listReferrers?.(loc, subject);
+  }
+
+  /** The tags of the store that served the repository's manifests. */
+  async listTags(loc: ImageLocation): Promise<Set<string> | undefined> {
+    const store = this.servedBy.get(loc.repository) ?? this.mirror;
+    return store.listTags?.(loc);
   }
 
   /** Which store served `repository`'s manifests, once one has. */

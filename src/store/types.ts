@@ -42,6 +42,8 @@ export interface ImageSource {
    * or undefined when the store has no such API: then the tag schema (`sha256-<hex>`) stands in.
    */
   listReferrers?(loc: ImageLocation, subject: string): Promise<Descriptor[] | undefined>;
+  /** Every tag of `loc.repository` when the store can list them cheaply (one page); else undefined. */
+  listTags?(loc: ImageLocation): Promise<Set<string> | undefined>;
 }
 
 /** What the caller of `putBlob` knows already, so that the target need not find it out again. */
