@@ -9,15 +9,12 @@ import { Readable } from "node:stream";
 import { Parser, type ReadEntry } from "tar";
 import type { BundleContents } from "../bundle/contents.js";
 import type { LockChart, LockChartArchive } from "../bundle/lock.js";
-import { OCI_MANIFEST } from "../oci/mediaTypes.js";
+import { HELM_CHART_LAYER, HELM_CONFIG, OCI_MANIFEST } from "../oci/mediaTypes.js";
 import { sha256Digest, type Descriptor, type ManifestHead, type RawManifest } from "../oci/types.js";
 import { NotFoundError } from "../registry/errors.js";
 import type { ImageLocation, ImageSource } from "../store/types.js";
 import { WorkError } from "../util/errors.js";
 import { helmConfig, MAX_CHART_YAML, readChartYaml, type ChartYaml } from "./metadata.js";
-
-export const HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json";
-export const HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
 
 /** A chart ready to push: its manifest and config in memory, its layer read from the bundle. */
 export class ChartArtifact implements ImageSource {

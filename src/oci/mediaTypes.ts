@@ -34,3 +34,5 @@ export function isSchema1(mediaType: string): boolean {
 
 /** The layer of a Helm chart pushed to an OCI registry: the chart's `.tgz` as `helm package` made it. */
 export const HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip";
+/** The config blob of a Helm chart artifact: its Chart.yaml as JSON. */
+export const HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json";
