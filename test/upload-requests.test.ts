@@ -1,20 +1,26 @@
 /**
- * What `bundle upload` asks of the site's registry, counted at a proxy in front of it: one
- * existence check (`HEAD`) per blob of each image, with platforms of an image sharing a layer
- * and images sharing base layers (the copy engine's answer reaches the registry store), one
- * per platform manifest, and none for an index whose platforms were just pushed.
+ * What `bundle upload` asks of the site's registry, counted at a proxy in front of it: at most
+ * one existence check (`HEAD`) per blob of each image, with platforms of an image sharing a
+ * layer and images sharing base layers (the copy engine's answer reaches the registry store),
+ * none for a blob this run saw in another repository (a mount answers and links at once), each
+ * blob's bytes sent once, one HEAD per platform manifest, and none for an index whose platforms
+ * were just pushed.
  */
 import test from "ava";
+import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { Readable } from "node:stream";
 import path from "node:path";
 import { startRegistry } from "./helpers/registry.js";
 import { pushImage, seedStandardImages } from "./helpers/images.js";
 import { startFaultProxy } from "./helpers/faultProxy.js";
+import { RegistryClient } from "../src/registry/client.js";
+import { RegistryStore } from "../src/store/registry.js";
 import { runCli, tempFiles } from "./helpers/cli.js";
 import { standardImageLines } from "./helpers/bundles.js";
 import type { Lock } from "../src/bundle/lock.js";
 
-test("upload asks once: one HEAD per blob of each image and per platform manifest, none for a new index", async (t) => {
+test("upload asks once: at most one HEAD per blob of each image, bytes sent once, a HEAD per platform manifest, none for a new index", async (t) => {
   const source = await startRegistry();
   t.teardown(() => source.stop());
   const images = await seedStandardImages(source);
@@ -40,14 +46,29 @@ test("upload asks once: one HEAD per blob of each image and per platform manifes
 
   const lock = JSON.parse(await readFile(path.join(out, "bundle.lock.json"), "utf8")) as Lock;
   let expected = 0;
+  const unique = new Set<string>();
   for (const image of lock.images) {
     const repo = image.mirror.replace(/:[^/:]+$/, "");
     const digests = new Set(image.blobs.map((b) => b.digest));
     expected += digests.size;
-    for (const digest of digests)
-      t.is(proxy.count("HEAD", new RegExp(`^/v2/${repo}/blobs/${digest}$`)), 1, `${repo} ${digest}`);
+    for (const digest of digests) {
+      unique.add(digest);
+      const heads = proxy.count("HEAD", new RegExp(`^/v2/${repo}/blobs/${digest}$`));
+      const mounts = proxy.count(
+        "POST",
+        new RegExp(`^/v2/${repo}/blobs/uploads/\\?mount=${digest.replace(":", "%3A")}&`),
+      );
+      t.true(heads <= 1, `${repo} ${digest}: ${heads} HEADs`);
+      t.true(
+        heads + mounts >= 1 && heads + mounts <= 2,
+        `${repo} ${digest}: ${heads} HEADs, ${mounts} mounts`,
+      );
+    }
   }
-  t.is(proxy.count("HEAD", /^\/v2\/.+\/blobs\/sha256:/), expected, "no other blob HEAD");
+  t.true(proxy.count("HEAD", /^\/v2\/.+\/blobs\/sha256:/) <= expected, "no other blob HEAD");
+  // Each blob's bytes go once: a second repository mounts it.
+  for (const digest of unique)
+    t.is(proxy.count("PUT", new RegExp(`/blobs/uploads/.*digest=${digest.replace(":", "%3A")}`)), 1, digest);
   // A manifest HEAD for each platform's manifest; none for an index whose children were just
   // stored (it goes in after them, so it cannot be there yet).
   for (const image of lock.images) {
@@ -55,4 +76,35 @@ test("upload asks once: one HEAD per blob of each image and per platform manifes
     const heads = proxy.count("HEAD", new RegExp(`^/v2/${repo}/manifests/`));
     t.is(heads, image.platforms.length, `${repo}: manifest HEADs`);
   }
+});
+
+test("a blob seen in another repository this run is mounted without a HEAD, and the repository serves it", async (t) => {
+  const site = await startRegistry();
+  t.teardown(() => site.stop());
+  const proxy = await startFaultProxy(site.url);
+  t.teardown(() => proxy.stop());
+  const store = new RegistryStore(new RegistryClient(proxy.host, { retry: { retries: 0 } }));
+  const bytes = Buffer.from("a layer both repositories share\n");
+  const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+  const desc = { digest, size: bytes.length, mediaType: "application/vnd.oci.image.layer.v1.tar" };
+  const loc = (repository: string) => ({
+    repository,
+    reference: "v1",
+    name: `${proxy.host}/${repository}:v1`,
+  });
+  await store.putBlob(loc("site/a"), desc, () => Promise.resolve(Readable.from([bytes])));
+
+  t.true(await store.hasBlob(loc("site/b"), desc));
+  t.is(proxy.count("HEAD", /^\/v2\/site\/b\/blobs\//), 0, "no HEAD in site/b");
+  t.is(
+    proxy.count(
+      "POST",
+      new RegExp(`^/v2/site/b/blobs/uploads/\\?mount=${digest.replace(":", "%3A")}&from=site%2Fa$`),
+    ),
+    1,
+  );
+  t.is(proxy.count("PUT", /^\/v2\/site\/b\//), 0, "no bytes sent to site/b");
+  const res = await fetch(`${site.url}/v2/site/b/blobs/${digest}`);
+  t.is(res.status, 200);
+  t.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
 });

