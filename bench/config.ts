@@ -37,7 +37,7 @@ export const ENV_HELP = `Environment:
   BENCH_RESULTS=FILE  where to write the JSON results (default ./bench-results.json)
   BENCH_WORKDIR=DIR   parent of the working folder (default the system temp folder)
   BENCH_VERBOSE=1     show the output of skopeo and bundle
-  BENCH_BUNDLE_CLI=F  the bundle CLI to measure (a .js file; default this checkout's dist/src/cli/main.js)`;
+  BENCH_BUNDLE_CLI=F  the bundle CLI to measure (a .js file; default this checkout's dist/bin/bundle.js)`;
 
 export function readConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
   const scale = number(env, "BENCH_SCALE", 1, { min: 0, integer: false });

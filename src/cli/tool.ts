@@ -1,12 +1,10 @@
-/**
- * Where `prepare --with-tool` finds this tool's own files. Kept in src/cli beside main.ts: the
- * checkout's root is found relative to this file's place in dist/src/cli.
- */
+/** Where `prepare --with-tool` finds this tool's own files. */
 import path from "node:path";
 import { stat } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { InputError, WorkError } from "../util/errors.js";
 import { TOOL_EXECUTABLES, TOOL_FILE, type CarriedTool } from "../stages/files.js";
+import { PACKAGE_ROOT, STANDALONE_FILE } from "../version.js";
 import type { Output } from "./output.js";
 
 /**
@@ -14,8 +12,8 @@ import type { Output } from "./output.js";
  * the standalone bundle.mjs itself, or the executables for linux x64 and arm64.
  */
 export async function toolFiles(given: boolean | string, out: Output): Promise<CarriedTool[]> {
-  const self = fileURLToPath(import.meta.url);
-  const file = typeof given === "string" ? path.resolve(given) : self.endsWith(".mjs") ? self : undefined;
+  const self = STANDALONE_FILE ? fileURLToPath(import.meta.url) : undefined;
+  const file = typeof given === "string" ? path.resolve(given) : self;
   if (file) {
     if (!(await stat(file).catch(() => undefined))) {
       throw new InputError(`--with-tool: ${file} does not exist; build it with npm run build:standalone`);
@@ -49,7 +47,7 @@ async function besideExecutable(): Promise<string[]> {
  * first when they are not there.
  */
 async function checkoutExecutables(out: Output): Promise<string[]> {
-  const root = fileURLToPath(new URL("../../../", import.meta.url));
+  const root = PACKAGE_ROOT;
   const paths = TOOL_EXECUTABLES.map((p) => path.join(root, "dist/exe", path.basename(p)));
   const present = await Promise.all(paths.map((p) => stat(p).then(Boolean, () => false)));
   if (present.every(Boolean)) return paths;

@@ -1,10 +1,11 @@
 /**
  * The published JSON Schemas (schema/*.schema.json, generated from src/config/schema.ts), read
- * once when first needed. From dist/src/config the repository's schema folder is three up.
+ * once when first needed from the package's schema folder.
  */
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Validator } from "../util/schema.js";
+import { PACKAGE_ROOT } from "../version.js";
 
 /** The definition dialects', the bundle files' (src/bundle/schema.ts) and the OCI data's (src/oci/schema.ts). */
 export type SchemaName =
@@ -22,18 +23,18 @@ const cache = new Map<string, object>();
 export function schemaFile(name: SchemaName): object {
   let schema = cache.get(name);
   if (!schema) {
-    schema = JSON.parse(readFileSync(new URL(`../../../schema/${name}`, import.meta.url), "utf8")) as object;
+    schema = JSON.parse(readFileSync(`${PACKAGE_ROOT}schema/${name}`, "utf8")) as object;
     cache.set(name, schema);
   }
   return schema;
 }
 
-const load = createRequire(import.meta.url);
+const load = createRequire(PACKAGE_ROOT);
 
 /**
  * The schema's validator: ajv's standalone code, generated with the schema by `npm run schema`
  * (schema/*.schema.validate.cjs), so that no run loads or compiles ajv.
  */
 export function schemaValidator(name: SchemaName): Validator {
-  return load(`../../../schema/${name.replace(/\.json$/, ".validate.cjs")}`) as Validator;
+  return load(`./schema/${name.replace(/\.json$/, ".validate.cjs")}`) as Validator;
 }

@@ -5,7 +5,8 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
-export const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+/** What package.json's `bin` names: the esbuild build of `npm run build` (scripts/build-standalone.mjs --cli). */
+export const CLI = fileURLToPath(new URL("../../bin/bundle.js", import.meta.url));
 /** The repository's top folder (this file runs from dist/test/helpers). */
 export const REPO = fileURLToPath(new URL("../../../", import.meta.url));
 
