@@ -24,7 +24,13 @@ export const ARCHIVE_INDEX = "bundle-index.json";
 export const ARCHIVE_FORMAT = "bundle-archive";
 export const ARCHIVE_VERSION = 1;
 const BLOCK = 512;
-const WRITE_BUFFER = 4 << 20;
+/**
+ * Pack reads each file in 64 KiB pieces and writes them out in 256 KiB batches (writev). Bigger
+ * pieces outlive V8's young generation and are freed only by full collections: with 1 MiB reads
+ * and 4 MiB batches packing 315 MB took 1.6 s and peaked at 139 MB, now 0.85 s and 83 MB.
+ */
+const PACK_READ = 64 << 10;
+const WRITE_BUFFER = 256 << 10;
 /**
  * Member reads in 256 KiB pieces: upload streams up to 8 blobs at once out of the archive, each
  * through a hash and an HTTP body; with 1 MiB pieces held at each stage the benchmark's upload
@@ -253,7 +259,7 @@ function layOutIndex(planned: Planned[]): { indexBytes: Buffer; total: number } 
 async function writeMember(sink: PartSink, p: Planned): Promise<void> {
   await sink.write(p.header);
   let n = 0;
-  for await (const chunk of createReadStream(p.abs, { highWaterMark: 1 << 20 })) {
+  for await (const chunk of createReadStream(p.abs, { highWaterMark: PACK_READ })) {
     const buf = chunk as Buffer;
     n += buf.length;
     if (n > p.member.size) break;
