@@ -6,7 +6,6 @@
  * the artifact keeps its digest from one upload to the next.
  */
 import { createReadStream } from "node:fs";
-import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { pipeline, Readable } from "node:stream";
 import { createGzip } from "node:zlib";
@@ -18,7 +17,7 @@ import { writeVerified } from "../util/cas.js";
 import { WorkError } from "../util/errors.js";
 import type { Reporter } from "../util/reporter.js";
 import { checkedBytes } from "../util/streams.js";
-import { MAX_CHART_YAML, readChartYaml } from "./metadata.js";
+import { chartId, readChartFile } from "./metadata.js";
 
 /** Every entry's mtime: a fixed one, so the bytes do not depend on when the chart was copied. */
 const MTIME = new Date("2000-01-01T00:00:00Z");
@@ -27,7 +26,8 @@ const BLOCK = 512;
 /**
  * The chart's version, archive and mirror name for the lock. A chart whose Chart.yaml has no
  * valid name or version gets none of them (a warning says so): it is deployed from its folder
- * as before, but not pushed. An archive already there (a chart from a Helm repository) is kept.
+ * as before, but not pushed. A Chart.yaml that is not one (bad YAML, a field of the wrong kind)
+ * is exit 2 at its line: helm could not load the chart either.
  */
 export async function chartArchive(
   dir: string,
@@ -35,23 +35,24 @@ export async function chartArchive(
   mirror: MirrorConfig,
   out: Reporter,
 ): Promise<Pick<LockChart, "version" | "archive" | "mirror">> {
-  const yaml = chart.files?.find((f) => f.path === "Chart.yaml");
   const where = `${chart.path}/Chart.yaml`;
   const skip = (why: string) => {
     out.warn(`chart ${chart.name}: ${why}; it is not packaged, and upload does not push it`);
     return {};
   };
-  if (!yaml) return skip(`${where} is missing`);
-  if (yaml.size > MAX_CHART_YAML) return skip(`${where} is larger than ${MAX_CHART_YAML} bytes`);
-  const read = readChartYaml(await readFile(path.join(dir, ...where.split("/")), "utf8"));
-  if (!read.ok) return skip(`${where}: ${read.why}`);
-  const archive = chart.archive ?? (await packageChart(dir, chart, read.version));
-  const name = chartMirror(chart.name, read.version, mirror);
+  const meta = chart.files?.some((f) => f.path === "Chart.yaml")
+    ? await readChartFile("Chart.yaml", path.join(dir, ...where.split("/")), { where })
+    : undefined;
+  if (!meta) return skip(`${where} is missing`);
+  const id = chartId(meta);
+  if (!id.ok) return skip(`${where}: ${id.why}`);
+  const archive = chart.archive ?? (await packageChart(dir, chart, id.version));
+  const name = chartMirror(chart.name, id.version, mirror);
   if (!name)
     out.warn(
-      `chart ${chart.name} ${read.version}: makes no OCI repository and tag (lower-case names only); upload does not push it`,
+      `chart ${chart.name} ${id.version}: makes no OCI repository and tag (lower-case names only); upload does not push it`,
     );
-  return { version: read.version, archive, ...(name ? { mirror: name } : {}) };
+  return { version: id.version, archive, ...(name ? { mirror: name } : {}) };
 }
 
 /** Writes `charts/<name>-<version>.tgz` from the chart's folder, as the lock lists its files. */
