@@ -3,6 +3,8 @@
  * archive as `charts/<name>-<version>.tgz`, unpacked to `charts/<name>/` (so overlays, `images`,
  * lint, the deploy proof and audit see a folder like any other), and the subcharts its
  * Chart.yaml takes from repositories fetched into `charts/<name>/charts/`, each pinned in the lock.
+ * When the folder ends up other than the archive (a subchart fetched, an overlay), package.ts
+ * packages the folder in the archive's place, for upload to push what deploy installs.
  */
 import { chmod, lstat, mkdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
