@@ -707,3 +707,47 @@ test.serial(
     t.regex(deep.stderr, new RegExp(`chart ${chain}: subcharts nested more than 8 deep`));
   },
 );
+
+test.serial(
+  "an overlay in an OCI chart's folder is pushed too: the folder is packaged, the same way twice",
+  async (t) => {
+    const home = path.join(root, "helm");
+    await writeChart(path.join(root, "src", "deco"), {
+      "Chart.yaml": "apiVersion: v2\nname: deco\nversion: 0.1.0\n",
+      "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deco\n",
+    });
+    const served = path.join(root, "deco-oci", "deco-0.1.0.tgz");
+    await helm(home, ["package", path.join(root, "src", "deco"), "-d", path.dirname(served)]);
+    await helm(home, ["push", served, `oci://${upstream.host}/charts`, "--plain-http"]);
+    const lines = [
+      "name: overlaid",
+      "charts:",
+      `  - oci: oci://${upstream.host}/charts/deco`,
+      "    version: 0.1.0",
+      "templates:",
+      "  - source: extra.yml",
+      "    dest: charts/deco/templates/extra.yaml",
+    ];
+    await writeFile(path.join(root, "overlay.yml"), lines.join("\n"));
+    await writeFile(
+      path.join(root, "extra.yml"),
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n",
+    );
+    const r = await prepare("overlay-out", "overlay.yml");
+    t.is(r.code, 0, r.stderr);
+    t.regex(
+      r.stderr,
+      /chart deco 0\.1\.0: charts\/deco\/ is not the archive it came as \(templates\/extra\.yaml added\)/,
+    );
+    const deco = (await readLockOf("overlay-out")).charts[0];
+    t.is(deco?.origin?.sha256, await sha256(served));
+    t.not(deco?.archive?.sha256, await sha256(served));
+    const packed: string[] = [];
+    const file = path.join(root, "overlay-out", "charts", "deco-0.1.0.tgz");
+    await tar.t({ file, onReadEntry: (e) => packed.push(e.path) });
+    t.deepEqual(packed, ["deco/Chart.yaml", "deco/templates/cm.yaml", "deco/templates/extra.yaml"]);
+    const again = await prepare("overlay-out", "overlay.yml");
+    t.is(again.code, 0, again.stderr);
+    t.deepEqual((await readLockOf("overlay-out")).charts, [deco]);
+  },
+);
