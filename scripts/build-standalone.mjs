@@ -53,6 +53,8 @@ const SCHEMAS = [
   "oci-manifest.schema.json",
   "oci-config.schema.json",
   "docker-archive.schema.json",
+  "chart-yaml.schema.json",
+  "chart-lock.schema.json",
 ];
 
 function parseArgs(argv) {

@@ -7,7 +7,7 @@
  */
 import test from "ava";
 import { execFile } from "node:child_process";
-import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { runCli, tempFiles } from "./helpers/cli.js";
@@ -305,6 +305,27 @@ test.serial("prepare packages the charts the same way twice, and upload pushes t
   );
 
   t.is(await readFile(path.join(root, "def", "canary.txt"), "utf8"), "outside every bundle\n");
+});
+
+test("a malformed Chart.yaml of a local chart stops prepare at its line, before anything is written", async (t) => {
+  const canary = "outside the bundle\n";
+  const { dir, cleanup } = await tempFiles(
+    {
+      "bundle.yml": "name: malformed\ncharts:\n  - name: web\n    path: web\n",
+      "web/Chart.yaml":
+        "apiVersion: v2\nname: web\nversion: 1.0.0\ndependencies:\n  - version: 1.0.0\n    repository: https://charts.example.org\n",
+      "web/values.yaml": "{}\n",
+      "canary.txt": canary,
+    },
+    "malformed",
+  );
+  t.teardown(cleanup);
+  const r = await runCli(["prepare", "-o", "out"], { cwd: dir });
+  t.is(r.code, 2, r.stderr);
+  t.regex(r.stderr, /^error: web\/Chart\.yaml:5:5 dependencies\[0\]: missing required key "name"$/m);
+  t.notRegex(r.stderr, /\n\s+at /); // no stack trace
+  await t.throwsAsync(stat(path.join(dir, "out")), { code: "ENOENT" });
+  t.is(await readFile(path.join(dir, "canary.txt"), "utf8"), canary);
 });
 
 test("upload --help and inspect --help say where charts go", async (t) => {

@@ -3,7 +3,8 @@
  * index.yaml and archives are made by the real `helm package` / `helm repo index` and served
  * over loopback HTTP, the OCI chart is pushed by the real `helm push` to a Distribution
  * registry. prepare carries them with their digests, fetches a subchart the archive lacks
- * (its version from Chart.lock), deploy renders the repository's chart through its proof, and
+ * (its version from Chart.lock) and packages the completed chart for upload, so the site's helm
+ * pulls a chart it renders; deploy renders the repository's chart through its proof, and
  * other bytes under a pinned version stop prepare, naming the chart, version, URL and digests.
  */
 import test from "ava";
@@ -90,7 +91,7 @@ test.before(async () => {
 });
 
 /**
- * lib 0.1.0; web 1.2.3 needing lib, packaged by helm with --dependency-update (helm fetches lib
+ * lib 0.1.0 (a helper and a ConfigMap of its own); web 1.2.3 needing lib, packaged by helm with --dependency-update (helm fetches lib
  * from the repository, so the archive holds it); app 2.0.0 needing lib `^0.1.0` pinned by its
  * Chart.lock, archived without it (as a chart made by another tool is); tool 0.3.0 pushed to OCI.
  */
@@ -98,8 +99,9 @@ async function makeCharts(): Promise<void> {
   const src = path.join(root, "src");
   const home = path.join(root, "helm");
   await writeChart(path.join(src, "lib"), {
-    "Chart.yaml": "apiVersion: v2\nname: lib\nversion: 0.1.0\ntype: library\n",
+    "Chart.yaml": "apiVersion: v2\nname: lib\nversion: 0.1.0\n",
     "templates/_helpers.tpl": '{{- define "lib.name" -}}lib{{- end -}}\n',
+    "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-lib\n",
   });
   await writeChart(path.join(src, "web"), webChart("replicas: 1\n"));
   await writeChart(path.join(src, "app"), {
@@ -203,6 +205,23 @@ test.serial("prepare carries charts from a Helm repository and an OCI registry, 
     { name: "lib", version: "0.1.0", repository: repo.url, sha256: libSha },
   ]);
   t.is(await sha256(path.join(out, "charts/app/charts/lib-0.1.0.tgz")), libSha);
+  // So app's folder is not the archive it came as: what upload pushes is the folder packaged
+  // (lib inside), and origin keeps the served archive's sha256.
+  const appSha = await sha256(path.join(repo.dir, "app-2.0.0.tgz"));
+  const app = chart("app");
+  t.is(app?.origin?.sha256, appSha);
+  t.is(app?.archive?.path, "charts/app-2.0.0.tgz");
+  t.not(app?.archive?.sha256, appSha);
+  t.is(app?.archive?.sha256, (await sha256(path.join(out, "charts/app-2.0.0.tgz"))) as string | undefined);
+  t.is(app?.archive?.size, (await stat(path.join(out, "charts/app-2.0.0.tgz"))).size as number | undefined);
+  const packed: string[] = [];
+  await tar.t({ file: path.join(out, "charts/app-2.0.0.tgz"), onReadEntry: (e) => packed.push(e.path) });
+  t.deepEqual(packed, ["app/Chart.lock", "app/Chart.yaml", "app/charts/lib-0.1.0.tgz", "app/values.yaml"]);
+  t.regex(
+    r.stderr,
+    /chart app 2\.0\.0: charts\/app\/ is not the archive it came as \(charts\/lib-0\.1\.0\.tgz added\); packaged → charts\/app-2\.0\.0\.tgz/,
+  );
+  t.notRegex(r.stderr, /chart (web|tool) [\d.]+: charts\/\w+\/ is not the archive/);
 
   const toolSha = await sha256(path.join(root, "oci", "tool-0.3.0.tgz"));
   t.deepEqual(chart("tool")?.origin, {
@@ -243,6 +262,20 @@ test.serial("deploy renders the repository's chart through its proof", async (t)
     t.deepEqual(await readdir(dest), [`${name}-${version}.tgz`]);
     t.is(await sha256(path.join(dest, `${name}-${version}.tgz`)), await sha256(original), ref);
   }
+  // app as deploy installs it: the pulled archive holds the lib prepare fetched, so the real helm
+  // renders lib's ConfigMap with no `helm dependency build`; the served archive alone fails.
+  const home = path.join(root, "helm-site");
+  const appDir = path.join(root, "pulled", "app");
+  await mkdir(appDir, { recursive: true });
+  const appRef = `oci://${site.host}/teleinfra/charts/app`;
+  await helm(home, ["pull", appRef, "--version", "2.0.0", "--plain-http", "-d", appDir]);
+  const appArchive = (await readLockOf("out")).charts.find((c) => c.name === "app")?.archive;
+  t.is(appArchive?.sha256, (await sha256(path.join(appDir, "app-2.0.0.tgz"))) as string | undefined);
+  const rendered = await helm(home, ["template", "site", path.join(appDir, "app-2.0.0.tgz")]);
+  t.regex(rendered, /kind: ConfigMap\nmetadata:\n {2}name: site-lib\n/);
+  await t.throwsAsync(helm(home, ["template", "site", path.join(repo.dir, "app-2.0.0.tgz")]), {
+    message: /missing in charts\/ directory: lib/,
+  });
   const cluster = await clusterStandIn(path.join(root, "cluster"));
   const r = await runCli(
     ["deploy", "out", "--registry", site.host, "--fileserver", server.url, "--helm", cluster.helm],
@@ -494,7 +527,7 @@ test.serial(
       ["lib", "lib-0.1.0.tgz"],
     ] as const)
       t.is(
-        lock.charts.find((c) => c.name === name)?.archive?.sha256,
+        lock.charts.find((c) => c.name === name)?.origin?.sha256,
         await sha256(path.join(secure.dir, file)),
         name,
       );
@@ -672,5 +705,49 @@ test.serial(
     t.is(deep.code, 1, deep.stderr);
     const chain = Array.from({ length: 10 }, (_, i) => `c${i} 1\\.0\\.0`).join(" → ");
     t.regex(deep.stderr, new RegExp(`chart ${chain}: subcharts nested more than 8 deep`));
+  },
+);
+
+test.serial(
+  "an overlay in an OCI chart's folder is pushed too: the folder is packaged, the same way twice",
+  async (t) => {
+    const home = path.join(root, "helm");
+    await writeChart(path.join(root, "src", "deco"), {
+      "Chart.yaml": "apiVersion: v2\nname: deco\nversion: 0.1.0\n",
+      "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deco\n",
+    });
+    const served = path.join(root, "deco-oci", "deco-0.1.0.tgz");
+    await helm(home, ["package", path.join(root, "src", "deco"), "-d", path.dirname(served)]);
+    await helm(home, ["push", served, `oci://${upstream.host}/charts`, "--plain-http"]);
+    const lines = [
+      "name: overlaid",
+      "charts:",
+      `  - oci: oci://${upstream.host}/charts/deco`,
+      "    version: 0.1.0",
+      "templates:",
+      "  - source: extra.yml",
+      "    dest: charts/deco/templates/extra.yaml",
+    ];
+    await writeFile(path.join(root, "overlay.yml"), lines.join("\n"));
+    await writeFile(
+      path.join(root, "extra.yml"),
+      "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n",
+    );
+    const r = await prepare("overlay-out", "overlay.yml");
+    t.is(r.code, 0, r.stderr);
+    t.regex(
+      r.stderr,
+      /chart deco 0\.1\.0: charts\/deco\/ is not the archive it came as \(templates\/extra\.yaml added\)/,
+    );
+    const deco = (await readLockOf("overlay-out")).charts[0];
+    t.is(deco?.origin?.sha256, await sha256(served));
+    t.not(deco?.archive?.sha256, await sha256(served));
+    const packed: string[] = [];
+    const file = path.join(root, "overlay-out", "charts", "deco-0.1.0.tgz");
+    await tar.t({ file, onReadEntry: (e) => packed.push(e.path) });
+    t.deepEqual(packed, ["deco/Chart.yaml", "deco/templates/cm.yaml", "deco/templates/extra.yaml"]);
+    const again = await prepare("overlay-out", "overlay.yml");
+    t.is(again.code, 0, again.stderr);
+    t.deepEqual((await readLockOf("overlay-out")).charts, [deco]);
   },
 );

@@ -187,6 +187,27 @@ const cases: Record<string, Case> = {
     },
     errors: ["error: values.yml:2:3 scheduler.enabled:"],
   },
+  "a local chart's Chart.yaml that is not YAML": {
+    files: {
+      "bundle.yml": "charts:\n  - name: bad\n    path: bad\n",
+      "bad/Chart.yaml": "apiVersion: v2\nname: bad\nversion: [1\ndescription: a chart\n",
+    },
+    errors: [
+      "error: bad/Chart.yaml:4:1 YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]",
+    ],
+  },
+  "a local chart's dependency without a name, and a Chart.lock entry without a version": {
+    files: {
+      "bundle.yml": "charts:\n  - name: bad\n    path: bad\n",
+      "bad/Chart.yaml":
+        "apiVersion: v2\nname: bad\nversion: 1.0.0\ndependencies:\n  - version: 1.0.0\n    repository: https://charts.example.org\n",
+      "bad/Chart.lock": "dependencies:\n  - name: lib\n    repository: https://charts.example.org\n",
+    },
+    errors: [
+      'error: bad/Chart.yaml:5:5 dependencies[0]: missing required key "name"',
+      'error: bad/Chart.lock:2:5 dependencies[0]: missing required key "version"',
+    ],
+  },
   "bad --set": {
     files: { "bundle.yml": "name: demo\n" },
     args: ["--set", "novalue"],

@@ -14,7 +14,7 @@ import { sha256Digest, type Descriptor, type ManifestHead, type RawManifest } fr
 import { NotFoundError } from "../registry/errors.js";
 import type { ImageLocation, ImageSource } from "../store/types.js";
 import { WorkError } from "../util/errors.js";
-import { helmConfig, MAX_CHART_YAML, readChartYaml, type ChartYaml } from "./metadata.js";
+import { chartId, helmConfig, MAX_CHART_YAML, parseChartFile, type ChartYaml } from "./metadata.js";
 
 /** A chart ready to push: its manifest and config in memory, its layer read from the bundle. */
 export class ChartArtifact implements ImageSource {
@@ -39,11 +39,12 @@ export class ChartArtifact implements ImageSource {
   static async open(bundle: BundleContents, chart: LockChart & { archive: LockChartArchive }) {
     const where = `${chart.archive.path} in ${bundle.where}`;
     const text = await chartYamlOf(bundle.open(chart.archive.path), where);
-    const read = readChartYaml(text);
-    if (!read.ok) throw new WorkError(`${where}: its Chart.yaml is not usable: ${read.why}`);
-    if (chart.version !== undefined && read.version !== chart.version)
-      throw new WorkError(`${where}: its Chart.yaml says version ${read.version}, the lock ${chart.version}`);
-    return new ChartArtifact(bundle, chart.archive, helmConfig(read.meta), read.meta);
+    const meta = parseChartFile("Chart.yaml", text, { where: "Chart.yaml", from: where });
+    const id = chartId(meta);
+    if (!id.ok) throw new WorkError(`${where}: its Chart.yaml is not usable: ${id.why}`);
+    if (chart.version !== undefined && id.version !== chart.version)
+      throw new WorkError(`${where}: its Chart.yaml says version ${id.version}, the lock ${chart.version}`);
+    return new ChartArtifact(bundle, chart.archive, helmConfig(meta), meta);
   }
 
   getManifest(): Promise<RawManifest> {

@@ -10,9 +10,10 @@ import { formatImageRef, parseImageRef, type ImageRef } from "../config/imageRef
 import type { Definition, ImageItem } from "../config/model.js";
 import { YamlSource, formatPath, type KeyPath } from "../config/yamlSource.js";
 import { InputError } from "../util/errors.js";
+import { readChartFile } from "./metadata.js";
 import { looksLikeOpenWhiskValues, openWhiskGate } from "./openwhisk.js";
 import { isRuntimeManifest, runtimeImages } from "./runtimes.js";
-import { getIn, isTree, ValuesStack, type Tree } from "./values.js";
+import { isTree, ValuesStack, type Tree } from "./values.js";
 import { fsReason } from "../util/files.js";
 
 export type ChartImageKind =
@@ -51,13 +52,13 @@ export async function findChartImages(
   valuesFiles: ValuesInput[] = [],
 ): Promise<ChartImage[]> {
   const files = await listFiles(chartDir);
-  const chartYaml = await readOptional(path.join(chartDir, "Chart.yaml"));
-  const chart = chartYaml === undefined ? {} : YamlSource.parse(chartYaml, "Chart.yaml").data();
+  const chart =
+    (await readChartFile("Chart.yaml", path.join(chartDir, "Chart.yaml"), { where: "Chart.yaml" })) ?? {};
   const stack = new ValuesStack(await loadValues(chartDir, files, valuesFiles));
   const ctx: ScanContext = {
     stack,
-    openwhisk: getIn(chart, ["name"]) === "openwhisk" || looksLikeOpenWhiskValues(stack.data),
-    appVersion: scalarText(getIn(chart, ["appVersion"])),
+    openwhisk: chart.name === "openwhisk" || looksLikeOpenWhiskValues(stack.data),
+    appVersion: chart.appVersion,
   };
   const found = [
     ...valuesImages(ctx),
@@ -333,15 +334,6 @@ export async function listFiles(chartDir: string): Promise<string[]> {
     .map((e) => path.relative(chartDir, path.join(e.parentPath, e.name)).split(path.sep).join("/"))
     .filter((f) => !/^(charts|node_modules|\.git)\//.test(f))
     .sort();
-}
-
-async function readOptional(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
-  }
 }
 
 function scalarText(v: unknown): string | undefined {

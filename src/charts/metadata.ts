@@ -1,12 +1,108 @@
 /**
- * A chart's Chart.yaml as Helm reads it: its name and version (what a chart archive and its OCI
- * artifact are named by), and the metadata as the JSON `helm push` stores as the artifact's
- * config. Read with YAML's failsafe schema, so `version: 1.10` stays "1.10" and is not a number.
+ * The one reader of a chart's Chart.yaml and Chart.lock, for every caller (prepare, packaging,
+ * the pushed artifact, image discovery, lint, diff): bounded, parsed with YAML's failsafe schema
+ * as Helm reads them (`version: 1.10` stays "1.10"), checked against their schemas
+ * (src/charts/schema.ts), every problem at `file:line:col`. Also Chart.yaml's name and version
+ * as a chart archive and its OCI artifact are named, and its metadata as the JSON `helm push`
+ * stores as the artifact's config.
  */
-import { parse as parseYaml } from "yaml";
+import { open } from "node:fs/promises";
+import { schemaValidator, type SchemaName } from "../config/schemaFiles.js";
+import { show, validate } from "../config/validate.js";
+import { YamlSource } from "../config/yamlSource.js";
+import {
+  BundleError,
+  DefinitionError,
+  formatDiagnostic,
+  InputError,
+  WorkError,
+  type Diagnostic,
+} from "../util/errors.js";
+import { fsReason } from "../util/files.js";
+import { readAll } from "../util/streams.js";
+import type { ChartLock, ChartYaml } from "./schema.js";
 
-/** Chart.yaml is small; a bigger one is not what Helm writes. */
+export type { ChartDependency, ChartLock, ChartYaml } from "./schema.js";
+
+/** Chart.yaml and Chart.lock are small; a bigger one is not what Helm writes. */
 export const MAX_CHART_YAML = 1 << 20;
+
+type ChartFile = "Chart.yaml" | "Chart.lock";
+interface Parsed {
+  "Chart.yaml": ChartYaml;
+  "Chart.lock": ChartLock;
+}
+const SCHEMAS: Record<ChartFile, SchemaName> = {
+  "Chart.yaml": "chart-yaml.schema.json",
+  "Chart.lock": "chart-lock.schema.json",
+};
+
+/**
+ * The file as messages name it (`where`), and, for a chart a server sent, where it came from
+ * (`from`: its URL, or the chain of charts above it): its problems are then exit 1 starting
+ * with `from`; without it the user gave the file, and they are exit 2.
+ */
+export interface ChartFileAt {
+  where: string;
+  from?: string;
+}
+
+/** The file's text parsed and checked: a DefinitionError (or, with `from`, a WorkError) at its lines. */
+export function parseChartFile<K extends ChartFile>(kind: K, text: string, at: ChartFileAt): Parsed[K] {
+  let src: YamlSource;
+  try {
+    src = YamlSource.parse(text, at.where, { failsafe: true });
+  } catch (err) {
+    throw err instanceof DefinitionError ? failure(at, err.diagnostics) : err;
+  }
+  const data = withoutNulls(src.data()) ?? {};
+  if (!isMap(data))
+    throw failure(at, [src.diag([], `expected a map (a ${kind} is keys and values), got ${show(data)}`)]);
+  const problems = validate(schemaValidator(SCHEMAS[kind]), src, data);
+  if (problems.length > 0) throw failure(at, problems);
+  return data as Parsed[K];
+}
+
+/** `file` read (at most MAX_CHART_YAML bytes), parsed and checked; undefined when there is no such file. */
+export async function readChartFile<K extends ChartFile>(
+  kind: K,
+  file: string,
+  at: ChartFileAt,
+): Promise<Parsed[K] | undefined> {
+  const fh = await open(file, "r").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT") return undefined;
+    throw failure(at, `cannot read it: ${fsReason(err)}`);
+  });
+  if (!fh) return undefined;
+  let bytes: Buffer;
+  try {
+    bytes = await readAll(fh.createReadStream({ end: MAX_CHART_YAML }), MAX_CHART_YAML);
+  } catch (err) {
+    if (err instanceof BundleError)
+      throw failure(at, `larger than ${MAX_CHART_YAML} bytes, not a ${kind} Helm reads`);
+    throw failure(at, `cannot read it: ${fsReason(err)}`);
+  } finally {
+    await fh.close();
+  }
+  return parseChartFile(kind, bytes.toString("utf8"), at);
+}
+
+function failure(at: ChartFileAt, problems: Diagnostic[] | string): BundleError {
+  const lines = typeof problems === "string" ? [`${at.where}: ${problems}`] : problems.map(formatDiagnostic);
+  if (at.from !== undefined) return new WorkError(lines.map((l) => `${at.from}: ${l}`).join("\n"));
+  return typeof problems === "string" ? new InputError(lines.join("\n")) : new DefinitionError(problems);
+}
+
+/** A key with no value (null) is a field left empty, as Helm reads it: left out, at every level. */
+function withoutNulls(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(withoutNulls);
+  if (!isMap(v)) return v;
+  return Object.fromEntries(
+    Object.entries(v)
+      .filter(([, x]) => x !== null)
+      .map(([k, x]) => [k, withoutNulls(x)]),
+  );
+}
 
 /** Masterminds semver (Helm's): `1`, `1.2`, `v1.2.3`, with pre-release and build parts. */
 const SEMVER =
@@ -14,28 +110,16 @@ const SEMVER =
 /** Helm refuses a name that is not one path segment. */
 const NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 
-export type ChartYaml = Record<string, unknown>;
+/** The name and version a chart archive and artifact are named by, or why the Chart.yaml has none. */
+export type ChartId = { ok: true; name: string; version: string } | { ok: false; why: string };
 
-/** The parsed Chart.yaml with its name and version, or why it has no usable name or version. */
-export type ChartMeta =
-  { ok: true; meta: ChartYaml; name: string; version: string } | { ok: false; why: string };
-
-export function readChartYaml(text: string): ChartMeta {
-  let doc: unknown;
-  try {
-    doc = parseYaml(text, { schema: "failsafe" });
-  } catch (err) {
-    return { ok: false, why: `it is not valid YAML (${(err as Error).message.split("\n")[0]})` };
-  }
-  if (doc === null || typeof doc !== "object" || Array.isArray(doc))
-    return { ok: false, why: "it is not a YAML mapping" };
-  const meta = doc as ChartYaml;
+export function chartId(meta: ChartYaml): ChartId {
   const { name, version } = meta;
-  if (typeof name !== "string" || !NAME.test(name))
+  if (name === undefined || !NAME.test(name))
     return { ok: false, why: `its name ${JSON.stringify(name ?? null)} is not a chart name` };
-  if (typeof version !== "string" || !SEMVER.test(version))
+  if (version === undefined || !SEMVER.test(version))
     return { ok: false, why: `its version ${JSON.stringify(version ?? null)} is not a SemVer version` };
-  return { ok: true, meta, name, version };
+  return { ok: true, name, version };
 }
 
 /**
@@ -45,7 +129,7 @@ export function readChartYaml(text: string): ChartMeta {
 export function helmConfig(meta: ChartYaml): Buffer {
   const out: Record<string, unknown> = {};
   for (const [key, kind] of METADATA) {
-    const v = field(meta[key], kind);
+    const v = field((meta as Record<string, unknown>)[key], kind);
     if (v !== undefined) out[key] = v;
   }
   return Buffer.from(JSON.stringify(out));

@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { parse } from "yaml";
+import { readChartFile } from "./metadata.js";
 import { getIn, isTree, type ValuesStack } from "./values.js";
 
 /** values.yaml: `activationStoreBackend: "CouchDB"`; templates compare it to "ElasticSearch" exactly. */
@@ -53,8 +54,10 @@ export function looksLikeOpenWhiskValues(values: unknown): boolean {
 
 /** By Chart.yaml's name, or by the shape of values.yaml for a renamed copy of the chart. */
 export async function isOpenWhiskChart(chartDir: string): Promise<boolean> {
-  const chart = await readYaml(path.join(chartDir, "Chart.yaml"));
-  if (getIn(chart, ["name"]) === "openwhisk") return true;
+  const file = path.join(chartDir, "Chart.yaml");
+  // Missing or broken: the caller's own checks name the file.
+  const chart = await readChartFile("Chart.yaml", file, { where: file }).catch(() => undefined);
+  if (chart?.name === "openwhisk") return true;
   return looksLikeOpenWhiskValues(await readYaml(path.join(chartDir, "values.yaml")));
 }
 

@@ -3,10 +3,11 @@
  * archive as `charts/<name>-<version>.tgz`, unpacked to `charts/<name>/` (so overlays, `images`,
  * lint, the deploy proof and audit see a folder like any other), and the subcharts its
  * Chart.yaml takes from repositories fetched into `charts/<name>/charts/`, each pinned in the lock.
+ * When the folder ends up other than the archive (a subchart fetched, an overlay), package.ts
+ * packages the folder in the archive's place, for upload to push what deploy installs.
  */
-import { chmod, lstat, mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { chmod, lstat, mkdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { parse as parseYaml } from "yaml";
 import { EXACT_VERSION } from "../config/native.js";
 import type { RemoteChartSource } from "../config/model.js";
 import type { LockChart, LockChartDependency } from "../bundle/lock.js";
@@ -16,6 +17,7 @@ import { listFiles } from "../util/files.js";
 import { permissionBits } from "../util/paths.js";
 import type { Reporter } from "../util/reporter.js";
 import { fetchChart, type FetchOptions, type Pin } from "./fetch.js";
+import { readChartFile } from "./metadata.js";
 
 export interface RemoteChartOptions extends FetchOptions {
   /** The bundle folder. */
@@ -42,7 +44,7 @@ export async function prepareRemoteChart(
   let version: string;
   try {
     await unpackChart(got.file, chartDir, got.url, opts.downloads.maxBytes ?? DEFAULT_MAX_DOWNLOAD);
-    version = await chartVersion(chartDir, source.version, got.url);
+    version = await chartVersion(opts.dir, chartDir, source.version, got.url);
   } catch (err) {
     await rm(got.file, { force: true });
     throw err;
@@ -141,27 +143,23 @@ export async function unpackChart(
   }
 }
 
-interface ChartMeta {
-  version?: unknown;
-  dependencies?: unknown;
-}
-
-async function readChartYaml(chartDir: string, file: "Chart.yaml" | "Chart.lock", what: string) {
-  const text = await readFile(path.join(chartDir, file), "utf8").catch(() => undefined);
-  if (text === undefined) return undefined;
-  try {
-    return (parseYaml(text, { maxAliasCount: 100 }) ?? {}) as ChartMeta;
-  } catch (err) {
-    throw new WorkError(`${what}: its ${file} is not YAML (${(err as Error).message})`);
-  }
+/** A chart's Chart.yaml or Chart.lock through the one parser, named by its path in the bundle; problems are exit 1 naming `what`. */
+function readChart<K extends "Chart.yaml" | "Chart.lock">(
+  dir: string,
+  chartDir: string,
+  file: K,
+  what: string,
+) {
+  const full = path.join(chartDir, file);
+  return readChartFile(file, full, { where: path.relative(dir, full).split(path.sep).join("/"), from: what });
 }
 
 /** The Chart.yaml's version, which must be the one asked for (a leading `v` aside). */
-async function chartVersion(chartDir: string, asked: string, what: string): Promise<string> {
-  const meta = await readChartYaml(chartDir, "Chart.yaml", what);
+async function chartVersion(dir: string, chartDir: string, asked: string, what: string): Promise<string> {
+  const meta = await readChart(dir, chartDir, "Chart.yaml", what);
   if (meta === undefined)
     throw new WorkError(`${what}: not a chart archive (no Chart.yaml under its top folder)`);
-  const version = String(meta.version ?? "");
+  const version = meta.version ?? "";
   if (version.replace(/^v/, "") !== asked.replace(/^v/, ""))
     throw new WorkError(`${what}: its Chart.yaml says version ${version || "(none)"}, not ${asked}`);
   return version;
@@ -177,16 +175,14 @@ interface Dependency {
  * The Chart.yaml's dependencies, each version from Chart.lock when it has one, else the
  * Chart.yaml's, which must then be exact: a range would pick whatever is newest at prepare.
  */
-async function dependenciesOf(chartDir: string, what: string): Promise<Dependency[]> {
-  const list = (await readChartYaml(chartDir, "Chart.yaml", what))?.dependencies;
-  const locked = (await readChartYaml(chartDir, "Chart.lock", what))?.dependencies;
-  const lockedList = Array.isArray(locked) ? (locked as Partial<Record<keyof Dependency, unknown>>[]) : [];
-  if (!Array.isArray(list)) return [];
-  return (list as Partial<Record<keyof Dependency, unknown>>[]).map((d) => {
-    const name = String(d?.name ?? "");
-    const repository = typeof d?.repository === "string" ? d.repository : "";
-    const pinned = lockedList.find((l) => l?.name === name && l?.repository === repository)?.version;
-    const version = String(pinned ?? d?.version ?? "");
+async function dependenciesOf(dir: string, chartDir: string, what: string): Promise<Dependency[]> {
+  const list = (await readChart(dir, chartDir, "Chart.yaml", what))?.dependencies ?? [];
+  const locked = (await readChart(dir, chartDir, "Chart.lock", what))?.dependencies ?? [];
+  return list.map((d) => {
+    const name = d.name;
+    const repository = d.repository ?? "";
+    const pinned = locked.find((l) => l.name === name && (l.repository ?? "") === repository)?.version;
+    const version = pinned ?? d.version ?? "";
     if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(name))
       throw new WorkError(`${what}: its Chart.yaml has a dependency whose name is not a plain name`);
     const remote = /^(https?|oci):\/\//.test(repository);
@@ -227,7 +223,7 @@ async function fetchDependencies(
 ): Promise<LockChartDependency[]> {
   const out: LockChartDependency[] = [];
   const what = `chart ${walk.chain.join(" → ")}`;
-  for (const dep of await dependenciesOf(chartDir, what)) {
+  for (const dep of await dependenciesOf(opts.dir, chartDir, what)) {
     const chain = [...walk.chain, `${dep.name} ${dep.version}`];
     if (walk.chain.includes(`${dep.name} ${dep.version}`))
       throw new WorkError(`chart ${chain.join(" → ")}: the subcharts form a cycle`);

@@ -7,7 +7,7 @@ import { createRequire } from "node:module";
 import type { Validator } from "../util/schema.js";
 import { PACKAGE_ROOT } from "../version.js";
 
-/** The definition dialects', the bundle files' (src/bundle/schema.ts) and the OCI data's (src/oci/schema.ts). */
+/** The definition dialects', the bundle files' (src/bundle/schema.ts), the OCI data's (src/oci/schema.ts) and a chart's (src/charts/schema.ts). */
 export type SchemaName =
   | "bundle.schema.json"
   | "telego.schema.json"
@@ -16,7 +16,9 @@ export type SchemaName =
   | "oci-index.schema.json"
   | "oci-manifest.schema.json"
   | "oci-config.schema.json"
-  | "docker-archive.schema.json";
+  | "docker-archive.schema.json"
+  | "chart-yaml.schema.json"
+  | "chart-lock.schema.json";
 
 const cache = new Map<string, object>();
 

@@ -3,7 +3,7 @@
  * (by the schema, or by the loader's own checks) can be pointed at by file, line and column.
  */
 import { readFile } from "node:fs/promises";
-import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document, type Node } from "yaml";
+import { isMap, isPair, isScalar, LineCounter, parseDocument, visit, type Document, type Node } from "yaml";
 import { DefinitionError, InputError, type Diagnostic, type SourcePos } from "../util/errors.js";
 import { fsReason } from "../util/files.js";
 
@@ -33,9 +33,18 @@ export class YamlSource {
     return YamlSource.parse(text, displayName);
   }
 
-  static parse(text: string, displayName: string): YamlSource {
+  /**
+   * `failsafe`: every scalar is a string, as Helm reads a Chart.yaml (`version: 1.10` is "1.10"),
+   * except a plain empty value, `~` or `null`, which stays null.
+   */
+  static parse(text: string, displayName: string, opts: { failsafe?: boolean } = {}): YamlSource {
     const lines = new LineCounter();
-    const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    const doc = parseDocument(text, {
+      lineCounter: lines,
+      prettyErrors: false,
+      uniqueKeys: true,
+      ...(opts.failsafe ? { schema: "failsafe" as const } : {}),
+    });
     const src = new YamlSource(displayName, text, doc, lines);
     // Only the first syntax error: the ones after it are mostly the parser losing its way.
     const first = doc.errors[0];
@@ -44,6 +53,7 @@ export class YamlSource {
         { pos: src.posAt(first.pos[0]), path: "", message: `YAML syntax error: ${firstLine(first.message)}` },
       ]);
     }
+    if (opts.failsafe) visit(doc, { Scalar: (key, node) => void (key !== "key" && plainNull(node)) });
     return src;
   }
 
@@ -100,6 +110,11 @@ export function formatPath(path: KeyPath): string {
   let out = "";
   for (const p of path) out += typeof p === "number" ? `[${p}]` : out === "" ? p : `.${p}`;
   return out;
+}
+
+/** A plain (unquoted) null in YAML's core schema becomes null: failsafe would make it a string. */
+function plainNull(node: { type?: string; value: unknown }): void {
+  if (node.type === "PLAIN" && /^(|~|null|Null|NULL)$/.test(String(node.value))) node.value = null;
 }
 
 function firstLine(s: string): string {

@@ -6,11 +6,11 @@
  * Values are compared by key and never printed: they may hold passwords.
  */
 import { readFile, stat } from "node:fs/promises";
-import { parse as parseYaml } from "yaml";
 import { isArchive, startsAsArchive } from "../bundle/archive.js";
 import { openBundle, type BundleContents } from "../bundle/contents.js";
 import { parseLock, type Lock, type LockChart, type LockImage } from "../bundle/lock.js";
 import { updateOf } from "../bundle/update.js";
+import { parseChartFile } from "../charts/metadata.js";
 import { InputError } from "../util/errors.js";
 import { formatBytes, plural, shortDigest } from "../util/format.js";
 
@@ -327,10 +327,11 @@ function chartFiles(o: LockChart, n: LockChart): ChartChange["files"] {
 
 async function chartVersions(a: DiffSide, b: DiffSide, name: string): Promise<FieldChange | undefined> {
   const version = async (side: DiffSide) => {
-    const text = await smallFile(side, `charts/${name}/Chart.yaml`);
-    const doc: unknown = text === undefined ? undefined : parseYaml(text);
-    const v = (doc as { version?: unknown } | null | undefined)?.version;
-    return v === undefined ? undefined : String(v);
+    const rel = `charts/${name}/Chart.yaml`;
+    const text = await smallFile(side, rel);
+    return text === undefined
+      ? undefined
+      : parseChartFile("Chart.yaml", text, { where: `${side.where}/${rel}` }).version;
   };
   const [old, next] = [await version(a), await version(b)];
   return old !== undefined && next !== undefined && old !== next ? { old, new: next } : undefined;

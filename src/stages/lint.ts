@@ -25,7 +25,7 @@ export async function lint(file: string, opts: LoadOptions): Promise<LintSummary
   const def = await loadDefinition(file, opts);
   const missing = missingValues(def);
   if (missing.length > 0) throw new DefinitionError(missing);
-  const chartProblems = await lintOpenWhiskReleases(def);
+  const chartProblems = [...(await localChartProblems(def)), ...(await lintOpenWhiskReleases(def))];
   if (chartProblems.length > 0) throw new DefinitionError(chartProblems);
   return summarize(def);
 }
@@ -45,6 +45,28 @@ const PLACEHOLDER_SITE = {
   MAIN_NODE_IP: "site-fileserver.invalid",
   FILESERVER_URL: "http://site-fileserver.invalid:8003/bundle",
 };
+
+/**
+ * Each local chart's Chart.yaml and Chart.lock through the one parser (src/charts/metadata.ts):
+ * a file helm could not load is an error at its line before prepare copies anything.
+ */
+export async function localChartProblems(def: Definition): Promise<Diagnostic[]> {
+  const { readChartFile } = await import("../charts/metadata.js");
+  const out: Diagnostic[] = [];
+  for (const chart of def.charts) {
+    if (chart.source.kind !== "local") continue;
+    for (const kind of ["Chart.yaml", "Chart.lock"] as const) {
+      const file = path.join(chart.source.dir, kind);
+      try {
+        await readChartFile(kind, file, { where: path.relative(process.cwd(), file) });
+      } catch (err) {
+        if (!(err instanceof DefinitionError)) throw err;
+        out.push(...err.diagnostics);
+      }
+    }
+  }
+  return out;
+}
 
 /**
  * The settings known to break OpenWhisk (CONTEXT.md), checked in each OpenWhisk release's values

@@ -73,6 +73,11 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   const def = opts.def;
   const missing = missingValues(def);
   if (missing.length > 0) throw new DefinitionError(missing);
+  if (def.charts.some((c) => c.source.kind === "local")) {
+    const { localChartProblems } = await import("./lint.js");
+    const problems = await localChartProblems(def);
+    if (problems.length > 0) throw new DefinitionError(problems);
+  }
   // Before anything is written: an image refused leaves no trace in the bundle.
   const signed = opts.verifyKeys ? await verifySignatures(def, opts, opts.verifyKeys) : undefined;
   const dir = path.resolve(opts.output ?? path.join("bundle-out", def.name));

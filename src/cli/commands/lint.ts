@@ -17,7 +17,9 @@ interface LintFlags extends ValueFlags {
 export function define(program: Command, out: LazyOutput): void {
   const lintCmd = program
     .command("lint")
-    .description("check a definition without touching the network: schema, references, files, values")
+    .description(
+      "check a definition without touching the network: schema, references, files, values, local charts' Chart.yaml and Chart.lock",
+    )
     .option("-f, --file <FILE>", "the definition", DEFAULT_DEFINITION)
     .option("--name <NAME>", "the bundle's name")
     .option("--allow-outside", ALLOW_OUTSIDE);
