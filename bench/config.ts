@@ -16,6 +16,8 @@ export interface BenchConfig {
   resultsPath: string;
   /** Parent folder of the bench's working folder (layouts and bundles). */
   workRoot: string;
+  /** Runs of the floor and of bundle for each prepare and upload row; the row holds their medians. */
+  repeat: number;
   /** Pass the children's output through instead of capturing it. */
   verbose: boolean;
   /** The bundle executable (a JS file run by this Node), default this checkout's build. */
@@ -36,6 +38,7 @@ export const ENV_HELP = `Environment:
   BENCH_MANY=N        small multi-arch images of the scale case (default ${DEFAULT_MANY}; 0 skips it)
   BENCH_RESULTS=FILE  where to write the JSON results (default ./bench-results.json)
   BENCH_WORKDIR=DIR   parent of the working folder (default the system temp folder)
+  BENCH_REPEAT=N      run the floor and bundle N times (alternating) for each prepare and upload row and report the medians (default 1)
   BENCH_VERBOSE=1     show the output of skopeo and bundle
   BENCH_BUNDLE_CLI=F  the bundle CLI to measure (a .js file; default this checkout's dist/bin/bundle.js)`;
 
@@ -50,6 +53,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): BenchConfig {
     bigBytes: Math.round(bigMb * MB),
     resultsPath: path.resolve(env.BENCH_RESULTS || "bench-results.json"),
     workRoot: path.resolve(env.BENCH_WORKDIR || os.tmpdir()),
+    repeat: number(env, "BENCH_REPEAT", 1, { min: 1, integer: true }),
     verbose: env.BENCH_VERBOSE === "1" || env.BENCH_VERBOSE === "true",
     bundleCli: path.resolve(env.BENCH_BUNDLE_CLI || CLI),
   };
