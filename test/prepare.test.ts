@@ -77,12 +77,26 @@ test("prepare keeps every manifest byte for byte, stores shared blobs once, and 
   t.is(files.length, expected.size, "each blob once, shared base layers included");
   t.true(images.sharedBlobs.every((d) => files.includes(d.slice(7))));
 
+  const indexFile = path.join(out, "images", "index.json");
+  const index = JSON.parse(await readFile(indexFile, "utf8")) as { manifests: { digest: string }[] };
+  t.deepEqual(
+    index.manifests.map((m) => m.digest).sort(),
+    all.map((i) => i.digest).sort(),
+    "index.json names each image once",
+  );
+  const indexBefore = await stat(indexFile);
   const mtimes = await Promise.all(files.map(async (f) => (await stat(path.join(blobDir, f))).mtimeMs));
   const second = await runCli(["--json", "prepare", "-o", out], { cwd: dir });
   t.is(second.code, 0, second.stderr);
   t.is((JSON.parse(second.stdout) as { bytesMoved: number }).bytesMoved, 0);
   const after = await Promise.all(files.map(async (f) => (await stat(path.join(blobDir, f))).mtimeMs));
   t.deepEqual(after, mtimes, "no blob was written again");
+  const indexAfter = await stat(indexFile);
+  t.deepEqual(
+    [indexAfter.ino, indexAfter.mtimeMs],
+    [indexBefore.ino, indexBefore.mtimeMs],
+    "index.json not rewritten",
+  );
 });
 
 test("upload pushes every image under its mirror name with the source's digests; a second upload only checks", async (t) => {

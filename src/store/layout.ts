@@ -69,6 +69,9 @@ export class OciLayout implements ImageSource, ImageTarget {
   /** index.json updates run one after another. */
   private indexQueue: Promise<unknown> = Promise.resolve();
   private index: Promise<IndexFile> | undefined;
+  /** The write of index.json under way; `stale` says a change came after it read the index. */
+  private saving: Promise<void> | undefined;
+  private stale = false;
 
   private constructor(readonly dir: string) {
     this.description = `OCI layout ${dir}`;
@@ -213,6 +216,8 @@ export class OciLayout implements ImageSource, ImageTarget {
           ...(listed !== m.mediaType ? { [SOURCE_MEDIA_TYPE]: m.mediaType } : {}),
         },
       };
+      const named = index.manifests.filter((d) => d.annotations?.[REF_NAME] === loc.name);
+      if (named.length === 1 && JSON.stringify(named[0]) === JSON.stringify(entry)) return index;
       const others = index.manifests.filter((d) => d.annotations?.[REF_NAME] !== loc.name);
       return { ...index, manifests: [...others, entry] };
     });
@@ -223,10 +228,10 @@ export class OciLayout implements ImageSource, ImageTarget {
    * `digests`, and partial files. Run only after a whole successful prepare.
    */
   async prune(names: Set<string>, digests: Set<string>): Promise<{ removedBlobs: number }> {
-    await this.updateIndex((index) => ({
-      ...index,
-      manifests: index.manifests.filter((d) => names.has(d.annotations?.[REF_NAME] ?? "")),
-    }));
+    await this.updateIndex((index) => {
+      const kept = index.manifests.filter((d) => names.has(d.annotations?.[REF_NAME] ?? ""));
+      return kept.length === index.manifests.length ? index : { ...index, manifests: kept };
+    });
     const keep = new Set([...digests].map(digestHex));
     const dir = path.join(this.dir, BLOBS_DIR);
     let removedBlobs = 0;
@@ -257,14 +262,36 @@ export class OciLayout implements ImageSource, ImageTarget {
     return parseIndexFile(await readFile(file), { where: file, bundleFile: true });
   }
 
-  private updateIndex(change: (index: IndexFile) => IndexFile): Promise<void> {
+  /**
+   * Changes the index in memory, one change after another, and resolves once index.json holds
+   * the change. A change that returns the index as it was writes nothing (a rerun's images);
+   * changes made while a write is under way go out together in the next one: index.json is
+   * rewritten whole, so writing it once per image made a prepare of n images write n² entries.
+   */
+  private async updateIndex(change: (index: IndexFile) => IndexFile): Promise<void> {
     const next = this.indexQueue.then(async () => {
-      const index = change(await this.readIndex());
-      await this.writeIndex(index);
+      const before = await this.readIndex();
+      const index = change(before);
       this.index = Promise.resolve(index);
+      return index !== before;
     });
     this.indexQueue = next.catch(() => undefined);
-    return next;
+    if (await next) await this.saveIndex();
+  }
+
+  private saveIndex(): Promise<void> {
+    this.stale = true;
+    this.saving ??= (async () => {
+      try {
+        while (this.stale) {
+          this.stale = false;
+          await this.writeIndex(await this.readIndex());
+        }
+      } finally {
+        this.saving = undefined;
+      }
+    })();
+    return this.saving;
   }
 
   private writeIndex(index: IndexFile): Promise<void> {
