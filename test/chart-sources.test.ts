@@ -581,7 +581,7 @@ test.serial("a password in a repository's URL is a lint error, not written anywh
 });
 
 test.serial(
-  "--mirror applies to an oci:// chart's registry: the mirror first, the registry where it lacks the chart",
+  "--mirror applies to an oci:// chart's registry: the mirror first, the registry where it lacks the chart or its archive",
   async (t) => {
     const mirror = await startRegistry();
     t.teardown(() => mirror.stop());
@@ -594,10 +594,23 @@ test.serial(
     await helm(home, ["package", path.join(root, "src", "only"), "-d", path.dirname(packaged)]);
     const pushed = await helm(home, ["push", packaged, `oci://${mirror.host}/charts`, "--plain-http"]);
     const digest = /Digest: (sha256:[a-f0-9]{64})/.exec(pushed)?.[1] ?? "none";
+    // `half` is in both, but the mirror has lost its archive: the registry gives the whole chart.
+    await writeChart(path.join(root, "src", "half"), {
+      "Chart.yaml": "apiVersion: v2\nname: half\nversion: 0.1.0\n",
+      "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: half\n",
+    });
+    const half = path.join(root, "mirror-oci", "half-0.1.0.tgz");
+    await helm(home, ["package", path.join(root, "src", "half"), "-d", path.dirname(half)]);
+    for (const at of [upstream, mirror])
+      await helm(home, ["push", half, `oci://${at.host}/charts`, "--plain-http"]);
+    const halfLayer = `sha256:${await sha256(half)}`;
+    const deleted = await fetch(`${mirror.url}/v2/charts/half/blobs/${halfLayer}`, { method: "DELETE" });
+    t.is(deleted.status, 202, "the mirror dropped half's archive");
     const lines = ["name: mirrored", "charts:"];
     for (const [name, version] of [
       ["only", "0.5.0"],
       ["tool", "0.3.0"],
+      ["half", "0.1.0"],
     ])
       lines.push(`  - oci: oci://${upstream.host}/charts/${name}`, `    version: ${version}`);
     await writeFile(path.join(root, "mirror.yml"), lines.join("\n"));
@@ -622,6 +635,11 @@ test.serial(
       r.stderr,
       new RegExp(`✔ chart tool 0\\.3\\.0 from http://${upstream.host}/v2/charts/tool/blobs/sha256:`),
     );
+    t.regex(
+      r.stderr,
+      new RegExp(`✔ chart half 0\\.1\\.0 from http://${upstream.host}/v2/charts/half/blobs/${halfLayer}`),
+    );
+    t.is(await sha256(path.join(root, "mirror-out", "charts", "half-0.1.0.tgz")), await sha256(half));
     const lock = await readLockOf("mirror-out");
     const only = lock.charts.find((c) => c.name === "only");
     // The lock names the chart as the definition does: the mirror is where it was read, not what it is.

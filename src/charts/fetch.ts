@@ -204,16 +204,38 @@ function findEntry(
   return { version: source.version, urls: urls as string[], ...(digest ? { digest } : {}) };
 }
 
-/** `oci://host/path/x` → the manifest tagged with the version → its Helm chart layer, streamed. */
+/**
+ * `oci://host/path/x` → the manifest tagged with the version → its Helm chart layer, streamed:
+ * from the host's `--mirror` when it has the whole chart, else from the host (a mirror lacking
+ * the manifest or its archive is not an error, as for images).
+ */
 async function fetchFromOci(
   source: Extract<RemoteChartSource, { kind: "oci" }>,
   pins: Pin[],
   opts: FetchOptions,
 ): Promise<FetchedChart & { indexPins: Pin[] }> {
-  const { host, repo } = parseOciRef(source.ref);
+  const { host } = parseOciRef(source.ref);
+  const mirror = opts.mirror?.(host);
+  if (mirror) {
+    try {
+      return await fetchOciChart(mirror, source, pins, opts);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
+    }
+  }
+  return fetchOciChart(opts.registry(host), source, pins, opts);
+}
+
+async function fetchOciChart(
+  client: RegistryClient,
+  source: Extract<RemoteChartSource, { kind: "oci" }>,
+  pins: Pin[],
+  opts: FetchOptions,
+): Promise<FetchedChart & { indexPins: Pin[] }> {
+  const { repo } = parseOciRef(source.ref);
   // Helm writes `+` of a SemVer build as `_` in a tag, which cannot hold a `+`.
   const tag = source.version.replaceAll("+", "_");
-  const { client, manifest } = await ociManifest(host, { repo, tag, name: `${source.ref}:${tag}` }, opts);
+  const manifest = await client.getManifest(repo, tag, `${source.ref}:${tag}`);
   // A moved tag is refused before its blob is read.
   const manifestUrl = `${client.endpoint.baseUrl}/v2/${repo}/manifests/${tag}`;
   const digestPins = pins.filter((p) => p.digest !== undefined);
@@ -256,27 +278,6 @@ async function fetchFromOci(
     sha256,
   };
   return { file, size: layer.size, sha256, url, origin, indexPins: [] };
-}
-
-/**
- * The manifest `name`'s tag names, from the host's `--mirror` when it has it, else from the host
- * (a mirror lacking it is not an error, as for images); the blob comes from the same registry.
- */
-async function ociManifest(
-  host: string,
-  { repo, tag, name }: { repo: string; tag: string; name: string },
-  opts: FetchOptions,
-) {
-  const mirror = opts.mirror?.(host);
-  if (mirror) {
-    try {
-      return { client: mirror, manifest: await mirror.getManifest(repo, tag, name) };
-    } catch (err) {
-      if (!(err instanceof NotFoundError)) throw err;
-    }
-  }
-  const client = opts.registry(host);
-  return { client, manifest: await client.getManifest(repo, tag, name) };
 }
 
 /** `oci://127.0.0.1:5000/charts/x` → host and repository. */
