@@ -15,6 +15,8 @@ import type { RemoteChartSource } from "../config/model.js";
 import type { LockChartOrigin } from "../bundle/lock.js";
 import { download, DEFAULT_MAX_DOWNLOAD, type DownloadAuth, type DownloadLimits } from "../files/download.js";
 import { HELM_CHART_LAYER } from "../oci/mediaTypes.js";
+import { parseManifest } from "../oci/parse.js";
+import type { Descriptor, RawManifest } from "../oci/types.js";
 import { basicAuthorization } from "../registry/auth.js";
 import type { RegistryClient } from "../registry/client.js";
 import { NotFoundError } from "../registry/errors.js";
@@ -240,7 +242,7 @@ async function fetchOciChart(
   const manifestUrl = `${client.endpoint.baseUrl}/v2/${repo}/manifests/${tag}`;
   const digestPins = pins.filter((p) => p.digest !== undefined);
   checkPins(source, { url: manifestUrl, digest: manifest.digest }, digestPins);
-  const layer = chartLayer(manifest.bytes, `${source.ref}:${tag}`);
+  const layer = await chartLayer(manifest, `${source.ref}:${tag}`);
   const max = opts.downloads.maxBytes ?? DEFAULT_MAX_DOWNLOAD;
   const url = `${client.endpoint.baseUrl}/v2/${repo}/blobs/${layer.digest}`;
   if (layer.size > max)
@@ -287,23 +289,13 @@ export function parseOciRef(ref: string): { host: string; repo: string } {
   return { host: m[1] ?? "", repo: m[2] ?? "" };
 }
 
-function chartLayer(bytes: Buffer, name: string): { digest: string; size: number } {
-  let layers: unknown;
-  try {
-    layers = (JSON.parse(bytes.toString("utf8")) as { layers?: unknown }).layers;
-  } catch {
-    throw new WorkError(`${name}: the manifest is not JSON`);
-  }
-  const layer = (Array.isArray(layers) ? (layers as { mediaType?: unknown }[]) : []).find(
-    (l) => l?.mediaType === HELM_CHART_LAYER,
-  ) as { digest?: unknown; size?: unknown } | undefined;
+/** The Helm chart layer of a manifest read through the one OCI parser (an index is not a chart). */
+async function chartLayer(manifest: RawManifest, name: string): Promise<Descriptor> {
+  const doc = await parseManifest(name, manifest);
+  const layer = "layers" in doc ? doc.layers.find((l) => l.mediaType === HELM_CHART_LAYER) : undefined;
   if (!layer)
     throw new WorkError(`${name} is not a Helm chart: its manifest has no ${HELM_CHART_LAYER} layer`);
-  if (typeof layer.digest !== "string" || !/^sha256:[a-f0-9]{64}$/.test(layer.digest))
-    throw new WorkError(`${name}: the chart layer's digest is not a sha256 digest`);
-  if (!Number.isSafeInteger(layer.size) || (layer.size as number) < 0)
-    throw new WorkError(`${name}: the chart layer's size is not a whole number`);
-  return { digest: layer.digest, size: layer.size as number };
+  return layer;
 }
 
 function workFile(opts: FetchOptions, name: string): string {
