@@ -581,6 +581,29 @@ test.serial("a password in a repository's URL is a lint error, not written anywh
 });
 
 test.serial(
+  "an oci:// reference to an image, not a chart, is exit 1 naming it; nothing is kept",
+  async (t) => {
+    await pushImage(upstream, "charts/notachart", "0.1.0", { kind: "single", layers: ["notachart"] });
+    const ref = `oci://${upstream.host}/charts/notachart`;
+    await writeFile(
+      path.join(root, "image.yml"),
+      ["name: image", "charts:", `  - oci: ${ref}`, "    version: 0.1.0"].join("\n"),
+    );
+    const r = await prepare("image-out", "image.yml");
+    t.is(r.code, 1, r.stderr);
+    t.regex(
+      r.stderr,
+      new RegExp(
+        `${ref}:0\\.1\\.0 is not a Helm chart: its manifest has no application/vnd\\.cncf\\.helm\\.chart\\.content\\.v1\\.tar\\+gzip layer`,
+      ),
+    );
+    t.false(/\n\s+at /.test(r.stderr), "no stack trace");
+    t.is(await stat(path.join(root, "image-out", "bundle.lock.json")).catch(() => "absent"), "absent");
+    t.is(await readFile(path.join(root, "canary.txt"), "utf8"), CANARY);
+  },
+);
+
+test.serial(
   "--mirror applies to an oci:// chart's registry: the mirror first, the registry where it lacks the chart or its archive",
   async (t) => {
     const mirror = await startRegistry();
