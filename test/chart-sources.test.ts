@@ -157,6 +157,31 @@ test.after.always(async () => {
   await cleanup?.();
 });
 
+/**
+ * A chart `name` with one ConfigMap, packaged by the real helm into `dir`, pushed to each of
+ * `registries` under `charts/`; returns the archive and the manifest digest of each push.
+ */
+async function onePushedChart(
+  name: string,
+  version: string,
+  dir: string,
+  registries: TestRegistry[],
+): Promise<{ archive: string; digests: string[] }> {
+  const home = path.join(root, "helm");
+  await writeChart(path.join(root, "src", name), {
+    "Chart.yaml": `apiVersion: v2\nname: ${name}\nversion: ${version}\n`,
+    "templates/cm.yaml": `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${name}\n`,
+  });
+  await helm(home, ["package", path.join(root, "src", name), "-d", dir]);
+  const archive = path.join(dir, `${name}-${version}.tgz`);
+  const digests: string[] = [];
+  for (const at of registries) {
+    const pushed = await helm(home, ["push", archive, `oci://${at.host}/charts`, "--plain-http"]);
+    digests.push(/Digest: (sha256:[a-f0-9]{64})/.exec(pushed)?.[1] ?? "none");
+  }
+  return { archive, digests };
+}
+
 function prepare(out: string, file = "bundle.yml") {
   return runCli(["prepare", "-f", file, "-o", out], {
     cwd: root,
@@ -608,24 +633,11 @@ test.serial(
   async (t) => {
     const mirror = await startRegistry();
     t.teardown(() => mirror.stop());
-    const home = path.join(root, "helm");
-    await writeChart(path.join(root, "src", "only"), {
-      "Chart.yaml": "apiVersion: v2\nname: only\nversion: 0.5.0\n",
-      "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: only\n",
-    });
-    const packaged = path.join(root, "mirror-oci", "only-0.5.0.tgz");
-    await helm(home, ["package", path.join(root, "src", "only"), "-d", path.dirname(packaged)]);
-    const pushed = await helm(home, ["push", packaged, `oci://${mirror.host}/charts`, "--plain-http"]);
-    const digest = /Digest: (sha256:[a-f0-9]{64})/.exec(pushed)?.[1] ?? "none";
+    const dir = path.join(root, "mirror-oci");
+    const onlyChart = await onePushedChart("only", "0.5.0", dir, [mirror]);
+    const [packaged, digest] = [onlyChart.archive, onlyChart.digests[0]];
     // `half` is in both, but the mirror has lost its archive: the registry gives the whole chart.
-    await writeChart(path.join(root, "src", "half"), {
-      "Chart.yaml": "apiVersion: v2\nname: half\nversion: 0.1.0\n",
-      "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: half\n",
-    });
-    const half = path.join(root, "mirror-oci", "half-0.1.0.tgz");
-    await helm(home, ["package", path.join(root, "src", "half"), "-d", path.dirname(half)]);
-    for (const at of [upstream, mirror])
-      await helm(home, ["push", half, `oci://${at.host}/charts`, "--plain-http"]);
+    const half = (await onePushedChart("half", "0.1.0", dir, [upstream, mirror])).archive;
     const halfLayer = `sha256:${await sha256(half)}`;
     const deleted = await fetch(`${mirror.url}/v2/charts/half/blobs/${halfLayer}`, { method: "DELETE" });
     t.is(deleted.status, 202, "the mirror dropped half's archive");
@@ -752,14 +764,7 @@ test.serial(
 test.serial(
   "an overlay in an OCI chart's folder is pushed too: the folder is packaged, the same way twice",
   async (t) => {
-    const home = path.join(root, "helm");
-    await writeChart(path.join(root, "src", "deco"), {
-      "Chart.yaml": "apiVersion: v2\nname: deco\nversion: 0.1.0\n",
-      "templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deco\n",
-    });
-    const served = path.join(root, "deco-oci", "deco-0.1.0.tgz");
-    await helm(home, ["package", path.join(root, "src", "deco"), "-d", path.dirname(served)]);
-    await helm(home, ["push", served, `oci://${upstream.host}/charts`, "--plain-http"]);
+    const served = (await onePushedChart("deco", "0.1.0", path.join(root, "deco-oci"), [upstream])).archive;
     const lines = [
       "name: overlaid",
       "charts:",
