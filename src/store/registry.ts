@@ -107,10 +107,10 @@ export class RegistryStore implements ImageSource, ImageTarget, BlobHolders {
   }
 
   /**
-   * A blob this store has seen in the repository needs nothing; else one `HEAD`, unless the
-   * caller has just asked (`checkedAbsent`: each request costs the registry CPU time). An
-   * earlier put of the same blob waited for does not change that answer: into this repository
-   * it shows in `holders`, into another it makes a mount possible.
+   * What hasBlob asks (seen here, a mount, a `HEAD`), unless the caller has just asked
+   * (`checkedAbsent`: each request costs the registry CPU time). An earlier put of the same blob
+   * waited for since then does not change that answer: into this repository it shows in
+   * `holders`, into another it makes a mount possible, so those two are tried again.
    */
   private async putOnce(
     loc: ImageLocation,
@@ -119,9 +119,10 @@ export class RegistryStore implements ImageSource, ImageTarget, BlobHolders {
     onBytes: ((n: number) => void) | undefined,
     checkedAbsent: boolean,
   ): Promise<void> {
-    if (this.holders.get(desc.digest)?.has(loc.repository)) return;
-    if (!checkedAbsent && (await this.hasBlob(loc, desc))) return;
-    if (await this.mountFromKnown(loc, desc)) return;
+    const present = checkedAbsent
+      ? this.holders.get(desc.digest)?.has(loc.repository) || (await this.mountFromKnown(loc, desc))
+      : await this.hasBlob(loc, desc);
+    if (present) return;
     await this.client.uploadBlob(loc.repository, desc, open, onBytes, loc.name);
     this.remember(desc.digest, loc.repository);
   }
