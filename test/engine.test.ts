@@ -128,3 +128,45 @@ test("carrying fewer platforms than the index has: the layout keeps the index, a
   const amd64 = img.platforms.find((p) => p.platform === "linux/amd64");
   t.false(await target.hasManifest({ ...locOf(img), reference: amd64?.digest ?? "" }, amd64?.digest ?? ""));
 });
+
+test("an image's blobs are listed in the index's order however its platforms' copies finish", async (t) => {
+  const { images, source, target } = await fixture(t);
+  const img = images.ociIndex;
+  const [first, second] = img.platforms.map((p) => p.digest);
+  // The first platform's manifest arrives only after the second has been stored whole.
+  let secondStored!: () => void;
+  const secondIsStored = new Promise<void>((resolve) => (secondStored = resolve));
+  const slowFirst = Object.create(source) as OciLayout;
+  slowFirst.getManifest = async (loc) => {
+    if (loc.reference === first) await secondIsStored;
+    return source.getManifest(loc);
+  };
+  const watched = Object.create(target) as OciLayout;
+  watched.putManifest = async (loc, raw, role) => {
+    await target.putManifest(loc, raw, role);
+    if (raw.digest === second) secondStored();
+  };
+  const copied = await new CopyEngine({ blobLimit: pLimit(4) }).copy({
+    source: slowFirst,
+    target: watched,
+    targetReader: target,
+    from: locOf(img),
+    to: locOf(img),
+    platforms: PLATFORMS,
+    allowMissingPlatforms: false,
+  });
+  const inOrder: string[] = [];
+  for (const digest of [first, second]) {
+    const raw = await source.getManifest({ ...locOf(img), reference: digest ?? "" });
+    const doc = JSON.parse(raw.bytes.toString("utf8")) as {
+      config: { digest: string };
+      layers: { digest: string }[];
+    };
+    for (const d of [doc.config.digest, ...doc.layers.map((l) => l.digest)])
+      if (!inOrder.includes(d)) inOrder.push(d);
+  }
+  t.deepEqual(
+    copied.blobs.map((b) => b.digest),
+    inOrder,
+  );
+});

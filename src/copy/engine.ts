@@ -107,7 +107,7 @@ export class CopyEngine {
   constructor(private readonly opts: EngineOptions) {}
 
   async copy(req: CopyRequest): Promise<CopiedImage> {
-    const acc: Acc = { blobs: new Map(), moved: 0, present: new Map() };
+    const acc: Acc = { moved: 0, present: new Map() };
     const image = req.imageAtTarget ? NOTHING_COPIED : await this.copyImage(req, acc);
     if (!req.referrers) return image;
     return { ...image, ...(await this.copyReferrers(req, image, acc)), bytesMoved: acc.moved };
@@ -141,7 +141,7 @@ export class CopyEngine {
       ...ref,
       descriptor: referrerDescriptor(art.raw, art.doc),
       manifests: art.manifests,
-      blobs: [...new Map(art.blobs.map((b) => [b.digest, b])).values()],
+      blobs: uniqueByDigest(art.blobs),
     };
   }
 
@@ -205,10 +205,13 @@ export class CopyEngine {
       req.allowMissingPlatforms,
     );
     let childStored = false;
+    const blobLists: Descriptor[][] = [];
     const platforms = await Promise.all(
-      chosen.map(async (child) => {
-        const { raw, stored: copied } = await this.copyManifest(req, child.digest, "child", acc);
+      chosen.map(async (child, i) => {
+        const { raw, blobs, stored: copied } = await this.copyManifest(req, child.digest, "child", acc);
         childStored ||= copied;
+        // In the index's order, not as copies finish: a rerun must write the same lock.
+        blobLists[i] = blobs;
         return {
           platform: formatPlatform(child.platform as Platform),
           digest: child.digest,
@@ -222,7 +225,10 @@ export class CopyEngine {
     // The index always goes in after its children: a child stored just now means it is not there.
     if (childStored || !(await req.target.hasManifest(req.to, stored.digest)))
       await req.target.putManifest(req.to, stored, "image");
-    return { ...result(top, stored, platforms, missing, acc), mirrorDigest: forRegistry.digest };
+    return {
+      ...result(top, stored, platforms, missing, blobLists.flat(), acc),
+      mirrorDigest: forRegistry.digest,
+    };
   }
 
   private async copySingle(
@@ -240,12 +246,13 @@ export class CopyEngine {
           `Request only that platform, or allow missing ones for this image (allowMissingPlatforms: true)`,
       );
     }
-    await this.copyManifest(req, top.digest, "image", acc, top);
+    const { blobs } = await this.copyManifest(req, top.digest, "image", acc, top);
     return result(
       top,
       top,
       [{ platform: offered, digest: top.digest, mediaType: top.mediaType, size: top.bytes.length }],
       missing,
+      blobs,
       acc,
     );
   }
@@ -288,17 +295,16 @@ export class CopyEngine {
     if ("manifests" in manifest)
       throw new WorkError(`${req.from.name}: an index inside an index (${digest}) is not supported`);
     const blobs = [manifest.config, ...manifest.layers];
-    for (const b of blobs) acc.blobs.set(b.digest, b);
     if (!present) {
       await this.copyBlobs(req, blobs, acc);
       await req.target.putManifest(at, raw, role);
     }
-    return { raw, stored: !present };
+    return { raw, blobs, stored: !present };
   }
 
   private async copyBlobs(req: CopyRequest, blobs: Descriptor[], acc: Acc): Promise<void> {
     // Foreign layers (with `urls`) are not distributable: registries serve them from elsewhere.
-    const wanted = [...new Map(blobs.filter((b) => !b.urls?.length).map((b) => [b.digest, b])).values()];
+    const wanted = uniqueByDigest(blobs.filter((b) => !b.urls?.length));
     // Platforms of an image often share blobs: the target is asked about each blob once.
     const present = await Promise.all(
       wanted.map((b) => {
@@ -385,7 +391,6 @@ interface ArtifactParts {
 }
 
 interface Acc {
-  blobs: Map<string, Descriptor>;
   moved: number;
   /** The target's answer to `hasBlob` for each blob of the image, asked once. */
   present: Map<string, Promise<boolean>>;
@@ -396,6 +401,7 @@ function result(
   stored: RawManifest,
   platforms: CopiedPlatform[],
   missing: string[],
+  blobs: Descriptor[],
   acc: Acc,
 ): CopiedImage {
   return {
@@ -406,9 +412,14 @@ function result(
     targetDigest: stored.digest,
     platforms,
     missingPlatforms: missing,
-    blobs: [...acc.blobs.values()],
+    blobs: uniqueByDigest(blobs),
     bytesMoved: acc.moved,
     referrers: [],
     skippedReferrers: [],
   };
+}
+
+/** Each digest once, where it first appears. */
+function uniqueByDigest(blobs: Descriptor[]): Descriptor[] {
+  return [...new Map(blobs.map((b) => [b.digest, b])).values()];
 }
