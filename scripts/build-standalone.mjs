@@ -181,6 +181,37 @@ function builtinsByRequirePlugin() {
 }
 
 /**
+ * Dependencies a dependency imports at load time but this tool never uses: loaded on first use
+ * instead. got imports http2-wrapper (and with it node:http2) for its `http2` option, which the
+ * registry client never sets; loading them cost about 25 ms at every start of prepare or upload.
+ */
+const LAZY_DEPENDENCIES = /^http2-wrapper$/;
+
+function lazyDependenciesPlugin() {
+  return {
+    name: "lazy-dependencies",
+    setup(b) {
+      b.onResolve({ filter: LAZY_DEPENDENCIES }, (args) =>
+        args.namespace === "lazy-dependency"
+          ? undefined
+          : { path: args.path, namespace: "lazy-dependency", pluginData: { resolveDir: args.resolveDir } },
+      );
+      b.onLoad({ filter: /.*/, namespace: "lazy-dependency" }, (args) => ({
+        // esbuild turns this require() into a call that evaluates the module then, not at start.
+        contents:
+          `let real;\n` +
+          `const load = () => (real ??= require(${JSON.stringify(args.path)}));\n` +
+          `module.exports = new Proxy({}, {\n` +
+          `  get: (_, key) => (key === "__esModule" ? undefined : load()[key]),\n` +
+          `});\n`,
+        resolveDir: args.pluginData.resolveDir,
+        loader: "js",
+      }));
+    },
+  };
+}
+
+/**
  * For the CommonJS build: main.ts without its hashbang (the executable's main script is not a
  * file node is asked to run) and with the CLI run unconditionally, without top-level await.
  */
@@ -232,6 +263,7 @@ export async function buildStandalone(opts) {
     plugins: [
       inlineFilesPlugin(!cjs),
       stubNativePlugin(),
+      lazyDependenciesPlugin(),
       ...(cjs ? [runMainPlugin()] : [builtinsByRequirePlugin()]),
     ],
   });
@@ -261,7 +293,7 @@ export async function buildCli(opts) {
     // Beside the entry, so that every chunk finds the package two folders up, as src/version.ts says.
     chunkNames: "[name]-[hash]",
     banner: { js: BANNER },
-    plugins: [stubNativePlugin(), builtinsByRequirePlugin()],
+    plugins: [stubNativePlugin(), lazyDependenciesPlugin(), builtinsByRequirePlugin()],
   });
   const outfile = path.join(outdir, "bundle.js");
   chmodSync(outfile, 0o755);
