@@ -333,6 +333,62 @@ test("upload pushes the referrers next to the mirrored image: same bytes, cosign
   t.deepEqual(await listedAt(bed.image.digest), [[bed.sbom.digest, SPDX]]);
 });
 
+test("a referrer's own referrers travel too: the SBOM's signature and an attestation of it; a tag that leads back to the image is not followed", async (t) => {
+  const bed = await setup(t);
+  const repo = "testbed/signed";
+  const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const sbomDesc = {
+    mediaType: MediaTypes.ociManifest,
+    digest: bed.sbom.digest,
+    size: bed.sbom.bytes.length,
+  };
+  const sbomSig = await pushSignature(bed.source, repo, bed.sbom.digest, privateKey);
+  const sbomAttestation = await pushReferrer(bed.source, repo, sbomDesc, IN_TOTO, {
+    predicateType: "sbom-review",
+  });
+  // A cosign tag of the attestation that names the image's own index: a loop by name.
+  const loopTag = `${tagOf(sbomAttestation.digest)}.sig`;
+  await pushRawManifest(bed.source, repo, loopTag, bed.image.mediaType, bed.image.manifestBytes);
+
+  const prepared = await runCli(["prepare", "-o", bed.out], { cwd: bed.dir });
+  t.is(prepared.code, 0, prepared.stderr);
+  const refs = (await readLock(bed.out)).images[0]!.referrers ?? [];
+  t.like(
+    refs.find((r) => r.digest === sbomSig.digest),
+    { subject: bed.sbom.digest, tag: `${tagOf(bed.sbom.digest)}.sig`, size: sbomSig.bytes.length },
+  );
+  t.like(
+    refs.find((r) => r.digest === sbomAttestation.digest),
+    { subject: bed.sbom.digest, artifactType: IN_TOTO },
+  );
+  t.false(
+    refs.some((r) => r.digest === bed.image.digest),
+    "the image is not carried as a referrer of its own",
+  );
+  t.is(refs.length, 5, JSON.stringify(refs, null, 2));
+  for (const [digest, bytes] of sbomSig.blobs) t.deepEqual(await readFile(blobFile(bed.out, digest)), bytes);
+
+  const site = await startRegistry();
+  t.teardown(() => site.stop());
+  const up = await runCli(["upload", bed.out, "--registry", site.host]);
+  t.is(up.code, 0, up.stderr);
+  const mirror = `${site.host}/teleinfra/signed`;
+  t.deepEqual(await skopeoInspectRaw(`${mirror}:${tagOf(bed.sbom.digest)}.sig`), sbomSig.bytes);
+  const listed = JSON.parse((await skopeoInspectRaw(`${mirror}:${tagOf(bed.sbom.digest)}`)).toString()) as {
+    manifests: { digest: string; artifactType?: string }[];
+  };
+  t.deepEqual(
+    listed.manifests.map((m) => [m.digest, m.artifactType]),
+    [[sbomAttestation.digest, IN_TOTO]],
+  );
+  const tags = JSON.parse(
+    (await httpRequest(`${site.url}/v2/teleinfra/signed/tags/list`)).body.toString(),
+  ) as {
+    tags: string[];
+  };
+  t.false(tags.tags.includes(loopTag), "the tag leading back to the image stays at the source");
+});
+
 test("--no-referrers carries none: the lock lists none and the layout holds only the image", async (t) => {
   const bed = await setup(t);
   const res = await runCli(["prepare", "--no-referrers", "-o", bed.out], { cwd: bed.dir });

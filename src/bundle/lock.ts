@@ -49,9 +49,9 @@ export interface LockImage {
   referrers?: LockReferrer[];
 }
 
-/** An artifact about an image or one of its platforms, carried next to it (issue 13). */
+/** An artifact about an image, one of its platforms or another such artifact, carried next to it (issue 13). */
 export interface LockReferrer {
-  /** The manifest it is about: the image's digest or a platform's. */
+  /** The manifest it is about: the image's digest, a platform's, or another referrer's (a signature on an SBOM). */
   subject: string;
   digest: string;
   mediaType: string;

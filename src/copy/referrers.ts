@@ -1,7 +1,8 @@
 /**
  * Finding an image's referrers at its source: for each subject (the image's top manifest and
  * each carried platform's), what the referrers API lists (or, without the API, the tag schema's
- * `sha256-<hex>` index), and cosign's `sha256-<hex>.sig`, `.att` and `.sbom` tags.
+ * `sha256-<hex>` index), and cosign's `sha256-<hex>.sig`, `.att` and `.sbom` tags. Then the
+ * referrers of those (a signature on an SBOM), level by level, as `oras copy --recursive` does.
  */
 import { parseManifest } from "../oci/parse.js";
 import { isImageManifest, isIndex } from "../oci/mediaTypes.js";
@@ -22,6 +23,13 @@ export interface FoundReferrers {
   skipped: Descriptor[];
 }
 
+/**
+ * Levels below the image that are searched: the image's referrers, theirs (a signature on an
+ * attestation) and one more. Content addressing rules out a true cycle, but cosign's tags are
+ * only names, so a crafted tag could lead back up; a digest is also searched only once.
+ */
+const REFERRER_LEVELS = 3;
+
 export async function findReferrers(
   source: ImageSource,
   from: ImageLocation,
@@ -30,8 +38,30 @@ export async function findReferrers(
   // One tag list instead of four questions per subject, where the repository has few tags.
   const tags = await source.listTags?.(from);
   const maybe = (tag: string) => tags === undefined || tags.has(tag);
+  const searched = new Set(subjects);
+  const found = new Map<string, ReferrerRef>();
+  const skipped: Descriptor[] = [];
+  let level = [...searched];
+  for (let depth = 0; depth < REFERRER_LEVELS && level.length > 0; depth++) {
+    const next = await referrersOf(source, from, level, maybe);
+    skipped.push(...next.skipped);
+    const fresh = next.found.filter((r) => !subjects.includes(r.digest));
+    for (const r of fresh) found.set(`${r.digest} ${r.tag ?? r.subject}`, r);
+    level = [...new Set(fresh.map((r) => r.digest))].filter((d) => !searched.has(d));
+    for (const d of level) searched.add(d);
+  }
+  return { found: [...found.values()], skipped };
+}
+
+/** One level: what refers to each of `subjects`. */
+async function referrersOf(
+  source: ImageSource,
+  from: ImageLocation,
+  subjects: string[],
+  maybe: (tag: string) => boolean,
+): Promise<FoundReferrers> {
   const perSubject = await Promise.all(
-    [...new Set(subjects)].map(async (subject) => {
+    subjects.map(async (subject) => {
       const [listed, tagged] = await Promise.all([
         listedReferrers(source, from, subject, maybe),
         cosignReferrers(source, from, subject, maybe),
@@ -39,16 +69,16 @@ export async function findReferrers(
       return { subject, listed, tagged };
     }),
   );
-  const found = new Map<string, ReferrerRef>();
+  const found: ReferrerRef[] = [];
   const skipped: Descriptor[] = [];
   for (const { subject, listed, tagged } of perSubject) {
     for (const d of listed) {
       if (!isIndex(d.mediaType) && !isImageManifest(d.mediaType)) skipped.push(d);
-      else found.set(`${d.digest} ${subject}`, { subject, digest: d.digest });
+      else found.push({ subject, digest: d.digest });
     }
-    for (const r of tagged) found.set(`${r.digest} ${r.tag}`, r);
+    found.push(...tagged);
   }
-  return { found: [...found.values()], skipped };
+  return { found, skipped };
 }
 
 /** The referrers API's list, or the tag schema's index where the source has no API. */
