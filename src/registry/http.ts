@@ -318,6 +318,11 @@ export class TooLargeError extends WorkError {
   override name = "TooLargeError";
 }
 
+/**
+ * Through got's stream, not its promise: the promise layer costs about 0.2 ms of CPU per request
+ * on top (measured over 1,000 HEADs against Distribution), and an upload makes hundreds. The
+ * body is read here, bounded: an answer that announces or sends more than `maxBytes` is refused.
+ */
 async function bufferedRequest(
   instance: Got,
   t: Required<HttpTimeouts>,
@@ -325,33 +330,74 @@ async function bufferedRequest(
   req: BufferedRequest,
 ): Promise<BufferedResponse> {
   const what = `${req.method} ${url}`;
-  const pending = instance(url, {
+  const stream = instance.stream(url, {
     method: req.method,
     headers: req.headers ?? {},
     ...(req.body !== undefined ? { body: req.body } : {}),
-    responseType: "buffer",
   });
+  // Without a body option got's stream waits for one to be written to it.
+  if (req.body === undefined) stream.end();
   let reason: Error | undefined;
   const abort = (err: Error) => {
     reason ??= err;
-    pending.cancel();
+    stream.destroy(err);
   };
-  const stop = watchRate(pending, t, what, abort);
+  const stop = watchRate(stream, t, what, abort, () => stream.readableLength > 0);
   if (req.onUpload)
-    pending.on("uploadProgress", (p: { transferred: number }) => req.onUpload?.(p.transferred));
-  // A HEAD's Content-Length is that of the resource, not of a body we read.
-  if (req.method !== "HEAD")
-    pending.on("downloadProgress", (p: { transferred: number; total?: number }) => {
-      const over = tooLarge(what, p.total, p.transferred, req.maxBytes);
-      if (over) abort(over);
-    });
+    stream.on("uploadProgress", (p: { transferred: number }) => req.onUpload?.(p.transferred));
   try {
-    const res = await pending;
-    return { statusCode: res.statusCode, headers: res.headers, body: res.body };
+    const res = await responseOf(stream);
+    // A HEAD's Content-Length is that of the resource, not of a body we read.
+    const declared = req.method === "HEAD" ? undefined : Number(res.headers["content-length"] ?? NaN);
+    const body = await readBounded(stream, what, Number.isNaN(declared) ? undefined : declared, req.maxBytes);
+    return { statusCode: res.statusCode, headers: res.headers, body };
   } catch (err) {
     throw reason ?? err;
   } finally {
     stop();
+  }
+}
+
+/** The whole body, or a TooLargeError as soon as it is announced or read past `max` bytes. */
+async function readBounded(
+  stream: Readable,
+  what: string,
+  declared: number | undefined,
+  max: number,
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let over = tooLarge(what, declared, 0, max);
+  if (!over) {
+    for await (const chunk of stream) {
+      size += (chunk as Buffer).length;
+      over = tooLarge(what, undefined, size, max);
+      if (over) break;
+      chunks.push(chunk as Buffer);
+    }
+  }
+  if (!over) return Buffer.concat(chunks, size);
+  stream.destroy();
+  throw over;
+}
+
+/** The response head of a got stream; on failure the stream is destroyed and its later errors ignored. */
+export async function responseOf(
+  req: Readable,
+): Promise<{ statusCode: number; headers: IncomingHttpHeaders }> {
+  let onError: (err: Error) => void = () => undefined;
+  try {
+    return await new Promise((resolve, reject) => {
+      onError = reject;
+      req.once("response", resolve);
+      req.once("error", onError);
+    });
+  } catch (err) {
+    req.on("error", () => undefined);
+    req.destroy();
+    throw err;
+  } finally {
+    req.off("error", onError);
   }
 }
 

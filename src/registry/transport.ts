@@ -16,6 +16,7 @@ import {
   header,
   isTransientStatus,
   MAX_SMALL_BODY,
+  responseOf,
   retryRequest,
   transientStatusError,
   type HttpStack,
@@ -199,24 +200,6 @@ export class Transport {
     const body = await readSome(req, MAX_ERROR_BODY);
     req.destroy();
     return { status: response.statusCode, headers: response.headers, url, body };
-  }
-}
-
-/** The response head of a got stream; on failure the stream is destroyed and its later errors ignored. */
-async function responseOf(req: Readable): Promise<{ statusCode: number; headers: IncomingHttpHeaders }> {
-  let onError: (err: Error) => void = () => undefined;
-  try {
-    return await new Promise((resolve, reject) => {
-      onError = reject;
-      req.once("response", resolve);
-      req.once("error", onError);
-    });
-  } catch (err) {
-    req.on("error", () => undefined);
-    req.destroy();
-    throw err;
-  } finally {
-    req.off("error", onError);
   }
 }
 
