@@ -3,8 +3,8 @@
  * one existence check (`HEAD`) per blob of each image, with platforms of an image sharing a
  * layer and images sharing base layers (the copy engine's answer reaches the registry store),
  * none for a blob this run saw in another repository (a mount answers and links at once), each
- * blob's bytes sent once, one HEAD per platform manifest, and none for an index whose platforms
- * were just pushed.
+ * blob's bytes sent once, and one manifest HEAD per image: its index under the tag answers for
+ * all its platforms.
  */
 import test from "ava";
 import { createHash } from "node:crypto";
@@ -12,7 +12,9 @@ import { readFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import path from "node:path";
 import { startRegistry } from "./helpers/registry.js";
-import { pushImage, seedStandardImages } from "./helpers/images.js";
+import { pushImage, seedStandardImages, sha256Digest } from "./helpers/images.js";
+import { httpRequest } from "./helpers/http.js";
+import { skopeoInspectRaw } from "./helpers/skopeo.js";
 import { startFaultProxy } from "./helpers/faultProxy.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { RegistryStore } from "../src/store/registry.js";
@@ -20,7 +22,7 @@ import { runCli, tempFiles } from "./helpers/cli.js";
 import { standardImageLines } from "./helpers/bundles.js";
 import type { Lock } from "../src/bundle/lock.js";
 
-test("upload asks once: at most one HEAD per blob of each image, bytes sent once, a HEAD per platform manifest, none for a new index", async (t) => {
+test("upload asks once: at most one HEAD per blob of each image, bytes sent once, one manifest HEAD per image; a rerun asks only that and puts back a moved tag", async (t) => {
   const source = await startRegistry();
   t.teardown(() => source.stop());
   const images = await seedStandardImages(source);
@@ -69,13 +71,40 @@ test("upload asks once: at most one HEAD per blob of each image, bytes sent once
   // Each blob's bytes go once: a second repository mounts it.
   for (const digest of unique)
     t.is(proxy.count("PUT", new RegExp(`/blobs/uploads/.*digest=${digest.replace(":", "%3A")}`)), 1, digest);
-  // A manifest HEAD for each platform's manifest; none for an index whose children were just
-  // stored (it goes in after them, so it cannot be there yet).
-  for (const image of lock.images) {
-    const repo = image.mirror.replace(/:[^/:]+$/, "");
-    const heads = proxy.count("HEAD", new RegExp(`^/v2/${repo}/manifests/`));
-    t.is(heads, image.platforms.length, `${repo}: manifest HEADs`);
-  }
+  // One manifest HEAD per image, under its tag: an index goes in after its platforms, so it
+  // answers for them; none by a platform's digest.
+  const manifestHeads = (image: Lock["images"][number]) => {
+    const [repo, tag] = [image.mirror.replace(/:[^/:]+$/, ""), image.mirror.replace(/^.*:/, "")];
+    return [
+      proxy.count("HEAD", new RegExp(`^/v2/${repo}/manifests/${tag}$`)),
+      proxy.count("HEAD", new RegExp(`^/v2/${repo}/manifests/sha256:`)),
+    ];
+  };
+  for (const image of lock.images) t.deepEqual(manifestHeads(image), [1, 0], image.mirror);
+
+  // Someone moves a tag at the site to one platform's manifest; a rerun puts it back and sends
+  // no blob bytes.
+  const moved = lock.images.find((i) => i.platforms.length > 1)!;
+  const movedRepo = moved.mirror.replace(/:[^/:]+$/, "");
+  const platformManifest = await httpRequest(
+    `${site.url}/v2/${movedRepo}/manifests/${moved.platforms[0]!.digest}`,
+    {
+      headers: { accept: moved.platforms[0]!.mediaType },
+    },
+  );
+  await httpRequest(`${site.url}/v2/${moved.mirror.replace(/:([^/:]+)$/, "/manifests/$1")}`, {
+    method: "PUT",
+    headers: { "content-type": moved.platforms[0]!.mediaType },
+    body: platformManifest.body,
+  });
+  t.not(sha256Digest(await skopeoInspectRaw(`${site.host}/${moved.mirror}`)), moved.mirrorDigest);
+  proxy.requests.length = 0;
+  const again = await runCli(["--json", "upload", out, "--registry", proxy.host], { cwd: dir });
+  t.is(again.code, 0, again.stderr);
+  t.is((JSON.parse(again.stdout) as { bytesMoved: number }).bytesMoved, 0);
+  t.is(sha256Digest(await skopeoInspectRaw(`${site.host}/${moved.mirror}`)), moved.mirrorDigest);
+  for (const image of lock.images) t.deepEqual(manifestHeads(image).slice(1), [0], image.mirror);
+  t.is(proxy.count("PUT", /\/blobs\/uploads\//), 0, "no blob sent again");
 });
 
 test("a blob seen in another repository this run is mounted without a HEAD, and the repository serves it", async (t) => {

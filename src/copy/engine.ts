@@ -204,27 +204,35 @@ export class CopyEngine {
       req.platforms,
       req.allowMissingPlatforms,
     );
+    const forRegistry = reducedIndex(top, index, chosen);
+    const stored = req.target.acceptsPartialIndex ? top : forRegistry;
+    // A registry's index names exactly the platforms carried (its digest says which) and goes in
+    // after them: held under the tag, it answers for all of them in one question, and not held,
+    // each platform's blobs are asked about anyway. A layout keeps the source's whole index even
+    // for fewer platforms, so there each platform is asked about.
+    const held = req.target.acceptsPartialIndex
+      ? undefined
+      : await req.target.hasManifest(req.to, stored.digest);
     let childStored = false;
     const blobLists: Descriptor[][] = [];
     const platforms = await Promise.all(
       chosen.map(async (child, i) => {
-        const { raw, blobs, stored: copied } = await this.copyManifest(req, child.digest, "child", acc);
-        childStored ||= copied;
+        const copied = await this.copyManifest(req, child.digest, "child", acc, { present: held });
+        childStored ||= copied.stored;
         // In the index's order, not as copies finish: a rerun must write the same lock.
-        blobLists[i] = blobs;
+        blobLists[i] = copied.blobs;
         return {
           platform: formatPlatform(child.platform as Platform),
           digest: child.digest,
-          mediaType: raw.mediaType,
-          size: raw.bytes.length,
+          mediaType: copied.raw.mediaType,
+          size: copied.raw.bytes.length,
         };
       }),
     );
-    const forRegistry = reducedIndex(top, index, chosen);
-    const stored = req.target.acceptsPartialIndex ? top : forRegistry;
     // The index always goes in after its children: a child stored just now means it is not there.
-    if (childStored || !(await req.target.hasManifest(req.to, stored.digest)))
-      await req.target.putManifest(req.to, stored, "image");
+    const putIndex =
+      held === undefined ? childStored || !(await req.target.hasManifest(req.to, stored.digest)) : !held;
+    if (putIndex) await req.target.putManifest(req.to, stored, "image");
     return {
       ...result(top, stored, platforms, missing, blobLists.flat(), acc),
       mirrorDigest: forRegistry.digest,
@@ -246,7 +254,7 @@ export class CopyEngine {
           `Request only that platform, or allow missing ones for this image (allowMissingPlatforms: true)`,
       );
     }
-    const { blobs } = await this.copyManifest(req, top.digest, "image", acc, top);
+    const { blobs } = await this.copyManifest(req, top.digest, "image", acc, { known: top });
     return result(
       top,
       top,
@@ -272,19 +280,20 @@ export class CopyEngine {
 
   /**
    * One image manifest and its blobs. A target that already holds the manifest holds its blobs
-   * (they are always stored first), so only the manifest is read, to list them.
+   * (they are always stored first), so only the manifest is read, to list them. `present` is
+   * the answer when the caller knows it (from the index), else the target is asked.
    */
   private async copyManifest(
     req: CopyRequest,
     digest: string,
     role: "child" | "image",
     acc: Acc,
-    known?: RawManifest,
+    given: { known?: RawManifest; present?: boolean | undefined } = {},
   ) {
     const at = { ...req.to, reference: role === "child" ? digest : req.to.reference };
-    const present = await req.target.hasManifest(at, digest);
+    const present = given.present ?? (await req.target.hasManifest(at, digest));
     const raw =
-      known ??
+      given.known ??
       (present && req.targetReader
         ? await req.targetReader.getManifest({ ...req.to, reference: digest })
         : await req.source.getManifest({ ...req.from, reference: digest }));

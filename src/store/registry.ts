@@ -127,8 +127,14 @@ export class RegistryStore implements ImageSource, ImageTarget, BlobHolders {
     this.remember(desc.digest, loc.repository);
   }
 
+  /**
+   * Whether `digest` is there under `loc.reference`: by a tag, the tag must name it (a tag moved
+   * elsewhere since is put back by the copy); by a digest, it must exist.
+   */
   async hasManifest(loc: ImageLocation, digest: string): Promise<boolean> {
-    return (await this.client.headManifest(loc.repository, digest, loc.name)) !== undefined;
+    const byTag = !loc.reference.startsWith("sha256:");
+    const head = await this.client.headManifest(loc.repository, byTag ? loc.reference : digest, loc.name);
+    return byTag ? head?.digest === digest : head !== undefined;
   }
 
   /** A registry stores every manifest the same way, so the role does not matter here. */
