@@ -319,7 +319,7 @@ export class TooLargeError extends WorkError {
 }
 
 /**
- * Through got's stream, not its promise: the promise layer costs about 0.2 ms of CPU per request
+ * Through got's stream, not its promise: the promise layer costs about 0.25 ms of CPU per request
  * on top (measured over 1,000 HEADs against Distribution), and an upload makes hundreds. The
  * body is read here, bounded: an answer that announces or sends more than `maxBytes` is refused.
  */
@@ -348,8 +348,13 @@ async function bufferedRequest(
   try {
     const res = await responseOf(stream);
     // A HEAD's Content-Length is that of the resource, not of a body we read.
-    const declared = req.method === "HEAD" ? undefined : Number(res.headers["content-length"] ?? NaN);
-    const body = await readBounded(stream, what, Number.isNaN(declared) ? undefined : declared, req.maxBytes);
+    const length = req.method === "HEAD" ? undefined : res.headers["content-length"];
+    const body = await readBounded(
+      stream,
+      what,
+      length === undefined ? undefined : Number(length),
+      req.maxBytes,
+    );
     return { statusCode: res.statusCode, headers: res.headers, body };
   } catch (err) {
     throw reason ?? err;
