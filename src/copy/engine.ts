@@ -4,8 +4,9 @@
  *
  * Order is what makes a killed run safe to run again: blobs first, then each platform's
  * manifest, then the image's top manifest. So a manifest present in a target means its blobs
- * are there too, and a rerun skips whole platforms by asking one question. Referrers (signatures,
- * SBOMs, attestations) come after the image they are about, each in the same order.
+ * are there too, and a rerun skips whole platforms by asking one question (at a registry, the
+ * whole image, by asking about its index under the tag). Referrers (signatures, SBOMs,
+ * attestations) come after the image they are about, each in the same order.
  */
 import type { LimitFunction } from "p-limit";
 import { InputError, StoppedError, WorkError } from "../util/errors.js";
