@@ -8,7 +8,7 @@
  */
 import test from "ava";
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import path from "node:path";
 import { startRegistry } from "./helpers/registry.js";
@@ -137,3 +137,66 @@ test("a blob seen in another repository this run is mounted without a HEAD, and 
   t.is(res.status, 200);
   t.deepEqual(Buffer.from(await res.arrayBuffer()), bytes);
 });
+
+test("a blob file of the bundle cut short, grown or changed after prepare: upload names it, and the site gets neither the blob nor the image's tag", async (t) => {
+  const source = await startRegistry();
+  t.teardown(() => source.stop());
+  const images = await seedStandardImages(source);
+  const { dir, cleanup } = await tempFiles(
+    { "bundle.yml": ["name: demo", ...standardImageLines(images)].join("\n") },
+    "demo",
+  );
+  t.teardown(cleanup);
+  const out = path.join(dir, "out");
+  const prepared = await runCli(["prepare", "-o", out], { cwd: dir });
+  t.is(prepared.code, 0, prepared.stderr);
+  const lock = JSON.parse(await readFile(path.join(out, "bundle.lock.json"), "utf8")) as Lock;
+  const image = lock.images[0]!;
+  const blob = [...image.blobs].sort((a, b) => b.size - a.size)[0]!;
+  const rel = path.join("images", "blobs", "sha256", blob.digest.slice("sha256:".length));
+  const original = await readFile(path.join(out, rel));
+  t.is(original.length, blob.size);
+
+  const cases: [string, Buffer, RegExp][] = [
+    [
+      "cut short",
+      original.subarray(0, 1000),
+      new RegExp(`${rel} holds 1000 bytes, the blob ${blob.size}$`, "m"),
+    ],
+    [
+      "grown",
+      Buffer.concat([original, Buffer.from("x")]),
+      new RegExp(`${rel} holds ${blob.size + 1} bytes, the blob ${blob.size}$`, "m"),
+    ],
+    ["changed", flipped(original, 100), /HTTP 400 \(DIGEST_INVALID: /],
+  ];
+  for (const [what, bytes, message] of cases) {
+    await writeFile(path.join(out, rel), bytes);
+    const site = await startRegistry();
+    t.teardown(() => site.stop());
+    const up = await runCli(["upload", out, "--registry", site.host], { cwd: dir });
+    t.is(up.code, 1, `${what}: ${up.stderr}`);
+    t.regex(up.stderr, new RegExp(`upload blob ${blob.digest} of \\S+ to registry ${site.host}: `), what);
+    t.regex(up.stderr, message, what);
+    t.false(/TypeError|\n\s+at /.test(up.stderr), `${what}: no stack trace`);
+    const repo = image.mirror.replace(/:[^/:]+$/, "");
+    const tag = image.mirror.replace(/^.*:/, "");
+    t.is(
+      (await httpRequest(`${site.url}/v2/${repo}/blobs/${blob.digest}`, { method: "HEAD" })).status,
+      404,
+      what,
+    );
+    t.is(
+      (await httpRequest(`${site.url}/v2/${repo}/manifests/${tag}`, { method: "HEAD" })).status,
+      404,
+      what,
+    );
+  }
+});
+
+/** A copy of `bytes` with the bits of one byte turned over. */
+function flipped(bytes: Buffer, at: number): Buffer {
+  const copy = Buffer.from(bytes);
+  copy[at] = (copy[at] ?? 0) ^ 0xff;
+  return copy;
+}

@@ -13,7 +13,7 @@ import { InputError, StoppedError, WorkError } from "../util/errors.js";
 import { parseConfig, parseManifest } from "../oci/parse.js";
 import { formatPlatform, platformMatches, sha256Digest } from "../oci/types.js";
 import type { Descriptor, ImageIndex, ImageManifest, Platform, RawManifest } from "../oci/types.js";
-import type { ImageLocation, ImageSource, ImageTarget } from "../store/types.js";
+import type { BlobOpener, ImageLocation, ImageSource, ImageTarget } from "../store/types.js";
 import { reducedIndex, selectPlatforms } from "./platforms.js";
 import { readAll } from "../util/streams.js";
 import { referrerDescriptor } from "../oci/referrers.js";
@@ -346,7 +346,7 @@ export class CopyEngine {
       counted += step;
       events?.onBytes?.(name, step);
     };
-    const open = (offset: number) => req.source.openBlob(req.from, blob, offset);
+    const open = opener(req.source, req.from, blob);
     // copyBlobs asked the target just now. The stores' reader and writer retry their own
     // transfers (util/retry.ts says who retries what): what fails here is final.
     await req.target.putBlob(req.to, blob, open, onBytes, { checkedAbsent: true });
@@ -432,4 +432,11 @@ function result(
 /** Each digest once, where it first appears. */
 function uniqueByDigest(blobs: Descriptor[]): Descriptor[] {
   return [...new Map(blobs.map((b) => [b.digest, b])).values()];
+}
+
+/** The source's `openBlob` for one blob, with the file that holds it when the source has one. */
+function opener(source: ImageSource, loc: ImageLocation, blob: Descriptor): BlobOpener {
+  const open = (offset: number) => source.openBlob(loc, blob, offset);
+  const blobFile = source.blobFile?.bind(source);
+  return blobFile ? Object.assign(open, { file: () => blobFile(loc, blob) }) : open;
 }

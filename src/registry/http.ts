@@ -8,7 +8,7 @@ import http from "node:http";
 import https from "node:https";
 import tls from "node:tls";
 import type { IncomingHttpHeaders } from "node:http";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import got, { type Got, type Method, type NormalizedOptions, type Request, type Response } from "got";
 import { BundleError, InputError, WorkError } from "../util/errors.js";
 import { Attempts, isTransient, TransientError, withRetry, type RetryOptions } from "../util/retry.js";
@@ -64,11 +64,17 @@ export interface BufferedResponse {
 export interface BufferedRequest {
   method: Method;
   headers?: Record<string, string>;
-  body?: Buffer | string | Readable;
+  body?: Buffer | string | Readable | BodyWriter;
   /** A longer answer is refused: at once when its Content-Length says so, else at that byte. */
   maxBytes: number;
   onUpload?: (transferred: number) => void;
 }
+
+/**
+ * A body written by its sender into the request: it learns from each write's callback when the
+ * bytes have left (util/fileRange.ts reuses its buffers so). Unlike a stream, it can be sent again.
+ */
+export type BodyWriter = (to: Writable) => Promise<void>;
 
 export interface StreamRequest {
   method: Method;
@@ -333,15 +339,16 @@ async function bufferedRequest(
   const stream = instance.stream(url, {
     method: req.method,
     headers: req.headers ?? {},
-    ...(req.body !== undefined ? { body: req.body } : {}),
+    ...(req.body !== undefined && typeof req.body !== "function" ? { body: req.body } : {}),
   });
-  // Without a body option got's stream waits for one to be written to it.
-  if (req.body === undefined) stream.end();
   let reason: Error | undefined;
   const abort = (err: Error) => {
     reason ??= err;
     stream.destroy(err);
   };
+  // Without a body option got's stream waits for one to be written to it.
+  if (req.body === undefined) stream.end();
+  else if (typeof req.body === "function") writeBody(stream, req.body, abort);
   const stop = watchRate(stream, t, what, abort, () => stream.readableLength > 0);
   if (req.onUpload)
     stream.on("uploadProgress", (p: { transferred: number }) => req.onUpload?.(p.transferred));
@@ -361,6 +368,19 @@ async function bufferedRequest(
   } finally {
     stop();
   }
+}
+
+/**
+ * Runs a body writer into got's request stream, then ends it. A writer that fails before the
+ * answer fails the request; after it (the server answered early), the answer stands.
+ */
+function writeBody(stream: Request, write: BodyWriter, abort: (err: Error) => void): void {
+  write(stream).then(
+    () => stream.end(),
+    (err: unknown) => {
+      if (stream.response === undefined) abort(err instanceof Error ? err : new Error(String(err)));
+    },
+  );
 }
 
 /** The whole body, or a TooLargeError as soon as it is announced or read past `max` bytes. */

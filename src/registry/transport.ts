@@ -19,6 +19,7 @@ import {
   responseOf,
   retryRequest,
   transientStatusError,
+  type BodyWriter,
   type HttpStack,
 } from "./http.js";
 
@@ -30,11 +31,13 @@ export interface RequestSpec {
   scopes: string[];
   headers?: Record<string, string>;
   /**
-   * A Buffer may be sent twice (after a 401); a stream only once, so a 401 on a streamed body
-   * refreshes the authorization and fails transiently for the caller to resend.
+   * A Buffer or a writer may be sent twice (after a 401); a stream only once, so a 401 on a
+   * streamed body refreshes the authorization and fails transiently for the caller to resend.
    */
-  body?: Buffer | Readable;
+  body?: RequestBody;
 }
+
+export type RequestBody = Buffer | Readable | BodyWriter;
 
 /** A response: the body buffered, or for a 2xx of `open`, left as a stream. */
 export interface Exchange {
@@ -109,7 +112,7 @@ export class Transport {
       discard(res);
       const challenge = header(res, "www-authenticate");
       authorization = await this.auth.onChallenge(challenge, spec.scopes, authorization);
-      if (spec.body !== undefined && !Buffer.isBuffer(spec.body)) {
+      if (spec.body !== undefined && !Buffer.isBuffer(spec.body) && typeof spec.body !== "function") {
         throw new TransientError(`${spec.method} ${url}: authorization expired while sending`);
       }
       res = await this.once(spec, url, authorization, stream);

@@ -7,13 +7,20 @@
 import { Readable } from "node:stream";
 import type { Descriptor } from "../oci/types.js";
 import { WorkError } from "../util/errors.js";
+import { writeFileRange } from "../util/fileRange.js";
 import { Attempts, TransientError } from "../util/retry.js";
 import { repositoryScope } from "./auth.js";
 import { unexpectedStatus } from "./errors.js";
 import { header } from "./http.js";
-import type { Exchange, Transport } from "./transport.js";
+import type { Exchange, RequestBody, Transport } from "./transport.js";
 
-export type BlobOpener = (offset: number) => Promise<Readable>;
+/**
+ * Reads blob bytes from an offset, with `file` when the source keeps the blob as one (the store
+ * layer's `blobFile`): the upload then reads it into buffers it reuses.
+ */
+export type BlobOpener = ((offset: number) => Promise<Readable>) & {
+  readonly file?: () => Promise<string>;
+};
 
 export interface UploadTuning {
   /** Blobs up to this size go in one PUT. */
@@ -124,18 +131,17 @@ async function start(up: Upload): Promise<Session> {
 }
 
 async function putWhole(up: Upload, session: Session): Promise<Exchange> {
-  const source = await up.open(0);
+  const bytes = await openBytes(up, 0);
   try {
-    const slicer = new Slicer(source, up.what);
     return await up.t.send({
       method: "PUT",
       url: withDigest(session.location, up.desc.digest),
       scopes: up.scopes,
       headers: { "content-type": OCTET, "content-length": String(up.desc.size) },
-      body: Readable.from(slicer.take(0, up.desc.size, true, up.progress), { objectMode: false }),
+      body: bytes.slice(0, up.desc.size),
     });
   } finally {
-    source.destroy();
+    bytes.close();
   }
 }
 
@@ -154,9 +160,8 @@ async function putChunks(up: Upload, session: Session, tuning: UploadTuning): Pr
 /** PATCHes the rest of the blob from `session.offset`, one bounded slice of one source stream each. */
 async function sendChunks(up: Upload, session: Session, chunkBytes: number): Promise<void> {
   if (session.offset >= up.desc.size) return;
-  const source = await up.open(session.offset);
+  const bytes = await openBytes(up, session.offset);
   try {
-    const slicer = new Slicer(source, up.what);
     while (session.offset < up.desc.size) {
       const from = session.offset;
       const length = Math.min(chunkBytes, up.desc.size - from);
@@ -169,9 +174,7 @@ async function sendChunks(up: Upload, session: Session, chunkBytes: number): Pro
           "content-length": String(length),
           "content-range": `${from}-${from + length - 1}`,
         },
-        body: Readable.from(slicer.take(from, length, from + length === up.desc.size, up.progress), {
-          objectMode: false,
-        }),
+        body: bytes.slice(from, length),
       });
       // 416: the registry holds a different amount than we think; the status request sorts it out.
       if (res.status === 416) throw new TransientError(`${up.what}: registry disagrees on the upload offset`);
@@ -188,8 +191,38 @@ async function sendChunks(up: Upload, session: Session, chunkBytes: number): Pro
       }
     }
   } finally {
-    source.destroy();
+    bytes.close();
   }
+}
+
+/** Consecutive slices of the blob, from where the upload stands, as request bodies. */
+interface BlobSlices {
+  slice(from: number, length: number): RequestBody;
+  close(): void;
+}
+
+/**
+ * The blob's file read into reused buffers when the source keeps one (a bundle's layout), else
+ * one stream from `offset` cut into slices.
+ */
+async function openBytes(up: Upload, offset: number): Promise<BlobSlices> {
+  const file = await up.open.file?.();
+  if (file !== undefined) {
+    const range = { file, size: up.desc.size, what: up.what, progress: up.progress };
+    return {
+      slice: (from, length) => (to) => writeFileRange({ ...range, from, length }, to),
+      close: () => undefined,
+    };
+  }
+  const source = await up.open(offset);
+  const slicer = new Slicer(source, up.what);
+  return {
+    slice: (from, length) =>
+      Readable.from(slicer.take(from, length, from + length === up.desc.size, up.progress), {
+        objectMode: false,
+      }),
+    close: () => source.destroy(),
+  };
 }
 
 /** Asks the registry how many bytes the session holds. A lost session fails transiently: start over. */

@@ -96,7 +96,7 @@ export class OciLayout implements ImageSource, ImageTarget {
   }
 
   /** The blob's file for reading: a link that leads outside the layout is refused, not read through. */
-  private blobFile(digest: string): Promise<string> {
+  private blobInside(digest: string): Promise<string> {
     return resolveInside(this.dir, blobRel(digest), `a blob of ${this.dir}`);
   }
 
@@ -161,10 +161,14 @@ export class OciLayout implements ImageSource, ImageTarget {
   }
 
   async openBlob(loc: ImageLocation, desc: Descriptor, offset = 0): Promise<Readable> {
-    const file = await this.blobFile(desc.digest);
+    return createReadStream(await this.blobFile(loc, desc), { start: offset, highWaterMark: READ_BUFFER });
+  }
+
+  async blobFile(loc: ImageLocation, desc: Descriptor): Promise<string> {
+    const file = await this.blobInside(desc.digest);
     if (!(await exists(file)))
       throw new WorkError(`blob ${desc.digest} of ${loc.name} is missing from ${this.dir}`);
-    return createReadStream(file, { start: offset, highWaterMark: READ_BUFFER });
+    return file;
   }
 
   async hasManifest(loc: ImageLocation, digest: string): Promise<boolean> {
@@ -191,7 +195,7 @@ export class OciLayout implements ImageSource, ImageTarget {
       blobOrigin: (digest) => this.blobOrigin(digest),
       readIndex: () => this.readIndex(),
       blobSize: async (digest) => (await stat(this.blobPath(digest)).catch(() => undefined))?.size,
-      readBlob: async (digest) => readFile(await this.blobFile(digest)),
+      readBlob: async (digest) => readFile(await this.blobInside(digest)),
     };
   }
 

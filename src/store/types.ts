@@ -20,6 +20,7 @@ export interface ImageLocation {
 export type ManifestRole = "image" | "child";
 
 import type { ManifestHead } from "../oci/types.js";
+import type { BlobOpener } from "../registry/upload.js";
 
 export type { ManifestHead };
 
@@ -32,6 +33,11 @@ export interface ImageSource {
   headManifest(loc: ImageLocation): Promise<ManifestHead | undefined>;
   /** A blob's bytes from `offset` on, streamed (offset > 0 resumes a partial copy). */
   openBlob(loc: ImageLocation, desc: Descriptor, offset?: number): Promise<Readable>;
+  /**
+   * The file that holds the whole blob, when the store keeps blobs as files (a layout): an upload
+   * reads it into buffers it reuses, where a stream allocates one per piece.
+   */
+  blobFile?(loc: ImageLocation, desc: Descriptor): Promise<string>;
   /**
    * Where a blob (a config) is held, for messages about what it says: a layout's file, whose
    * bad content is the input's fault. Without it, the store's description, and the work's fault.
@@ -56,7 +62,7 @@ export interface PutBlobOptions {
 }
 
 /** Reads blob bytes from an offset; the engine hands a source's `openBlob` to a target this way. */
-export type BlobOpener = (offset: number) => Promise<Readable>;
+export type { BlobOpener };
 
 export interface ImageTarget {
   readonly description: string;
