@@ -41,17 +41,9 @@ function ociKind(mediaType: string): string {
 }
 const LAYOUT_FILE = JSON.stringify({ imageLayoutVersion: "1.0.0" });
 /**
- * A blob's write queue holds at most 64 KiB (one socket read) before the download waits. Chunks
- * that wait longer outlive V8's young generation: promoted, they are freed only by full
- * collections, and each new chunk lands on fresh pages. With 1 MiB queued, a 512 MiB layer's
- * prepare took 30 full collections and 1.8× the CPU (4.5 s against 2.4 s, medians); 64 KiB kept
- * 20 images as fast and lowered their peak from 140 to 126 MB.
- */
-const WRITE_BUFFER = 64 << 10;
-
-/**
- * Blob reads (upload, load) in 64 KiB pieces, for the same reason: 1 MiB pieces left an upload of
- * 20 images (315 MB) at the same CPU but a peak of 144 MB instead of 123 MB (medians of 3).
+ * Blob reads through a stream (load, a copy to another layout) in 64 KiB pieces: 1 MiB pieces
+ * left an upload of 20 images (315 MB) at the same CPU but a peak of 144 MB instead of 123 MB
+ * (medians of 3), the pieces outliving V8's young generation. An upload reads `blobFile` itself.
  */
 const READ_BUFFER = 64 << 10;
 
@@ -149,7 +141,6 @@ export class OciLayout implements ImageSource, ImageTarget {
       },
       // A partial is kept to resume after a fault; after a refusal (a blob past its size) it is junk.
       keep: isTransient,
-      highWaterMark: WRITE_BUFFER,
       ...(onBytes ? { onBytes } : {}),
     };
     const blob = this.blobPath(desc.digest);
