@@ -486,21 +486,24 @@ export function watchRate(
     // All there: what the reader does with it is not the server's speed.
     if (p.percent >= 1) moving = false;
   });
-  const timer = setInterval(
-    () => {
-      // A reader that is behind holds the server back: that time does not count against it.
-      if (moving && readerBehind()) return start();
-      const elapsed = Date.now() - mark.at;
-      if (!moving || elapsed < t.rateWindowMs) return;
-      const moved = sent + received - mark.bytes;
-      if (moved < (t.minBytesPerSecond * elapsed) / 1000) {
-        abort(new SlowTransferError(`${what}: ${slowMessage(moved, elapsed, t)}`));
-        return;
-      }
-      mark = { at: Date.now(), bytes: sent + received };
-    },
-    Math.max(50, Math.min(1000, t.rateWindowMs / 4)),
-  );
+  const every = Math.max(50, Math.min(1000, t.rateWindowMs / 4));
+  let ticked = Date.now();
+  const timer = setInterval(() => {
+    const late = Date.now() - ticked > 2 * every;
+    ticked = Date.now();
+    // A reader that is behind holds the server back: that time does not count against it.
+    // Nor does time this process was not running (a write waiting for a slow disk, a
+    // suspended machine): the bytes may be waiting in the socket, unread.
+    if (moving && (late || readerBehind())) return start();
+    const elapsed = Date.now() - mark.at;
+    if (!moving || elapsed < t.rateWindowMs) return;
+    const moved = sent + received - mark.bytes;
+    if (moved < (t.minBytesPerSecond * elapsed) / 1000) {
+      abort(new SlowTransferError(`${what}: ${slowMessage(moved, elapsed, t)}`));
+      return;
+    }
+    mark = { at: Date.now(), bytes: sent + received };
+  }, every);
   timer.unref();
   return () => clearInterval(timer);
 }
