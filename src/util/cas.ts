@@ -149,11 +149,12 @@ async function streamInto(
 
 /**
  * Past this, a write is the disk pushing back (the kernel throttles writers to a slow medium, a
- * USB stick): later writes go through libuv's threadpool, so sockets, timers and the progress
- * display never wait for the disk.
+ * USB stick): after a few such writes (one may be the scheduler's doing), later ones go through
+ * libuv's threadpool, so sockets, timers and the progress display never wait for the disk.
  */
 const SLOW_WRITE_MS = 20;
-let diskKeepsUp = true;
+const SLOW_WRITES = 3;
+let slowWrites = 0;
 
 /**
  * Writes a chunk from this thread while the disk keeps up: 64 KiB into the page cache takes
@@ -163,13 +164,13 @@ let diskKeepsUp = true;
  * 20 images 3.13 → 2.29 s (medians of 5).
  */
 async function writeChunk(out: number, chunk: Buffer): Promise<void> {
-  if (!diskKeepsUp) {
+  if (slowWrites >= SLOW_WRITES) {
     for (let at = 0; at < chunk.length;) at += await writeAt(out, chunk, at);
     return;
   }
   const started = performance.now();
   for (let at = 0; at < chunk.length;) at += writeSync(out, chunk, at);
-  if (performance.now() - started > SLOW_WRITE_MS) diskKeepsUp = false;
+  if (performance.now() - started > SLOW_WRITE_MS) slowWrites++;
 }
 
 const writeAt = promisify(
