@@ -7,23 +7,13 @@ import test from "ava";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { startRegistry } from "./helpers/registry.js";
-import { seedStandardImages } from "./helpers/images.js";
-import { tempFiles } from "./helpers/cli.js";
 import { runCliOnTerminal } from "./helpers/terminal.js";
-import { standardImageLines } from "./helpers/bundles.js";
+import { standardBed } from "./helpers/bundles.js";
 import type { Lock } from "../src/bundle/lock.js";
 import { formatBytes } from "../src/util/format.js";
 
 test("prepare and upload on a terminal end on the total: each image ✔, then moved = planned", async (t) => {
-  const source = await startRegistry();
-  t.teardown(() => source.stop());
-  const images = await seedStandardImages(source);
-  const { dir, cleanup } = await tempFiles(
-    { "bundle.yml": ["name: demo", ...standardImageLines(images)].join("\n") },
-    "demo",
-  );
-  t.teardown(cleanup);
-  const out = path.join(dir, "out");
+  const { dir, out } = await standardBed(t);
 
   const prepare = await runCliOnTerminal(["prepare", "-o", out], { cwd: dir });
   t.is(prepare.code, 0, prepare.screen.join("\n"));

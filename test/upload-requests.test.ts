@@ -8,7 +8,7 @@
  */
 import test from "ava";
 import { createHash } from "node:crypto";
-import { readFile, writeFile } from "node:fs/promises";
+import { appendFile, readFile, truncate, writeFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import path from "node:path";
 import { startRegistry } from "./helpers/registry.js";
@@ -19,7 +19,7 @@ import { startFaultProxy } from "./helpers/faultProxy.js";
 import { RegistryClient } from "../src/registry/client.js";
 import { RegistryStore } from "../src/store/registry.js";
 import { runCli, tempFiles } from "./helpers/cli.js";
-import { standardImageLines } from "./helpers/bundles.js";
+import { flipByte, standardBed, standardImageLines } from "./helpers/bundles.js";
 import type { Lock } from "../src/bundle/lock.js";
 
 test("upload asks once: at most one HEAD per blob of each image, bytes sent once, one manifest HEAD per image; a rerun asks only that and puts back a moved tag", async (t) => {
@@ -139,39 +139,33 @@ test("a blob seen in another repository this run is mounted without a HEAD, and 
 });
 
 test("a blob file of the bundle cut short, grown or changed after prepare: upload names it, and the site gets neither the blob nor the image's tag", async (t) => {
-  const source = await startRegistry();
-  t.teardown(() => source.stop());
-  const images = await seedStandardImages(source);
-  const { dir, cleanup } = await tempFiles(
-    { "bundle.yml": ["name: demo", ...standardImageLines(images)].join("\n") },
-    "demo",
-  );
-  t.teardown(cleanup);
-  const out = path.join(dir, "out");
+  const { dir, out } = await standardBed(t);
   const prepared = await runCli(["prepare", "-o", out], { cwd: dir });
   t.is(prepared.code, 0, prepared.stderr);
   const lock = JSON.parse(await readFile(path.join(out, "bundle.lock.json"), "utf8")) as Lock;
   const image = lock.images[0]!;
   const blob = [...image.blobs].sort((a, b) => b.size - a.size)[0]!;
   const rel = path.join("images", "blobs", "sha256", blob.digest.slice("sha256:".length));
-  const original = await readFile(path.join(out, rel));
+  const file = path.join(out, rel);
+  const original = await readFile(file);
   t.is(original.length, blob.size);
 
-  const cases: [string, Buffer, RegExp][] = [
+  const cases: [string, () => Promise<void>, RegExp][] = [
     [
       "cut short",
-      original.subarray(0, 1000),
+      () => truncate(file, 1000),
       new RegExp(`${rel} holds 1000 bytes, the blob ${blob.size}$`, "m"),
     ],
     [
       "grown",
-      Buffer.concat([original, Buffer.from("x")]),
+      () => appendFile(file, "x"),
       new RegExp(`${rel} holds ${blob.size + 1} bytes, the blob ${blob.size}$`, "m"),
     ],
-    ["changed", flipped(original, 100), /HTTP 400 \(DIGEST_INVALID: /],
+    ["changed", () => flipByte(file, 100), /HTTP 400 \(DIGEST_INVALID: /],
   ];
-  for (const [what, bytes, message] of cases) {
-    await writeFile(path.join(out, rel), bytes);
+  for (const [what, damage, message] of cases) {
+    await writeFile(file, original);
+    await damage();
     const site = await startRegistry();
     t.teardown(() => site.stop());
     const up = await runCli(["upload", out, "--registry", site.host], { cwd: dir });
@@ -193,10 +187,3 @@ test("a blob file of the bundle cut short, grown or changed after prepare: uploa
     );
   }
 });
-
-/** A copy of `bytes` with the bits of one byte turned over. */
-function flipped(bytes: Buffer, at: number): Buffer {
-  const copy = Buffer.from(bytes);
-  copy[at] = (copy[at] ?? 0) ^ 0xff;
-  return copy;
-}

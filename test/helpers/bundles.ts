@@ -3,7 +3,10 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, readdir, readFile, stat } from "node:fs/promises";
 import path from "node:path";
-import type { StandardImages } from "./images.js";
+import type { ExecutionContext } from "ava";
+import { seedStandardImages, type StandardImages } from "./images.js";
+import { startRegistry } from "./registry.js";
+import { tempFiles } from "./cli.js";
 import type { Lock } from "../../src/bundle/lock.js";
 
 /** The four standard images as a native definition's `images:` list (single-arch ones allowed so). */
@@ -17,6 +20,24 @@ export function standardImageLines(images: StandardImages): string[] {
     `  - ref: ${images.singleDocker.ref}`,
     "    allowMissingPlatforms: true",
   ];
+}
+
+/**
+ * A source registry holding the standard images and a folder `demo` with a definition of them,
+ * both gone when the test ends; `out` is where a test prepares the bundle.
+ */
+export async function standardBed(
+  t: ExecutionContext,
+): Promise<{ images: StandardImages; dir: string; out: string }> {
+  const source = await startRegistry();
+  t.teardown(() => source.stop());
+  const images = await seedStandardImages(source);
+  const { dir, cleanup } = await tempFiles(
+    { "bundle.yml": ["name: demo", ...standardImageLines(images)].join("\n") },
+    "demo",
+  );
+  t.teardown(cleanup);
+  return { images, dir, out: path.join(dir, "out") };
 }
 
 /** The sha256 of a file in hex, streamed: the independent check of what a bundle wrote. */
